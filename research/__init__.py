@@ -1,0 +1,1 @@
+"""research: a GPT language model, its data, sharded training, checkpoints and sampling."""
