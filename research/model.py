@@ -1,0 +1,234 @@
+"""A GPT-style decoder-only transformer in Flax Linen, used functionally.
+
+Shapes are named in variables: B batch, T sequence (query) length, S key length, D d_model,
+H heads, K head width, F MLP width, V vocabulary, L layers.
+
+Parameters carry logical axis names (`embed`, `mlp`, `heads`, `kv`, `vocab`, `layers`); the
+rules table in the config maps them to mesh axes. Layers are stacked with `nn.scan`: compile
+time stays flat in depth and XLA keeps each layer's backward separate (faster on CPU).
+
+The same forward serves training (no cache) and decoding (a KV cache per layer, written at
+`cache_index`), so KV-cache decoding is the training forward pass by construction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 256
+    context_length: int = 256
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    mlp_ratio: int = 4
+    tie_embeddings: bool = True
+    position: str = "learned"  # "learned" or "rope"
+    rope_base: float = 10000.0
+    param_dtype: str = "float32"
+    compute_dtype: str = "float32"
+    scan_layers: bool = True
+
+    @classmethod
+    def from_config(cls, m) -> "ModelConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in dict(m).items() if k in names})
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+def _dense_init(std):
+    return nn.initializers.normal(stddev=std)
+
+
+def _constrain(x, names):
+    return nn.with_logical_constraint(x, names)
+
+
+def rope(x_BTHK, positions_T, base):
+    """Rotary position embedding on the two halves of each head."""
+    half = x_BTHK.shape[-1] // 2
+    freqs = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    angles_TK = positions_T[:, None].astype(jnp.float32) * freqs[None, :]
+    sin, cos = jnp.sin(angles_TK)[None, :, None, :], jnp.cos(angles_TK)[None, :, None, :]
+    x1, x2 = x_BTHK[..., :half].astype(jnp.float32), x_BTHK[..., half:].astype(jnp.float32)
+    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return out.astype(x_BTHK.dtype)
+
+
+class Attention(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BTD, positions_T, cache, cache_index):
+        cfg = self.cfg
+        dtype, pdtype = jnp.dtype(cfg.compute_dtype), jnp.dtype(cfg.param_dtype)
+        std = 0.02
+        out_std = 0.02 / (2 * cfg.n_layers) ** 0.5  # GPT-2: residual projections scaled by depth
+
+        def proj(name, std, axes):
+            return nn.DenseGeneral(
+                features=(cfg.n_heads, cfg.head_dim), axis=-1, dtype=dtype, param_dtype=pdtype,
+                kernel_init=nn.with_logical_partitioning(_dense_init(std), axes),
+                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, axes[1:]),
+                name=name)
+
+        axes = ("embed", "heads", "kv")
+        q_BTHK = proj("query", std, axes)(x_BTD)
+        k_BTHK = proj("key", std, axes)(x_BTD)
+        v_BTHK = proj("value", std, axes)(x_BTD)
+        if cfg.position == "rope":
+            q_BTHK = rope(q_BTHK, positions_T, cfg.rope_base)
+            k_BTHK = rope(k_BTHK, positions_T, cfg.rope_base)
+
+        if cache is None:
+            k_BSHK, v_BSHK, new_cache = k_BTHK, v_BTHK, None
+            key_pos_S = positions_T
+        else:
+            k_BSHK = jax.lax.dynamic_update_slice(cache["k"], k_BTHK.astype(cache["k"].dtype),
+                                                  (0, cache_index, 0, 0))
+            v_BSHK = jax.lax.dynamic_update_slice(cache["v"], v_BTHK.astype(cache["v"].dtype),
+                                                  (0, cache_index, 0, 0))
+            new_cache = {"k": k_BSHK, "v": v_BSHK}
+            key_pos_S = jnp.arange(k_BSHK.shape[1])
+
+        # Plain einsum attention: on CPU it beats jax.nn.dot_product_attention (GUIDE.md).
+        scale = cfg.head_dim ** -0.5
+        logits_BHTS = jnp.einsum("bthk,bshk->bhts", q_BTHK * scale, k_BSHK.astype(dtype))
+        logits_BHTS = _constrain(logits_BHTS, ("batch", "act_heads", "length", None))
+        causal_TS = key_pos_S[None, :] <= positions_T[:, None]
+        logits_BHTS = jnp.where(causal_TS, logits_BHTS.astype(jnp.float32), -1e30)
+        probs_BHTS = jax.nn.softmax(logits_BHTS, axis=-1).astype(dtype)
+        mixed_BTHK = jnp.einsum("bhts,bshk->bthk", probs_BHTS, v_BSHK.astype(dtype))
+        out_BTD = nn.DenseGeneral(
+            features=cfg.d_model, axis=(-2, -1), dtype=dtype, param_dtype=pdtype,
+            kernel_init=nn.with_logical_partitioning(_dense_init(out_std), ("heads", "kv", "embed")),
+            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
+            name="out")(mixed_BTHK)
+        return out_BTD, new_cache
+
+
+class MLP(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BTD):
+        cfg = self.cfg
+        dtype, pdtype = jnp.dtype(cfg.compute_dtype), jnp.dtype(cfg.param_dtype)
+        d_mlp = cfg.mlp_ratio * cfg.d_model
+        h_BTF = nn.Dense(
+            d_mlp, dtype=dtype, param_dtype=pdtype,
+            kernel_init=nn.with_logical_partitioning(_dense_init(0.02), ("embed", "mlp")),
+            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp",)),
+            name="up")(x_BTD)
+        h_BTF = _constrain(nn.gelu(h_BTF), ("batch", "length", "act_mlp"))
+        return nn.Dense(
+            cfg.d_model, dtype=dtype, param_dtype=pdtype,
+            kernel_init=nn.with_logical_partitioning(
+                _dense_init(0.02 / (2 * cfg.n_layers) ** 0.5), ("mlp", "embed")),
+            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
+            name="down")(h_BTF)
+
+
+def _layer_norm(cfg, name):
+    return nn.LayerNorm(
+        epsilon=1e-5, dtype=jnp.dtype(cfg.compute_dtype), param_dtype=jnp.dtype(cfg.param_dtype),
+        scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
+        name=name)
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block. Signature fits nn.scan: (carry, per-layer xs)."""
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BTD, cache, positions_T, cache_index):
+        attn_BTD, new_cache = Attention(self.cfg, name="attn")(
+            _layer_norm(self.cfg, "ln1")(x_BTD), positions_T, cache, cache_index)
+        x_BTD = x_BTD + attn_BTD
+        x_BTD = x_BTD + MLP(self.cfg, name="mlp")(_layer_norm(self.cfg, "ln2")(x_BTD))
+        x_BTD = _constrain(x_BTD, ("batch", "length", "act_embed"))
+        return x_BTD, new_cache
+
+
+class GPT(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, tokens_BT, cache=None, cache_index=0):
+        """Logits [B, T, V] (float32) and the updated cache (None when not decoding).
+
+        cache: None, or {"k", "v"} arrays [L, B, S, H, K] with S the cache length; the chunk
+        `tokens_BT` sits at positions cache_index .. cache_index + T - 1.
+        """
+        cfg = self.cfg
+        dtype, pdtype = jnp.dtype(cfg.compute_dtype), jnp.dtype(cfg.param_dtype)
+        T = tokens_BT.shape[1]
+        positions_T = cache_index + jnp.arange(T)
+        embed = nn.Embed(
+            cfg.vocab_size, cfg.d_model, dtype=dtype, param_dtype=pdtype,
+            embedding_init=nn.with_logical_partitioning(_dense_init(0.02), ("vocab", "embed")),
+            name="wte")
+        x_BTD = embed(tokens_BT)
+        if cfg.position == "learned":
+            wpe_SD = self.param(
+                "wpe", nn.with_logical_partitioning(_dense_init(0.01), ("length", "embed")),
+                (cfg.context_length, cfg.d_model), pdtype)
+            x_BTD = x_BTD + jnp.take(wpe_SD, positions_T, axis=0).astype(dtype)[None]
+        x_BTD = _constrain(x_BTD, ("batch", "length", "act_embed"))
+
+        if cfg.scan_layers:
+            stack = nn.scan(
+                Block, variable_axes={"params": 0}, split_rngs={"params": True},
+                in_axes=(0, nn.broadcast, nn.broadcast), length=cfg.n_layers,
+                metadata_params={nn.PARTITION_NAME: "layers"})
+            x_BTD, new_cache = stack(cfg, name="blocks")(x_BTD, cache, positions_T, cache_index)
+        else:
+            new_layers = []
+            for i in range(cfg.n_layers):
+                layer_cache = None if cache is None else jax.tree.map(lambda c: c[i], cache)
+                x_BTD, c = Block(cfg, name=f"block_{i}")(x_BTD, layer_cache, positions_T,
+                                                          cache_index)
+                new_layers.append(c)
+            new_cache = None if cache is None else jax.tree.map(
+                lambda *cs: jnp.stack(cs), *new_layers)
+
+        x_BTD = _layer_norm(cfg, "ln_f")(x_BTD)
+        if cfg.tie_embeddings:
+            logits_BTV = embed.attend(x_BTD)
+        else:
+            logits_BTV = nn.Dense(
+                cfg.vocab_size, dtype=dtype, param_dtype=pdtype,
+                kernel_init=nn.with_logical_partitioning(_dense_init(0.02), ("embed", "vocab")),
+                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
+                name="lm_head")(x_BTD)
+        logits_BTV = _constrain(logits_BTV, ("batch", "length", "act_vocab"))
+        return logits_BTV.astype(jnp.float32), new_cache
+
+
+def init_cache(cfg: ModelConfig, batch: int, length: int, dtype=None):
+    """An empty KV cache for decoding up to `length` positions."""
+    shape = (cfg.n_layers, batch, length, cfg.n_heads, cfg.head_dim)
+    dtype = jnp.dtype(dtype or cfg.compute_dtype)
+    return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+
+
+def cross_entropy(logits_BTV, targets_BT):
+    """Mean next-token cross-entropy in float32, nats per token."""
+    logits_BTV = logits_BTV.astype(jnp.float32)
+    logz_BT = jax.nn.logsumexp(logits_BTV, axis=-1)
+    target_logit_BT = jnp.take_along_axis(logits_BTV, targets_BT[..., None], axis=-1)[..., 0]
+    return jnp.mean(logz_BT - target_logit_BT)
