@@ -39,7 +39,6 @@ def default_rules():
         ("vocab", "tensor"),
         ("mlp", "tensor"),
         ("heads", "tensor"),
-        ("kv", None),
         ("layers", None),
         ("length", None),
         ("act_embed", None),
@@ -86,6 +85,7 @@ def base_config() -> ml_collections.ConfigDict:
     t.min_lr_ratio = 0.1  # cosine decays to this fraction of the peak
     t.schedule = "cosine"  # "cosine", "constant" or "wsd" (warmup-stable-decay)
     t.warmup_fraction = 0.05  # of the run's own steps
+    t.warmup_steps = -1  # > 0 overrides warmup_fraction (WSD families share one warmup)
     t.decay_fraction = 0.2  # wsd: final fraction of steps spent decaying
     t.weight_decay = 0.1
     t.b1 = 0.9

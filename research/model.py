@@ -3,7 +3,7 @@
 Shapes are named in variables: B batch, T sequence (query) length, S key length, D d_model,
 H heads, K head width, F MLP width, V vocabulary, L layers.
 
-Parameters carry logical axis names (`embed`, `mlp`, `heads`, `kv`, `vocab`, `layers`); the
+Parameters carry logical axis names (`embed`, `mlp`, `heads`, `vocab`, `length`, `layers`); the
 rules table in the config maps them to mesh axes. Layers are stacked with `nn.scan`: compile
 time stays flat in depth and XLA keeps each layer's backward separate (faster on CPU).
 
@@ -77,17 +77,17 @@ class Attention(nn.Module):
         std = 0.02
         out_std = 0.02 / (2 * cfg.n_layers) ** 0.5  # GPT-2: residual projections scaled by depth
 
-        def proj(name, std, axes):
-            return nn.DenseGeneral(
-                features=(cfg.n_heads, cfg.head_dim), axis=-1, dtype=dtype, param_dtype=pdtype,
-                kernel_init=nn.with_logical_partitioning(_dense_init(std), axes),
-                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, axes[1:]),
+        # Fused head dimension (H*K, heads outermost) so tensor parallelism splits whole heads.
+        def proj(name):
+            return nn.Dense(
+                cfg.d_model, dtype=dtype, param_dtype=pdtype,
+                kernel_init=nn.with_logical_partitioning(_dense_init(std), ("embed", "heads")),
+                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("heads",)),
                 name=name)
 
-        axes = ("embed", "heads", "kv")
-        q_BTHK = proj("query", std, axes)(x_BTD)
-        k_BTHK = proj("key", std, axes)(x_BTD)
-        v_BTHK = proj("value", std, axes)(x_BTD)
+        B, T, _ = x_BTD.shape
+        q_BTHK, k_BTHK, v_BTHK = (
+            proj(n)(x_BTD).reshape(B, T, cfg.n_heads, cfg.head_dim) for n in ("query", "key", "value"))
         if cfg.position == "rope":
             q_BTHK = rope(q_BTHK, positions_T, cfg.rope_base)
             k_BTHK = rope(k_BTHK, positions_T, cfg.rope_base)
@@ -111,11 +111,11 @@ class Attention(nn.Module):
         logits_BHTS = jnp.where(causal_TS, logits_BHTS.astype(jnp.float32), -1e30)
         probs_BHTS = jax.nn.softmax(logits_BHTS, axis=-1).astype(dtype)
         mixed_BTHK = jnp.einsum("bhts,bshk->bthk", probs_BHTS, v_BSHK.astype(dtype))
-        out_BTD = nn.DenseGeneral(
-            features=cfg.d_model, axis=(-2, -1), dtype=dtype, param_dtype=pdtype,
-            kernel_init=nn.with_logical_partitioning(_dense_init(out_std), ("heads", "kv", "embed")),
+        out_BTD = nn.Dense(
+            cfg.d_model, dtype=dtype, param_dtype=pdtype,
+            kernel_init=nn.with_logical_partitioning(_dense_init(out_std), ("heads", "embed")),
             bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
-            name="out")(mixed_BTHK)
+            name="out")(mixed_BTHK.reshape(B, T, cfg.d_model))
         return out_BTD, new_cache
 
 
