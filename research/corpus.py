@@ -30,6 +30,7 @@ import importlib.util
 import io
 import logging
 import re
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -259,6 +260,10 @@ def _prepare_local(corpus: str, root: Path, files: list[Path], data_cfg) -> Corp
         fcntl.flock(lock, fcntl.LOCK_EX)
         builder = builder_cls(config=config, data_dir=str(data_dir), file_format="array_record")
         if not builder.is_prepared():
+            # A build killed midway leaves an `incomplete.*` directory; we hold the lock, so
+            # nobody else is writing there.
+            for stale in Path(builder.data_dir).parent.glob("incomplete.*"):
+                shutil.rmtree(stale, ignore_errors=True)
             log.info("preparing corpus %s (sha256 %s) under %s", corpus, sha[:16], data_dir)
             builder.download_and_prepare(
                 file_format="array_record",
