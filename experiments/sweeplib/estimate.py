@@ -1,0 +1,54 @@
+"""Wall-time estimates for `plan`, from a short measured benchmark of each distinct model shape.
+
+estimate(run) = STARTUP_S (process start, imports, data) + compile_s + steps x step_s
+               + evaluations x eval_batches x step_s / 3 (an eval batch is about a forward pass)
+Measurements are cached in DIR/state/bench.json by shape, so a second `plan` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from experiments.sweeplib.layout import SweepDir, read_json, write_atomic
+
+STARTUP_S = 6.0  # measured: a child process importing jax/flax/orbax and loading the corpus
+BENCH_STEPS = 3
+
+
+def shape_key(config) -> str:
+    m, t = config.model, config.train
+    return json.dumps([m.n_layers, m.d_model, m.n_heads, m.context_length, m.vocab_size,
+                       m.compute_dtype, m.position, t.batch_size, t.microbatches])
+
+
+def measure_shapes(runs, sweep_dir: SweepDir, out=print) -> dict[str, dict]:
+    from research import bench  # imports jax; only when a benchmark is asked for
+
+    cache_file = sweep_dir.state / "bench.json"
+    cache = read_json(cache_file) or {}
+    for run in runs:
+        key = shape_key(run.config)
+        if key not in cache:
+            out(f"benchmarking {run.variant} ({BENCH_STEPS} steps)...")
+            m = bench.measure(run.config, steps=BENCH_STEPS)
+            cache[key] = {"step_s": float(m["step_s"]), "compile_s": float(m["compile_s"])}
+            write_atomic(cache_file, json.dumps(cache, indent=1))
+    return cache
+
+
+def estimates(runs, bench: dict[str, dict]) -> dict[str, float]:
+    out = {}
+    for run in runs:
+        b = bench.get(shape_key(run.config))
+        if b is None:
+            continue
+        t = run.config.train
+        evals = math.ceil(run.steps_to_train / int(t.eval_every)) + 1
+        out[run.name] = (STARTUP_S + b["compile_s"] + run.steps_to_train * b["step_s"]
+                         + evals * int(t.eval_batches) * b["step_s"] / 3)
+    return out
+
+
+def cached_estimates(runs, sweep_dir: SweepDir) -> dict[str, float]:
+    return estimates(runs, read_json(sweep_dir.state / "bench.json") or {})

@@ -1,0 +1,126 @@
+"""Executors: where the worker loop runs.
+
+- local: k worker threads in this process; each supervises one training child process at a time
+  (training itself never shares a process with the sweep, so a crash or OOM kill costs one run).
+- slurm (submitit): "array" submits a job array of k workers that pull runs from the shared
+  directory; "job_per_run" submits one job per unfinished run, a WSD branch depending
+  (afterany) on its parent's job. Either way the claim files keep every run to one worker, and
+  the worker that sees the sweep finish writes results.csv and runs the analysis.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import ml_collections
+
+from experiments.sweeplib import ledger
+from experiments.sweeplib.claims import HOST, Claims
+from experiments.sweeplib.errors import SweepError
+from experiments.sweeplib.layout import SweepDir, read_json
+from experiments.sweeplib.plan import Run
+from experiments.sweeplib.worker import Worker
+
+
+def make_claims(sweep_dir: SweepDir, sweep) -> Claims:
+    return Claims(sweep_dir, sweep.runner.claim_timeout_s, sweep.runner.heartbeat_s)
+
+
+def check_available(sweep) -> None:
+    """Refuse an executor that cannot work on this machine, before anything runs."""
+    if sweep.executor.kind != "slurm":
+        return
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        raise SweepError("executor 'slurm' is not available here: submitit is not installed; "
+                         "pip install submitit or use --executor local") from None
+    if shutil.which("sbatch") is None or shutil.which("srun") is None:
+        raise SweepError("executor 'slurm' is not available here: no sbatch/srun on PATH; "
+                         "run on a Slurm login node or use --executor local")
+
+
+def run_local(sweep_dir: SweepDir, runs, sweep, *, echo: bool, progress=None) -> None:
+    """k worker threads until every run is final. Ctrl-C stops them and their children."""
+    claims = make_claims(sweep_dir, sweep)
+    k = int(sweep.executor.workers)
+    stop = threading.Event()
+    workers = [
+        Worker(sweep_dir, runs, sweep, claims, f"local{i}@{HOST}", echo=echo and k == 1,
+               progress=progress, stop=stop)
+        for i in range(k)
+    ]
+    threads = [threading.Thread(target=w.loop, name=w.label, daemon=True) for w in workers]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.5)
+    except KeyboardInterrupt:
+        stop.set()
+        for w in workers:
+            w.kill_child()
+        for t in threads:
+            t.join(30)
+        raise
+    finally:
+        claims.close()
+
+
+def slurm_parameters(sweep, job_name: str) -> dict:
+    """submitit.SlurmExecutor parameters from the sweep's executor.slurm settings."""
+    s = sweep.executor.slurm
+    params = {
+        "job_name": job_name,
+        "time": int(s.time_min),
+        "cpus_per_task": int(s.cpus_per_task),
+        "mem": f"{int(s.mem_gb)}GB",
+        "array_parallelism": int(s.array_parallelism),
+    }
+    for key in ("partition", "account", "qos", "constraint"):
+        if s[key]:
+            params[key] = s[key]
+    if int(s.gpus_per_node) > 0:
+        params["gpus_per_node"] = int(s.gpus_per_node)
+    return params
+
+
+def submit_slurm(sweep_dir: SweepDir, runs, sweep) -> list[str]:
+    """Submit the workers; returns the Slurm job ids. Progress: `python -m experiments.sweep status`."""
+    import submitit
+
+    executor = submitit.SlurmExecutor(folder=str(sweep_dir.state / "slurm" / "%j"))
+    executor.update_parameters(**slurm_parameters(sweep, f"sweep-{sweep.name}"))
+    root = str(sweep_dir.root)
+    if sweep.executor.slurm.mode == "array":
+        k = int(sweep.executor.workers)
+        jobs = executor.map_array(slurm_worker, [root] * k, [f"slurm{i}" for i in range(k)], [None] * k)
+        return [j.job_id for j in jobs]
+    claims = make_claims(sweep_dir, sweep)
+    states = ledger.all_states(sweep_dir, runs, claims, int(sweep.runner.retries))
+    job_of: dict[str, str] = {}
+    for run in runs:
+        if states[run.name].state in ledger.FINAL:
+            continue
+        parent_job = job_of.get(run.depends_on)
+        executor.update_parameters(job_name=run.name, dependency=f"afterany:{parent_job}" if parent_job else None)
+        job_of[run.name] = executor.submit(slurm_worker, root, f"slurm-{run.name}", [run.name]).job_id
+    return list(job_of.values())
+
+
+def slurm_worker(root: str, label: str, only: list[str] | None) -> None:
+    """Runs on a Slurm node: the same worker loop over the shared directory, then finalize."""
+    from experiments.sweeplib import finish
+
+    sweep_dir = SweepDir(root)
+    stored = read_json(sweep_dir.plan_file)
+    sweep = ml_collections.ConfigDict(stored["sweep"])
+    runs = [Run.from_json(r) for r in stored["runs"]]
+    claims = make_claims(sweep_dir, sweep)
+    try:
+        Worker(sweep_dir, runs, sweep, claims, f"{label}@{HOST}", only=only).loop()
+        finish.finalize(sweep_dir, runs, sweep, claims, f"{label}@{HOST}")
+    finally:
+        claims.close()

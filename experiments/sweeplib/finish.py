@@ -1,0 +1,94 @@
+"""The end of a sweep: results.csv, then the analysis in its own process, then the fitted law.
+
+The analysis runs as `python -m analysis fit DIR/results.csv --law LAW --out DIR/analysis
+--bootstrap N` (plus `isoflop` for iso-FLOP sweeps): a separate process keeps its float64 apart
+from training, and a failed fit (too few points, say) costs one printed line, never the results.
+Several workers may reach the end together; a claim named `_analysis` lets one of them fit, and a
+fit of unchanged results is not repeated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import time
+
+from experiments.sweeplib import ledger, results
+from experiments.sweeplib.layout import SweepDir, write_atomic
+from experiments.sweeplib.worker import child_env
+
+ANALYSIS_CLAIM = "_analysis"
+
+
+def _inputs_tag(sweep_dir: SweepDir, sweep) -> str:
+    text = sweep_dir.results_csv.read_text() + f"|{sweep.analysis.law}|{sweep.analysis.bootstrap}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def finalize(sweep_dir: SweepDir, runs, sweep, claims, label: str, out=print) -> bool:
+    """If every run is final: write results.csv and fit (once). Returns whether the sweep is over."""
+    with sweep_dir.lock():
+        states = ledger.all_states(sweep_dir, runs, claims, int(sweep.runner.retries))
+        if any(st.state not in ledger.FINAL for st in states.values()):
+            return False
+        n_rows = results.write(sweep_dir, runs)
+        fitting = sweep.analysis.enabled and n_rows > 0 and claims.try_claim(ANALYSIS_CLAIM, label)
+    failed = [name for name, st in states.items() if st.state == "failed"]
+    out(f"sweep finished: {len(runs) - len(failed)}/{len(runs)} runs done, {len(failed)} failed; "
+        f"{n_rows} data points in {sweep_dir.results_csv}")
+    for name in failed:
+        out(f"  failed {name}: {states[name].detail}")
+    if not sweep.analysis.enabled:
+        return True
+    if n_rows == 0:
+        out("analysis skipped: no finished runs to fit")
+        return True
+    if not fitting:
+        out(f"analysis is being run by another worker; see {sweep_dir.analysis}")
+        return True
+    try:
+        run_analysis(sweep_dir, sweep, out)
+    finally:
+        with sweep_dir.lock():
+            claims.release(ANALYSIS_CLAIM)
+    return True
+
+
+def analysis_commands(sweep_dir: SweepDir, sweep) -> list[list[str]]:
+    csv = str(sweep_dir.results_csv)
+    cmds = [[sys.executable, "-m", "analysis", "fit", csv, "--law", str(sweep.analysis.law),
+             "--out", str(sweep_dir.analysis), "--bootstrap", str(int(sweep.analysis.bootstrap))]]
+    if sweep.kind == "isoflop":
+        cmds.append([sys.executable, "-m", "analysis", "isoflop", csv, "--out", str(sweep_dir.analysis / "isoflop")])
+    return cmds
+
+
+def run_analysis(sweep_dir: SweepDir, sweep, out=print) -> bool:
+    tag_file = sweep_dir.analysis / ".fitted_inputs"
+    tag = _inputs_tag(sweep_dir, sweep)
+    fresh = tag_file.exists() and tag_file.read_text() == tag and (sweep_dir.analysis / "fit.json").exists()
+    if not fresh:
+        for cmd in analysis_commands(sweep_dir, sweep):
+            t0 = time.time()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
+            if proc.returncode != 0:
+                lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+                out(f"analysis failed ({cmd[3]}): {lines[-1] if lines else f'exit code {proc.returncode}'}")
+                out(f"the sweep's results are kept in {sweep_dir.results_csv}")
+                return False
+            sweep_dir.analysis.mkdir(parents=True, exist_ok=True)
+            (sweep_dir.analysis / f"{cmd[3]}.log").write_text(proc.stdout + proc.stderr)
+            out(f"analysis {cmd[3]} took {time.time() - t0:.0f}s")
+        write_atomic(tag_file, tag)
+    out(law_summary(sweep_dir))
+    return True
+
+
+def law_summary(sweep_dir: SweepDir) -> str:
+    """The fitted law as the analysis printed it, and where the report is."""
+    log = sweep_dir.analysis / "fit.log"
+    text = log.read_text().strip() if log.exists() else ""
+    reports = sorted(p for p in sweep_dir.analysis.glob("report*") if p.is_file())
+    where = f"report: {reports[0]}" if reports else f"outputs in {sweep_dir.analysis}"
+    return f"{text}\n{where}" if text else where

@@ -1,0 +1,134 @@
+"""What people read: the plan table, the status table, and the sweep-level progress line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+
+from experiments.sweeplib import ledger
+from experiments.sweeplib.layout import SweepDir
+from experiments.sweeplib.plan import human
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def table(header: list[str], body: list[list]) -> str:
+    cells = [header] + [[str(x) for x in row] for row in body]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    fmt = lambda row: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+    return "\n".join([fmt(cells[0]), fmt(["-" * w for w in widths])] + [fmt(r) for r in cells[1:]])
+
+
+def plan_table(runs, estimates: dict | None, workers: int) -> str:
+    """name, N, non-embedding N, D, C, tokens/param, estimated wall time; then the totals."""
+    body = []
+    for run in runs:
+        est = estimates.get(run.name) if estimates else None
+        body.append([
+            run.name, human(run.params), human(run.nonembedding_params), human(run.tokens),
+            f"{run.flops:.2e}", f"{run.tokens / run.params:.1f}",
+            f"{run.start_step}..{run.steps}" if run.start_step else run.steps,
+            run.depends_on and "after parent" or run.role, duration(est) if estimates else "-",
+        ])
+    text = table(["run", "N", "N_nonemb", "D", "C", "D/N", "steps", "role", "est. wall"], body)
+    trained = sum(r.flops * r.steps_to_train / r.steps for r in runs)
+    total = f"\n{len(runs)} runs, {trained:.3g} training FLOPs"
+    if estimates:
+        serial = sum(estimates.values())
+        total += f", estimated {duration(serial)} on one worker"
+        if workers > 1:
+            total += f" (about {duration(serial / workers)} with {workers} workers)"
+    return text + total
+
+
+def last_step(sweep_dir: SweepDir, name: str) -> int | None:
+    """The latest step the trainer logged (metrics.jsonl), for runs in progress."""
+    try:
+        with open(sweep_dir.run_dir(name) / "metrics.jsonl", "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 4096))
+            lines = f.read().decode(errors="replace").splitlines()
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def status_table(sweep_dir: SweepDir, runs, states: dict) -> str:
+    body = []
+    for run in runs:
+        st = states[run.name]
+        step = last_step(sweep_dir, run.name) if st.state in ("running", "interrupted", "retry") else None
+        where = f"step {step}/{run.steps}" if step is not None else f"{run.steps} steps"
+        body.append([run.name, st.state, where, st.detail])
+    counts = {}
+    for st in states.values():
+        counts[st.state] = counts.get(st.state, 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    return table(["run", "state", "progress", "detail"], body) + f"\n{len(runs)} runs: {summary}"
+
+
+class Progress:
+    """One sweep-level line on each start and finish: done/total, failures, current run, ETA.
+
+    ETA = seconds per training FLOP of the runs finished so far x FLOPs still to train / workers
+    (before the first run finishes, the plan's benchmark estimate when there is one).
+    """
+
+    def __init__(self, sweep_dir: SweepDir, runs, claims, retries: int, workers: int,
+                 estimates: dict | None = None, stream=None):
+        self.dir, self.runs, self.claims, self.retries = sweep_dir, runs, claims, retries
+        self.workers, self.estimates = max(1, workers), estimates or {}
+        self.stream = stream or sys.stderr
+        self.t0 = time.time()
+        self.spent_s = 0.0
+        self.spent_flops = 0.0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _trained_flops(run) -> float:
+        return run.flops * run.steps_to_train / run.steps
+
+    def started(self, run, label: str, attempt: int) -> None:
+        self._line(f"{label} starts {run.name}" + (f" (attempt {attempt})" if attempt > 1 else ""))
+
+    def finished(self, run, outcome: str, reason: str, wall_s: float) -> None:
+        with self._lock:
+            if outcome == "finished":
+                self.spent_s += wall_s
+                self.spent_flops += self._trained_flops(run)
+        what = f"{run.name} done in {duration(wall_s)}" if outcome == "finished" else f"{run.name} FAILED: {reason}"
+        self._line(what)
+
+    def _eta(self, states) -> float | None:
+        left = [r for r in self.runs if states[r.name].state not in ledger.FINAL]
+        if not left:
+            return 0.0
+        if self.spent_flops > 0:
+            return self.spent_s / self.spent_flops * sum(map(self._trained_flops, left)) / self.workers
+        if self.estimates and all(r.name in self.estimates for r in left):
+            return sum(self.estimates[r.name] for r in left) / self.workers
+        return None
+
+    def _line(self, event: str) -> None:
+        states = ledger.all_states(self.dir, self.runs, self.claims, self.retries)
+        n = {s: sum(st.state == s for st in states.values()) for s in ("done", "failed", "running")}
+        line = (
+            f"[sweep] {n['done']}/{len(self.runs)} done, {n['failed']} failed, {n['running']} running"
+            f" | {event} | elapsed {duration(time.time() - self.t0)} | ETA {duration(self._eta(states))}"
+        )
+        with self._lock:
+            print(line, file=self.stream, flush=True)

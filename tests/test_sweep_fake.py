@@ -1,0 +1,194 @@
+"""Runner logic against a fake trainer (fast): retries, permanent failures, claims, exactly-once.
+
+The fake keeps the trainer's contract (resume from its checkpoint in the workdir, result.json
+written last and atomically, status "diverged" on a non-finite loss, ConfigError on a bad config)
+and its loss is a known law of (params, tokens), so the runner can be checked without JAX.
+The end-to-end tests with the real trainer are in test_sweep_e2e.py.
+"""
+
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import pytest
+
+from experiments.sweeplib import claims as claims_lib
+from experiments.sweeplib import ledger, layout, plan, spec
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CRASH_LR = 0.5  # the fake raises at this learning rate, on every attempt
+FLAKY_LR = 0.25  # the fake crashes on a run's first attempt only
+DIVERGE_LR = 100.0  # the fake's loss becomes NaN
+BAD_CONFIG_LR = 0.125  # the fake raises ConfigError
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def train(config, workdir, progress=False):
+    """Fake trainer: 5 ms per step, a checkpoint every checkpoint_every steps, a known loss."""
+    from research import flops
+
+    wd = pathlib.Path(workdir)
+    wd.mkdir(parents=True, exist_ok=True)
+    if config.train.learning_rate == BAD_CONFIG_LR:
+        raise ConfigError("train.learning_rate=0.125 is refused by the fake trainer")
+    with open(wd / "starts.txt", "a") as f:
+        f.write(f"{os.getpid()}\n")
+    ckpt = layout.read_json(wd / "ckpt.json") or {"step": 0}
+    if config.train.init_from and ckpt["step"] == 0:
+        ckpt = {"step": int(config.train.init_step)}  # a WSD branch starts from its parent
+    steps = config.train.tokens // (config.train.batch_size * config.model.context_length)
+    lr = config.train.learning_rate
+    if lr == CRASH_LR or (lr == FLAKY_LR and len((wd / "starts.txt").read_text().split()) == 1):
+        raise RuntimeError("simulated crash in the training step")
+    for step in range(ckpt["step"] + 1, steps + 1):
+        time.sleep(float(os.environ.get("FAKE_STEP_S", "0.005")))
+        if step % config.train.checkpoint_every == 0:
+            layout.write_atomic(wd / "ckpt.json", json.dumps({"step": step}))
+        with open(wd / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"step": step}) + "\n")
+    counts = flops.param_counts(config.model)
+    n, d = counts["nonembedding_params"], config.train.tokens
+    loss = 1.5 + 300.0 / n**0.35 + 600.0 / d**0.3 + 1e-3 * config.train.seed
+    result = {
+        "run": wd.name, "variant": config.variant, **counts, "tokens": d,
+        "flops": flops.run_flops(config.model, d), "loss": float("nan") if lr >= DIVERGE_LR else loss,
+        "loss_stderr": 0.01, "status": "diverged" if lr >= DIVERGE_LR else "done",
+        "seed": config.train.seed, "steps": steps, "n_layers": config.model.n_layers,
+        "d_model": config.model.d_model, "learning_rate": lr, "config_hash": "fake",
+    }
+    layout.write_atomic(wd / "result.json", json.dumps(result))
+    return result
+
+
+def fake_sweep(**changes):
+    s = spec.default_sweep()
+    s.name = "fake"
+    s.base.model.context_length = 16
+    s.base.train.batch_size = 4
+    s.variants = ("100k", "300k")
+    s.tokens = (64 * 20, 64 * 40)
+    s.runner.train_fn = "tests.test_sweep_fake:train"
+    s.runner.poll_s = 0.1
+    s.analysis.enabled = False
+    for k, v in changes.items():
+        spec.apply_override(s, f"{k}={v!r}")
+    spec.check(s)
+    return s
+
+
+def write_sweep_file(tmp_path, **changes) -> str:
+    lines = ["from tests.test_sweep_fake import fake_sweep", "def get_config(arg=''):",
+             f"    return fake_sweep(**{changes!r})"]
+    path = tmp_path / "fake_sweep.py"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def cli(*args, timeout=120):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "experiments.sweep", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def starts(run_dir: pathlib.Path) -> int:
+    return len((run_dir / "starts.txt").read_text().split())
+
+
+def test_grid_runs_once_each_and_rerun_skips(tmp_path):
+    cfg = write_sweep_file(tmp_path)
+    proc = cli("run", "--config", cfg, "--workdir", str(tmp_path / "w"), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    runs = plan.expand(fake_sweep())
+    csv_lines = (tmp_path / "w" / "results.csv").read_text().splitlines()
+    assert len(csv_lines) == 1 + len(runs)
+    assert "4/4 done" in proc.stderr
+    again = cli("run", "--config", cfg, "--workdir", str(tmp_path / "w"), "--quiet")
+    assert again.returncode == 0
+    for run in runs:
+        assert starts(tmp_path / "w" / "runs" / run.name) == 1
+
+
+def test_failures_recorded_retried_and_sweep_goes_on(tmp_path):
+    cfg = write_sweep_file(tmp_path, variants=("100k",), tokens=(64 * 20,),
+                           learning_rates=(3e-3, CRASH_LR, FLAKY_LR, DIVERGE_LR), **{"runner.retries": 1})
+    wd = tmp_path / "w"
+    proc = cli("run", "--config", cfg, "--workdir", str(wd), "--quiet")
+    assert proc.returncode == 1, proc.stderr  # some runs failed, the others finished
+    runs = {r.config.train.learning_rate: r for r in plan.expand(fake_sweep(
+        variants=("100k",), tokens=(64 * 20,), learning_rates=(3e-3, CRASH_LR, FLAKY_LR, DIVERGE_LR)))}
+    sd = layout.SweepDir(wd)
+    run_dir = lambda lr: wd / "runs" / runs[lr].name
+    assert starts(run_dir(3e-3)) == 1 and sd.result(runs[3e-3].name)["status"] == "done"
+    assert starts(run_dir(CRASH_LR)) == 2  # crashed, retried once, then given up
+    assert starts(run_dir(FLAKY_LR)) == 2 and sd.result(runs[FLAKY_LR].name)["status"] == "done"
+    assert starts(run_dir(DIVERGE_LR)) == 1  # divergence is deterministic: not retried
+    status = cli("status", "--workdir", str(wd)).stdout
+    crash_line = next(line for line in status.splitlines() if line.startswith(runs[CRASH_LR].name))
+    assert "failed" in crash_line and "simulated crash in the training step" in crash_line
+    diverge_line = next(line for line in status.splitlines() if line.startswith(runs[DIVERGE_LR].name))
+    assert "failed" in diverge_line and "diverged" in diverge_line
+    rows = (wd / "results.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2  # the two finished runs
+    # A re-run does not retry exhausted or final failures; --retry-failed grants the crash a new try.
+    cli("run", "--config", cfg, "--workdir", str(wd), "--quiet")
+    assert starts(run_dir(CRASH_LR)) == 2
+    cli("run", "--config", cfg, "--workdir", str(wd), "--quiet", "--retry-failed")
+    assert starts(run_dir(CRASH_LR)) == 4 and starts(run_dir(DIVERGE_LR)) == 1  # a fresh 1 + retries
+
+
+def test_config_error_is_final_and_not_retried(tmp_path):
+    cfg = write_sweep_file(tmp_path, variants=("100k",), tokens=(64 * 20,), learning_rates=(BAD_CONFIG_LR, 3e-3))
+    wd = tmp_path / "w"
+    proc = cli("run", "--config", cfg, "--workdir", str(wd), "--quiet")
+    assert proc.returncode == 1
+    events = {p.stem: [json.loads(x) for x in p.read_text().splitlines()] for p in (wd / "state/events").glob("*.jsonl")}
+    bad = next(v for k, v in events.items() if "lr0.125" in k)
+    assert [e["event"] for e in bad] == ["started", "failed"] and bad[-1]["permanent"]
+    assert "refused by the fake trainer" in bad[-1]["reason"] and "ConfigError" in bad[-1]["reason"]
+
+
+def test_stale_claim_of_dead_process_is_taken_over_live_one_is_not(tmp_path):
+    sd = layout.SweepDir(tmp_path)
+    sd.make()
+    c = claims_lib.Claims(sd, timeout_s=60, heartbeat_s=60)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = {"host": claims_lib.HOST, "pid": dead.pid, "start": 0.0, "worker": "gone", "token": "x"}
+    layout.write_atomic(c.path("a"), json.dumps(stale))
+    with sd.lock():
+        taken = c.try_claim("a", "me")
+    assert taken and taken["took_over"]["worker"] == "gone"
+    with sd.lock():
+        assert c.try_claim("a", "other") is None  # ours now, and we are alive
+    # Another host's claim is live until its heartbeat is older than the timeout.
+    remote = {"host": "elsewhere", "pid": 1, "start": 0.0, "worker": "far", "token": "y"}
+    layout.write_atomic(c.path("b"), json.dumps(remote))
+    with sd.lock():
+        assert c.try_claim("b", "me") is None
+    old = time.time() - 120
+    os.utime(c.path("b"), (old, old))
+    with sd.lock():
+        assert c.try_claim("b", "me") is not None
+    c.close()
+
+
+def test_wsd_branches_wait_for_parent_and_start_at_their_steps(tmp_path):
+    cfg = write_sweep_file(tmp_path, kind="wsd", variants=("100k",), tokens=(64 * 20, 64 * 40, 64 * 80))
+    wd = tmp_path / "w"
+    proc = cli("run", "--config", cfg, "--workdir", str(wd), "--quiet", "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    runs = plan.expand(fake_sweep(kind="wsd", variants=("100k",), tokens=(64 * 20, 64 * 40, 64 * 80)))
+    parent = runs[0]
+    parent_end = os.path.getmtime(wd / "runs" / parent.name / "result.json")  # written last
+    for branch in runs[1:]:
+        first = json.loads((wd / "state/events" / f"{branch.name}.jsonl").read_text().splitlines()[0])
+        assert first["time"] >= parent_end
+        logged = [json.loads(x)["step"] for x in (wd / "runs" / branch.name / "metrics.jsonl").read_text().split()]
+        assert logged[0] == branch.start_step + 1 and logged[-1] == branch.steps
