@@ -87,7 +87,9 @@ class Attention(nn.Module):
 
         B, T, _ = x_BTD.shape
         q_BTHK, k_BTHK, v_BTHK = (
-            proj(n)(x_BTD).reshape(B, T, cfg.n_heads, cfg.head_dim) for n in ("query", "key", "value"))
+            _constrain(proj(n)(x_BTD).reshape(B, T, cfg.n_heads, cfg.head_dim),
+                       ("batch", "length", "act_heads", None))
+            for n in ("query", "key", "value"))
         if cfg.position == "rope":
             q_BTHK = rope(q_BTHK, positions_T, cfg.rope_base)
             k_BTHK = rope(k_BTHK, positions_T, cfg.rope_base)
