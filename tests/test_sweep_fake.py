@@ -190,5 +190,5 @@ def test_wsd_branches_wait_for_parent_and_start_at_their_steps(tmp_path):
     for branch in runs[1:]:
         first = json.loads((wd / "state/events" / f"{branch.name}.jsonl").read_text().splitlines()[0])
         assert first["time"] >= parent_end
-        logged = [json.loads(x)["step"] for x in (wd / "runs" / branch.name / "metrics.jsonl").read_text().split()]
+        logged = [json.loads(x)["step"] for x in (wd / "runs" / branch.name / "metrics.jsonl").read_text().splitlines()]
         assert logged[0] == branch.start_step + 1 and logged[-1] == branch.steps
