@@ -52,6 +52,7 @@ def load(args):
         overrides.append("analysis.enabled=False")
     sweep = spec.load(args.config, overrides)
     runs = plan.expand(sweep)
+    executors.check_available(sweep)
     check_trainer_configs(sweep, runs)
     return sweep, runs
 
@@ -98,7 +99,6 @@ def cmd_plan(args) -> int:
 
 def cmd_run(args) -> int:
     sweep, runs = load(args)
-    executors.check_available(sweep)
     sweep_dir = SweepDir(args.workdir)
     save_plan(sweep_dir, sweep, runs)
     claims = executors.make_claims(sweep_dir, sweep)

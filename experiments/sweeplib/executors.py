@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import threading
 
@@ -31,11 +32,9 @@ def check_available(sweep) -> None:
     """Refuse an executor that cannot work on this machine, before anything runs."""
     if sweep.executor.kind != "slurm":
         return
-    try:
-        import submitit  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("submitit") is None:  # not imported: it configures logging
         raise SweepError("executor 'slurm' is not available here: submitit is not installed; "
-                         "pip install submitit or use --executor local") from None
+                         "pip install submitit or use --executor local")
     if shutil.which("sbatch") is None or shutil.which("srun") is None:
         raise SweepError("executor 'slurm' is not available here: no sbatch/srun on PATH; "
                          "run on a Slurm login node or use --executor local")

@@ -49,6 +49,10 @@ def default_sweep() -> ml_collections.ConfigDict:
     r.heartbeat_s = 15.0  # claim refresh period
     r.claim_timeout_s = 180.0  # a claim from another host not refreshed this long is stale
     r.poll_s = 1.0  # how often an idle worker looks for runnable runs
+    # JAX persistent compilation cache shared by the sweep's runs (a resumed or retried run, or a
+    # same-shape run, skips compilation); relative to the sweep dir; "" = off. An already set
+    # JAX_COMPILATION_CACHE_DIR in the environment wins.
+    r.compile_cache = "state/jax_cache"
     r.train_fn = TRAINER  # module:function with the trainer's contract
 
     c.executor = e = ml_collections.ConfigDict()

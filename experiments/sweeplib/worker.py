@@ -23,8 +23,10 @@ from experiments.sweeplib.layout import SweepDir
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def child_env() -> dict:
+def child_env(sweep_dir: SweepDir | None = None, sweep=None) -> dict:
     env = dict(os.environ)
+    if sweep is not None and sweep.runner.compile_cache and "JAX_COMPILATION_CACHE_DIR" not in env:
+        env["JAX_COMPILATION_CACHE_DIR"] = str(sweep_dir.root / sweep.runner.compile_cache)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -88,7 +90,8 @@ class Worker:
         self.dir.run_dir(run.name).mkdir(parents=True, exist_ok=True)
         with open(self.dir.logs / f"{run.name}.log", "ab") as log:
             log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {self.label}\n".encode())
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env())
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                         env=child_env(self.dir, self.sweep))
             while chunk := os.read(self.proc.stdout.fileno(), 65536):
                 log.write(chunk)
                 log.flush()
