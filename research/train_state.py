@@ -92,7 +92,7 @@ def build_trainer(config, mesh, total_steps: int) -> Trainer:
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         new_state = {"step": state["step"] + 1, "params": optax.apply_updates(params, updates),
                      "opt_state": opt_state}
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
                    "lr": optim.learning_rate_schedule(t, total_steps)(state["step"])}
         return new_state, metrics
 
