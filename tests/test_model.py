@@ -190,6 +190,9 @@ def test_kv_cache_decoding_equals_full_forward(position, scan_layers):
         steps.append(logits)
     decoded = jnp.concatenate(steps, axis=1)
     np.testing.assert_allclose(decoded, full, rtol=0, atol=1e-5)
+    # The tolerance is far below what a decoding bug costs: the last token at a wrong index.
+    shifted, _ = apply(params, tokens[:, 11:], cache, 12)
+    assert float(jnp.max(jnp.abs(shifted[:, 0] - full[:, 11]))) > 1e-3
 
 
 def test_gpt2_initialisation_statistics():
