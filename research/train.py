@@ -35,6 +35,10 @@ def validate(config, n_devices: int | None = None):
             "width; choose a tensor-parallel size that divides the heads")
     config_checks.check_train(config.train, config.model.context_length,
                               sharding.data_parallel_size(mesh, rules))
+    corpus = config.data.corpus
+    if corpus != "shakespeare" and not corpus.startswith("tfds:") and not os.path.isdir(corpus):
+        raise ConfigError(f"data.corpus={corpus!r} is neither 'shakespeare', 'tfds:NAME' nor a "
+                          "folder of .txt files; fix the path")
     if config.train.init_from and not os.path.isdir(checkpoint.checkpoint_dir(config.train.init_from)):
         raise ConfigError(f"train.init_from={config.train.init_from!r} has no checkpoints/ folder; "
                           "train the parent run first")
