@@ -8,7 +8,7 @@ from experiments import cli  # noqa: F401  (sets quiet logging before jax loads)
 
 import os
 
-from absl import flags
+from absl import flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory holding checkpoints.",
                                required=True)
@@ -30,6 +30,8 @@ def main(argv):
     import numpy as np
     from research import checkpoint, sample, tokenizer
     from research.model import ModelConfig
+
+    logging.set_verbosity(logging.WARNING)  # stdout/stderr carry the text, not restore chatter
 
     checkpoints = checkpoint.checkpoint_dir(workdir)
     # Orbax names each finished step's directory by its number (unfinished ones carry a suffix).
