@@ -7,6 +7,7 @@ Prints the prompt followed by its continuation. An empty prompt starts a new doc
 from experiments import cli  # noqa: F401  (sets quiet logging before jax loads)
 
 import os
+import sys
 
 from absl import flags, logging
 
@@ -31,7 +32,7 @@ def main(argv):
     from research import checkpoint, sample, tokenizer
     from research.model import ModelConfig
 
-    logging.set_verbosity(logging.WARNING)  # stdout/stderr carry the text, not restore chatter
+    logging.set_verbosity(logging.ERROR)  # the output is the text, not checkpoint chatter
 
     checkpoints = checkpoint.checkpoint_dir(workdir)
     # Orbax names each finished step's directory by its number (unfinished ones carry a suffix).
@@ -43,6 +44,10 @@ def main(argv):
     prompt_ids = np.asarray(tok.encode(_PROMPT.value), np.int32)
     # The model has to condition on something: an empty prompt is a document boundary.
     context_ids = prompt_ids if prompt_ids.size else np.array([tok.eod_id], np.int32)
+    room = int(config.model.context_length) - _MAX_NEW_TOKENS.value
+    if 0 < room < context_ids.size:
+        print(f"note: the model sees only the prompt's last {room} tokens (context "
+              f"{config.model.context_length}, {_MAX_NEW_TOKENS.value} new)", file=sys.stderr)
     new_ids = sample.generate(
         ModelConfig.from_config(config.model), params, context_ids,
         max_new_tokens=_MAX_NEW_TOKENS.value, temperature=_TEMPERATURE.value,
