@@ -3,8 +3,9 @@ sized to finish in about 20 minutes on 2 CPU cores, compilation included, then t
 
   python -m experiments.sweep run --config configs/sweeps/default.py --workdir sweeps/default
 
-Sizes span about 8x in non-embedding parameters and budgets 8x in tokens, so both exponents
-of L(N, D) = E + A / N^alpha + B / D^beta are constrained by the data.
+Sizes span 15x in non-embedding parameters and budgets 8x in tokens (0.1 to 8 tokens per
+parameter), so both terms of L(N, D) = E + A / N^alpha + B / D^beta are constrained by the data.
+The largest budget is about a quarter of an epoch of the corpus: no token is seen twice.
 """
 
 from experiments.sweeplib.spec import default_sweep
@@ -18,8 +19,8 @@ def get_config(arg: str = ""):
     s.base.train.batch_size = 16
     s.base.train.learning_rate = 3e-3
     s.base.train.eval_batches = 8
-    s.variants = ("300k", "800k", "1.5m", "2.7m")
-    s.tokens = (250_000, 500_000, 1_000_000, 2_000_000)
+    s.variants = ("100k", "300k", "800k", "1.5m")  # 0.1M to 1.55M non-embedding parameters
+    s.tokens = (131_072, 262_144, 524_288, 1_048_576)  # 64 to 512 steps of 16 x 128 tokens
     s.runner.evals_per_run = 2
     s.runner.checkpoints_per_run = 4
     s.analysis.law = "chinchilla"

@@ -27,11 +27,13 @@ def measure_shapes(runs, sweep_dir: SweepDir, out=print) -> dict[str, dict]:
 
     cache_file = sweep_dir.state / "bench.json"
     cache = read_json(cache_file) or {}
+    peak = None
     for run in runs:
         key = shape_key(run.config)
         if key not in cache:
             out(f"benchmarking {run.variant} ({BENCH_STEPS} steps)...")
-            m = bench.measure(run.config, steps=BENCH_STEPS)
+            peak = peak or bench.matmul_peak_flops()  # measured once; only MFU uses it
+            m = bench.measure(run.config, steps=BENCH_STEPS, peak=peak)
             cache[key] = {"step_s": float(m["step_s"]), "compile_s": float(m["compile_s"])}
             write_atomic(cache_file, json.dumps(cache, indent=1))
     return cache
