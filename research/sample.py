@@ -150,6 +150,7 @@ def generate(model_cfg: ModelConfig, params, prompt_ids, *, max_new_tokens: int,
         padded_BP[:, :prompt_len] = prompt_BP
         out_BM = np.asarray(_generate(
             model_cfg, params, padded_BP, np.int32(prompt_len), jax.random.key(seed),
-            np.float32(temperature), np.int32(top_k), np.float32(top_p),
+            np.float32(temperature), np.int32(min(top_k, model_cfg.vocab_size)),
+            np.float32(top_p),
             max_new_tokens=max_new_tokens))
     return out_BM[0] if prompt.ndim == 1 else out_BM
