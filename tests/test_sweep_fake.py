@@ -192,3 +192,55 @@ def test_wsd_branches_wait_for_parent_and_start_at_their_steps(tmp_path):
         assert first["time"] >= parent_end
         logged = [json.loads(x)["step"] for x in (wd / "runs" / branch.name / "metrics.jsonl").read_text().splitlines()]
         assert logged[0] == branch.start_step + 1 and logged[-1] == branch.steps
+
+
+def test_slurm_worker_job_runs_the_sweep_and_finalizes(tmp_path):
+    """What a Slurm array job runs, here in-process: the worker loop over the shared directory."""
+    from experiments import sweep as sweep_cli
+    from experiments.sweeplib import executors
+
+    s = fake_sweep()
+    runs = plan.expand(s)
+    sd = layout.SweepDir(tmp_path / "w")
+    sweep_cli.save_plan(sd, s, runs)
+    executors.slurm_worker(str(sd.root), "job0", [runs[0].name])  # job_per_run: just its run
+    assert starts(sd.run_dir(runs[0].name)) == 1 and not sd.run_dir(runs[1].name).exists()
+    assert len(sd.results_csv.read_text().splitlines()) == 1 + 1  # rewritten after its run
+    executors.slurm_worker(str(sd.root), "job1", None)  # array worker: the rest, then results.csv
+    assert all(starts(sd.run_dir(r.name)) == 1 for r in runs)
+    assert len(sd.results_csv.read_text().splitlines()) == 1 + len(runs)
+
+
+def test_job_per_run_submission_chains_wsd_branches_after_their_parent(tmp_path, monkeypatch):
+    import submitit
+
+    from experiments import sweep as sweep_cli
+    from experiments.sweeplib import executors
+
+    submitted = []
+
+    class FakeSlurm:  # records what would reach sbatch
+        def __init__(self, folder):
+            self.params = {}
+
+        def update_parameters(self, **kw):
+            self.params.update(kw)
+
+        def submit(self, fn, root, label, only):
+            job = type("Job", (), {"job_id": str(100 + len(submitted))})()
+            submitted.append((dict(self.params), only, job.job_id))
+            return job
+
+    monkeypatch.setattr(submitit, "SlurmExecutor", FakeSlurm)
+    s = fake_sweep(kind="wsd", variants=("100k",), tokens=(64 * 20, 64 * 40),
+                   **{"executor.kind": "slurm", "executor.slurm.mode": "job_per_run",
+                      "executor.slurm.partition": "gpu", "executor.slurm.gpus_per_node": 1})
+    runs = plan.expand(s)
+    sd = layout.SweepDir(tmp_path / "w")
+    sweep_cli.save_plan(sd, s, runs)
+    ids = executors.submit_slurm(sd, runs, s)
+    assert len(ids) == 3 and [only for _, only, _ in submitted] == [[r.name] for r in runs]
+    parent_job = submitted[0][2]
+    assert submitted[0][0]["dependency"] is None
+    assert all(p["dependency"] == f"afterany:{parent_job}" for p, _, _ in submitted[1:])
+    assert all(p["partition"] == "gpu" and p["gpus_per_node"] == 1 for p, _, _ in submitted)

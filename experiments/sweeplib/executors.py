@@ -21,7 +21,7 @@ from experiments.sweeplib.claims import HOST, Claims
 from experiments.sweeplib.errors import SweepError
 from experiments.sweeplib.layout import SweepDir, read_json
 from experiments.sweeplib.plan import Run
-from experiments.sweeplib.worker import Worker
+from experiments.sweeplib.worker import REPO_ROOT, Worker
 
 
 def make_claims(sweep_dir: SweepDir, sweep) -> Claims:
@@ -91,7 +91,8 @@ def submit_slurm(sweep_dir: SweepDir, runs, sweep) -> list[str]:
     import submitit
 
     executor = submitit.SlurmExecutor(folder=str(sweep_dir.state / "slurm" / "%j"))
-    executor.update_parameters(**slurm_parameters(sweep, f"sweep-{sweep.name}"))
+    executor.update_parameters(**slurm_parameters(sweep, f"sweep-{sweep.name}"),
+                               setup=[f"export PYTHONPATH={REPO_ROOT}:${{PYTHONPATH:-}}"])
     root = str(sweep_dir.root)
     if sweep.executor.slurm.mode == "array":
         k = int(sweep.executor.workers)
@@ -119,7 +120,7 @@ def slurm_worker(root: str, label: str, only: list[str] | None) -> None:
     runs = [Run.from_json(r) for r in stored["runs"]]
     claims = make_claims(sweep_dir, sweep)
     try:
-        Worker(sweep_dir, runs, sweep, claims, f"{label}@{HOST}", only=only).loop()
+        Worker(sweep_dir, runs, sweep, claims, f"{label}@{HOST}", only=only, wait_for_others=False).loop()
         finish.finalize(sweep_dir, runs, sweep, claims, f"{label}@{HOST}")
     finally:
         claims.close()

@@ -3,7 +3,7 @@
 Any number of workers (threads here, processes or Slurm jobs elsewhere) may run this loop on one
 sweep directory; the claim files make each run execute once. A worker ends when every run in its
 scope is final (done or failed) and waits while the remaining ones are running elsewhere or wait
-for their WSD parent.
+for their WSD parent (unless told not to wait, as batch jobs are).
 """
 
 from __future__ import annotations
@@ -34,12 +34,16 @@ def child_env(sweep_dir: SweepDir | None = None, sweep=None) -> dict:
 
 class Worker:
     def __init__(self, sweep_dir: SweepDir, runs, sweep, claims: Claims, label: str, *,
-                 echo: bool = False, progress=None, stop: threading.Event | None = None, only=None):
+                 echo: bool = False, progress=None, stop: threading.Event | None = None, only=None,
+                 wait_for_others: bool = True):
         self.dir, self.runs, self.sweep, self.claims, self.label = sweep_dir, runs, sweep, claims, label
         self.echo, self.progress = echo, progress
         self.stop = stop or threading.Event()
         self.scope = set(only) if only else {r.name for r in runs}
         self.retries = int(sweep.runner.retries)
+        # False for batch jobs: leave when nothing is runnable instead of idling on an allocation
+        # (the workers still running finish the rest, and the last one finalizes).
+        self.wait_for_others = wait_for_others
         self.proc: subprocess.Popen | None = None
 
     def loop(self) -> None:
@@ -47,7 +51,7 @@ class Worker:
             run, states = self._claim_next()
             if run is not None:
                 self.execute(run, states[run.name].attempts + 1)
-            elif all(states[n].state in ledger.FINAL for n in self.scope):
+            elif all(states[n].state in ledger.FINAL for n in self.scope) or not self.wait_for_others:
                 return
             else:
                 self.stop.wait(float(self.sweep.runner.poll_s))
