@@ -42,7 +42,7 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def load(args):
+def load(args, checks: bool = True):
     overrides = list(args.set)
     if getattr(args, "workers", None) is not None:
         overrides.append(f"executor.workers={args.workers}")
@@ -52,8 +52,9 @@ def load(args):
         overrides.append("analysis.enabled=False")
     sweep = spec.load(args.config, overrides)
     runs = plan.expand(sweep)
-    executors.check_available(sweep)
-    check_trainer_configs(sweep, runs)
+    if checks:  # plan and run: refuse what cannot run here, before anything runs
+        executors.check_available(sweep)
+        check_trainer_configs(sweep, runs)
     return sweep, runs
 
 
@@ -127,7 +128,7 @@ def cmd_run(args) -> int:
 def cmd_status(args) -> int:
     sweep_dir = SweepDir(args.workdir)
     if args.config:
-        sweep, runs = load(args)
+        sweep, runs = load(args, checks=False)
     else:
         stored = read_json(sweep_dir.plan_file)
         if stored is None:
