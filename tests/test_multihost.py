@@ -45,5 +45,5 @@ def test_two_processes_equal_one(tmp_path):
 
     one = json.load(open(tmp_path / "single" / "result.json"))
     two = json.load(open(tmp_path / "multi" / "result.json"))
-    assert two["processes"] == 2 and two["steps"] == one["steps"] == 2
+    assert two["processes"] == 2 and two["steps"] == one["steps"] == 16
     assert abs(two["loss"] - one["loss"]) <= 1e-5 * one["loss"]
