@@ -49,3 +49,28 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state):
     restored = manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
     return restored["state"]
+
+
+def load_for_inference(workdir: str):
+    """(config, params) of a run's latest checkpoint, on the first local device.
+
+    The config comes from the run's config.json; the state is restored with a one-device mesh,
+    whatever mesh it was trained on."""
+    import ml_collections
+
+    from research import sharding, train_state
+    from research.run_dir import read_json
+    from research.train import steps_of
+
+    config = ml_collections.ConfigDict(read_json(os.path.join(workdir, "config.json")))
+    config.mesh.data, config.mesh.fsdp, config.mesh.tensor = 1, 1, 1
+    manager = make_manager(workdir, read_only=True)
+    step = manager.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"{workdir} has no checkpoint yet; train the run first")
+    mesh = sharding.make_mesh(config.mesh, jax.local_devices()[:1])
+    trainer = train_state.build_trainer(config, mesh, max(steps_of(config), 1))
+    state = restore(manager, step,
+                    abstract_like(trainer.state_shapes, trainer.state_shardings))
+    manager.close()
+    return config, state["params"]

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The main job: set up .venv, run the default sweep (4 sizes x 4 budgets on the embedded
+# Shakespeare corpus), fit the Chinchilla law with bootstrap intervals, print it, write the report.
+# Re-running resumes: finished runs are skipped, interrupted ones continue from checkpoints.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec .venv/bin/python -m experiments.sweep run --config configs/sweeps/default.py \
+  --workdir "${SWEEP_DIR:-sweeps/default}" "$@"
