@@ -39,7 +39,10 @@ def main(argv):
     if not os.path.isdir(checkpoints) or not any(n.isdigit() for n in os.listdir(checkpoints)):
         cli.fail(f"no checkpoint in {workdir} yet; train it first: python -m experiments.train "
                  f"--config configs/gpt.py:VARIANT --workdir {workdir}")
-    config, params = checkpoint.load_for_inference(workdir)
+    try:
+        config, params = checkpoint.load_for_inference(workdir)
+    except FileNotFoundError as e:  # e.g. no config.json next to the checkpoints
+        cli.fail(str(e).splitlines()[0])
     tok = tokenizer.load_tokenizer(workdir, config.data)
     prompt_ids = np.asarray(tok.encode(_PROMPT.value), np.int32)
     # The model has to condition on something: an empty prompt is a document boundary.
