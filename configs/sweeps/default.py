@@ -3,9 +3,11 @@ sized to finish in about 20 minutes on 2 CPU cores, compilation included, then t
 
   python -m experiments.sweep run --config configs/sweeps/default.py --workdir sweeps/default
 
-Sizes span 15x in non-embedding parameters and budgets 8x in tokens (0.1 to 8 tokens per
+Sizes span 14x in non-embedding parameters and budgets 8x in tokens (0.3 to 28 tokens per
 parameter), so both terms of L(N, D) = E + A / N^alpha + B / D^beta are constrained by the data.
-The largest budget is about a quarter of an epoch of the corpus: no token is seen twice.
+The shortest run has 128 optimizer steps: at fewer (64) the larger models are still behind the
+smaller ones, and the loss says more about optimization than about capacity. The largest budget
+is about half an epoch of the corpus: no token is seen twice.
 """
 
 from experiments.sweeplib.spec import default_sweep
@@ -19,8 +21,8 @@ def get_config(arg: str = ""):
     s.base.train.batch_size = 16
     s.base.train.learning_rate = 3e-3
     s.base.train.eval_batches = 8
-    s.variants = ("100k", "300k", "800k", "1.5m")  # 0.1M to 1.55M non-embedding parameters
-    s.tokens = (131_072, 262_144, 524_288, 1_048_576)  # 64 to 512 steps of 16 x 128 tokens
+    s.variants = ((2, 48), "100k", "300k", "800k")  # 57k to 793k non-embedding parameters
+    s.tokens = (262_144, 524_288, 1_048_576, 2_097_152)  # 128 to 1024 steps of 16 x 128 tokens
     s.runner.evals_per_run = 2
     s.runner.checkpoints_per_run = 4
     s.analysis.law = "chinchilla"
