@@ -46,13 +46,13 @@ def main(argv: list[str]) -> int:
 
     sweep_dir = layout.SweepDir(root)
     reason_file = sweep_dir.logs / f"{name}.reason"
-    stored = layout.read_json(sweep_dir.plan_file)
-    run = plan.Run.from_json(next(r for r in stored["runs"] if r["name"] == name))
+    spec = layout.read_json(sweep_dir.specs / f"{name}.json")
+    run = plan.Run.from_json(spec["run"])
     config = run.config
     if run.depends_on:
         config.train.init_from = str(sweep_dir.run_dir(run.depends_on))
     try:
-        train = load_train_fn(stored["sweep"]["runner"]["train_fn"])
+        train = load_train_fn(spec["train_fn"])
         result = train(config, str(sweep_dir.run_dir(name)), progress=True)
     except Exception as e:  # noqa: BLE001 - every failure is recorded, the sweep goes on
         traceback.print_exc()

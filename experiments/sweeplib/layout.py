@@ -6,6 +6,7 @@
   DIR/state/claims/<name>.json   who runs <name> now (host, pid, heartbeat = file mtime)
   DIR/state/events/<name>.jsonl  started / finished / failed events with reasons
   DIR/state/logs/<name>.log      the child's stdout and stderr
+  DIR/state/specs/<name>.json    what the child trains (run + trainer function), written at start
   DIR/results.csv             finished data points in the analysis schema
   DIR/analysis/               fit.json, plots and report from `python -m analysis fit`
 """
@@ -53,12 +54,13 @@ class SweepDir:
         self.claims = self.state / "claims"
         self.events = self.state / "events"
         self.logs = self.state / "logs"
+        self.specs = self.state / "specs"
         self.results_csv = self.root / "results.csv"
         self.analysis = self.root / "analysis"
         self._thread_lock = threading.Lock()
 
     def make(self) -> None:
-        for d in (self.runs, self.claims, self.events, self.logs):
+        for d in (self.runs, self.claims, self.events, self.logs, self.specs):
             d.mkdir(parents=True, exist_ok=True)
 
     def run_dir(self, name: str) -> pathlib.Path:

@@ -8,6 +8,7 @@ for their WSD parent (unless told not to wait, as batch jobs are).
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import signal
@@ -18,7 +19,7 @@ import time
 
 from experiments.sweeplib import child, ledger, results
 from experiments.sweeplib.claims import Claims
-from experiments.sweeplib.layout import SweepDir
+from experiments.sweeplib.layout import SweepDir, write_atomic
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -92,6 +93,9 @@ class Worker:
     def _spawn(self, run) -> int:
         cmd = [sys.executable, "-m", "experiments.sweeplib.child", str(self.dir.root), run.name, str(os.getpid())]
         self.dir.run_dir(run.name).mkdir(parents=True, exist_ok=True)
+        # The child reads its run from here, not from sweep.json, which another plan may replace.
+        spec = {"run": run.to_json(), "train_fn": self.sweep.runner.train_fn}
+        write_atomic(self.dir.specs / f"{run.name}.json", json.dumps(spec, default=str))
         with open(self.dir.logs / f"{run.name}.log", "ab") as log:
             log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {self.label}\n".encode())
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
