@@ -84,10 +84,11 @@ def run_state(sweep_dir: SweepDir, run, claims: Claims, states: dict, retries: i
             if parent is not None and parent.state == "failed":
                 return RunState("failed", f"its WSD parent {run.depends_on} failed", starts)
             return RunState("waiting", f"for WSD parent {run.depends_on}", starts)
+    last = evts[-1]["event"] if evts else ""
+    if last == "started":  # began and never ended: killed with its worker
+        return RunState("interrupted", "resumes from its latest checkpoint", starts)
     if failed:
         return RunState("retry", f"attempt {len(failed)} failed: {failed[-1]['reason']}", starts)
-    if starts:
-        return RunState("interrupted", "resumes from its latest checkpoint", starts)
     return RunState("pending", "", starts)
 
 
