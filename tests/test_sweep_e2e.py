@@ -164,3 +164,23 @@ def test_diverging_run_is_recorded_and_the_sweep_goes_on(env, tmp_path):
     status = subprocess.run(sweep_cmd("status", workdir), cwd=ROOT, env=env, capture_output=True, text=True).stdout
     line = next(x for x in status.splitlines() if "lr10000" in x)
     assert "failed" in line and "diverged" in line
+
+
+def test_wsd_branches_restore_the_parents_checkpoints(env, tmp_path):
+    """A WSD sweep with the real trainer: each branch starts from its planned parent step."""
+    from experiments.sweeplib import plan, spec
+
+    workdir = tmp_path / "wsd"
+    sets = ["--set", "kind='wsd'", "--set", SUBSET]
+    proc = run_sweep(env, workdir, *sets)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = spec.load(SMOKE, ["kind='wsd'", SUBSET])
+    parent, *branches = plan.expand(sweep)
+    assert len(branches) == 2 and set(results(workdir)) == {b.name for b in branches}
+    kept = {int(p.name) for p in (workdir / "runs" / parent.name / "checkpoints").iterdir() if p.name.isdigit()}
+    for b in branches:
+        result = json.loads((workdir / "runs" / b.name / "result.json").read_text())
+        assert result["branched_from"] == {"run": str(workdir / "runs" / parent.name), "step": b.start_step}
+        assert b.start_step in kept and result["tokens"] == b.tokens and result["steps"] == b.steps
+        logged = [json.loads(x)["step"] for x in (workdir / "runs" / b.name / "metrics.jsonl").read_text().splitlines()]
+        assert min(logged) > b.start_step  # trained only its decay, from the parent's state
