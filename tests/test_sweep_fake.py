@@ -244,3 +244,20 @@ def test_job_per_run_submission_chains_wsd_branches_after_their_parent(tmp_path,
     assert submitted[0][0]["dependency"] is None
     assert all(p["dependency"] == f"afterany:{parent_job}" for p, _, _ in submitted[1:])
     assert all(p["partition"] == "gpu" and p["gpus_per_node"] == 1 for p, _, _ in submitted)
+
+
+def test_six_workers_in_three_processes_run_each_run_exactly_once(tmp_path):
+    cfg = write_sweep_file(tmp_path, variants=("100k", "300k"), tokens=(64 * 20, 64 * 40), seeds=(0, 1))
+    wd = tmp_path / "w"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), FAKE_STEP_S="0.02")
+    cmd = [sys.executable, "-m", "experiments.sweep", "run", "--config", cfg, "--workdir", str(wd),
+           "--quiet", "--workers", "2"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    runs = plan.expand(fake_sweep(variants=("100k", "300k"), tokens=(64 * 20, 64 * 40), seeds=(0, 1)))
+    assert len(runs) == 8
+    for run in runs:
+        assert starts(wd / "runs" / run.name) == 1
+        evts = ledger.events(layout.SweepDir(wd), run.name)
+        assert [e["event"] for e in evts] == ["started", "finished"]
+    assert len((wd / "results.csv").read_text().splitlines()) == 1 + 8
