@@ -13,7 +13,7 @@ import math
 from experiments.sweeplib.layout import SweepDir, read_json, write_atomic
 
 STARTUP_S = 6.0  # measured: a child process importing jax/flax/orbax and loading the corpus
-BENCH_STEPS = 3
+BENCH_STEPS = 5  # 3 was too noisy on a shared machine
 
 
 def shape_key(config) -> str:
