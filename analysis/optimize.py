@@ -1,0 +1,237 @@
+"""Multi-start L-BFGS with every start advanced together.
+
+Each start is one lane of a (lanes, params) array. One iteration costs one
+batched objective-and-gradient evaluation for all lanes: every lane tries one
+step along its L-BFGS direction; lanes whose step fails the Armijo test shrink
+it (quadratic interpolation) and retry on the next iteration, so no lane makes
+the whole batch wait in an inner line-search loop. Finished lanes are frozen,
+and between chunks of iterations the unfinished lanes are gathered into a
+smaller batch, so the few slow starts do not cost as much as all of them.
+
+Runs inside `float64()`: the fits need float64, and the analysis must not flip
+JAX's process-wide flag under other users of JAX in the same process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ARMIJO = 1e-4          # sufficient-decrease constant
+MIN_STEP = 1e-20       # a lane whose trial step shrinks below this has stopped
+CHUNK = 25             # iterations between host checks (compaction points)
+BUCKETS = (64, 512)     # batch sizes the unfinished lanes are gathered into
+
+
+@contextlib.contextmanager
+def float64():
+    """Scoped float64 for JAX: thread-local, leaves the global flag untouched."""
+    with jax.enable_x64(True):
+        yield
+
+
+class Result(NamedTuple):
+    x: np.ndarray           # (lanes, params) final points
+    f: np.ndarray           # (lanes,) final objective values
+    iterations: np.ndarray  # (lanes,) iterations each lane ran
+    converged: np.ndarray   # (lanes,) stopped by a convergence test, not the cap
+    evaluations: int        # lane-evaluations of objective and gradient, in all
+
+
+def minimize(value_and_grad: Callable, starts, args=(), *, max_iter: int = 1000,
+             memory: int = 10, gtol: float = 1e-10, ftol: float = 1e-13) -> Result:
+    """Minimise from every row of `starts` (shape (lanes, params)).
+
+    `value_and_grad(x, *args)` takes all lanes at once, x of shape (lanes,
+    params), and returns the objective (lanes,) and its gradient (lanes,
+    params); lanes must not interact. `args` may hold per-lane arrays only if
+    their first axis is the lane axis and they are passed through `lane_args`
+    of `minimize_lanes`. A lane stops when its largest gradient component is
+    below `gtol`, when three accepted steps in a row lower f by a relative
+    amount below `ftol`, when its step underflows, or at `max_iter`.
+    """
+    return minimize_lanes(value_and_grad, starts, (), args, max_iter=max_iter,
+                          memory=memory, gtol=gtol, ftol=ftol)
+
+
+def minimize_lanes(value_and_grad: Callable, starts, lane_args=(), shared_args=(), *,
+                   max_iter: int = 1000, memory: int = 10, gtol: float = 1e-10,
+                   ftol: float = 1e-13) -> Result:
+    """`minimize` where each lane also has its own rows of `lane_args`.
+
+    The objective is called as `value_and_grad(x, *lane_args, *shared_args)`
+    with lane_args gathered to the lanes in the current batch (the bootstrap
+    gives every lane its own resampling weights this way).
+    """
+    with float64():
+        starts = np.asarray(starts, dtype=np.float64)
+        lane_args = tuple(jnp.asarray(a, dtype=jnp.float64) for a in lane_args)
+        shared = tuple(jnp.asarray(a, dtype=jnp.float64) for a in shared_args)
+        n_lanes = starts.shape[0]
+        opts = (memory, float(gtol), float(ftol))
+
+        state = _init(value_and_grad, jnp.asarray(starts), lane_args, shared, opts)
+        lanes = np.arange(n_lanes)          # which original lane each batch row holds
+        real = np.ones(n_lanes, bool)       # padding rows are not real lanes
+        out_x = np.empty_like(starts)
+        out_f = np.empty(n_lanes)
+        out_it = np.zeros(n_lanes, np.int64)
+        out_conv = np.zeros(n_lanes, bool)
+        evaluations = n_lanes
+        done_iters = 0
+        batch_lane_args = lane_args
+        while True:
+            steps = min(CHUNK, max_iter - done_iters)
+            state = _chunk(value_and_grad, state, batch_lane_args, shared, opts, steps)
+            done_iters += steps
+            evaluations += int(state["evals"]) * int(real.sum())
+            active = np.asarray(state["active"]) & real
+            if not active.any() or done_iters >= max_iter:
+                break
+            size = len(lanes)
+            # Few batch sizes, since each new size costs a compilation.
+            fits = [b for b in BUCKETS if active.sum() <= b < size // 2]
+            if fits:
+                _write_back(state, lanes, real, out_x, out_f, out_it, out_conv)
+                keep = np.flatnonzero(active)
+                new_size = min(fits)
+                rows = np.concatenate([keep, np.full(new_size - len(keep), keep[0])])
+                real = np.arange(new_size) < len(keep)
+                lanes = lanes[rows]
+                state = _gather(state, jnp.asarray(rows), jnp.asarray(real))
+                batch_lane_args = tuple(jnp.take(a, jnp.asarray(lanes), axis=0)
+                                        for a in lane_args)
+        _write_back(state, lanes, real, out_x, out_f, out_it, out_conv)
+        return Result(out_x, out_f, out_it, out_conv, evaluations)
+
+
+def _write_back(state, lanes, real, out_x, out_f, out_it, out_conv):
+    x, f, it, conv = (np.asarray(state[k]) for k in ("x", "f", "iters", "converged"))
+    out_x[lanes[real]] = x[real]
+    out_f[lanes[real]] = f[real]
+    out_it[lanes[real]] = it[real]
+    out_conv[lanes[real]] = conv[real]
+
+
+@jax.jit
+def _gather(state, rows, real):
+    new = {k: (jnp.take(v, rows, axis=0) if v.ndim else v) for k, v in state.items()}
+    new["active"] = new["active"] & real
+    return new
+
+
+def _direction(g, s_mem, y_mem, rho, newest, n_stored, memory):
+    """L-BFGS two-loop recursion for every lane; empty slots have rho = 0."""
+    # Memory slots in order newest to oldest, per lane: (memory, lanes, ...).
+    order = (newest[None, :] - jnp.arange(memory)[:, None]) % memory
+    s_seq = jnp.take_along_axis(s_mem, order.T[:, :, None], axis=1).transpose(1, 0, 2)
+    y_seq = jnp.take_along_axis(y_mem, order.T[:, :, None], axis=1).transpose(1, 0, 2)
+    r_seq = jnp.take_along_axis(rho, order.T, axis=1).T
+
+    def back(q, syr):
+        s, y, r = syr
+        a = r * jnp.sum(s * q, axis=1)
+        return q - a[:, None] * y, a
+
+    q, alphas = jax.lax.scan(back, g, (s_seq, y_seq, r_seq))
+    s_new, y_new = s_seq[0], y_seq[0]
+    yy = jnp.sum(y_new * y_new, axis=1)
+    gnorm = jnp.sqrt(jnp.sum(g * g, axis=1))
+    # Without memory, a first step of length at most 1 (in log-space units).
+    gamma = jnp.where(n_stored > 0, jnp.sum(s_new * y_new, axis=1) / jnp.where(yy > 0, yy, 1.0),
+                      1.0 / jnp.maximum(gnorm, 1.0))
+
+    def forward(z, syra):
+        s, y, r, a = syra
+        b = r * jnp.sum(y * z, axis=1)
+        return z + (a - b)[:, None] * s, None
+
+    z, _ = jax.lax.scan(forward, gamma[:, None] * q, (s_seq, y_seq, r_seq, alphas), reverse=True)
+    return -z
+
+
+def _init_impl(value_and_grad, x0, lane_args, shared, opts):
+    memory, gtol, _ = opts
+    f0, g0 = value_and_grad(x0, *lane_args, *shared)
+    n, p = x0.shape
+    small = jnp.max(jnp.abs(g0), axis=1) <= gtol
+    zeros = jnp.zeros((n, memory, p), x0.dtype)
+    return dict(
+        x=x0, f=f0, g=g0, s_mem=zeros, y_mem=zeros,
+        rho=jnp.zeros((n, memory), x0.dtype),
+        newest=jnp.zeros((n,), jnp.int32), n_stored=jnp.zeros((n,), jnp.int32),
+        d=jnp.zeros_like(x0), slope=jnp.zeros((n,), x0.dtype),
+        t=jnp.ones((n,), x0.dtype), need_dir=jnp.ones((n,), bool),
+        stalls=jnp.zeros((n,), jnp.int32), iters=jnp.zeros((n,), jnp.int32),
+        active=jnp.isfinite(f0) & ~small, converged=small | ~jnp.isfinite(f0),
+        evals=jnp.array(0, jnp.int32),
+    )
+
+
+def _chunk_impl(value_and_grad, st, lane_args, shared, opts, steps):
+    memory, gtol, ftol = opts
+
+    def body(_, st):
+        x, f, g, active = st["x"], st["f"], st["g"], st["active"]
+        new_d = _direction(g, st["s_mem"], st["y_mem"], st["rho"], st["newest"],
+                           st["n_stored"], memory)
+        new_slope = jnp.sum(g * new_d, axis=1)
+        # Not a descent direction (or not finite): steepest descent, memory cleared.
+        bad = ~(new_slope < 0) | ~jnp.all(jnp.isfinite(new_d), axis=1)
+        new_d = jnp.where(bad[:, None], -g / jnp.maximum(
+            jnp.sqrt(jnp.sum(g * g, axis=1)), 1.0)[:, None], new_d)
+        new_slope = jnp.sum(g * new_d, axis=1)
+        fresh = st["need_dir"]
+        d = jnp.where(fresh[:, None], new_d, st["d"])
+        slope = jnp.where(fresh, new_slope, st["slope"])
+        t = jnp.where(fresh, 1.0, st["t"])
+        clear = fresh & bad
+
+        x_try = x + t[:, None] * d
+        f_try, g_try = value_and_grad(x_try, *lane_args, *shared)
+        ok = active & jnp.isfinite(f_try) & jnp.all(jnp.isfinite(g_try), axis=1) & (
+            f_try <= f + ARMIJO * t * slope)
+        # Rejected: next trial at the minimiser of the quadratic through f, slope, f_try.
+        denom = 2.0 * (f_try - f - slope * t)
+        t_quad = jnp.where(jnp.isfinite(f_try) & (denom > 0), -slope * t * t / denom, 0.1 * t)
+        t_next = jnp.clip(t_quad, 0.1 * t, 0.5 * t)
+
+        s = x_try - x
+        y = g_try - g
+        sy = jnp.sum(s * y, axis=1)
+        store = ok & (sy > 1e-10 * jnp.sqrt(jnp.sum(s * s, 1) * jnp.sum(y * y, 1)))
+        keep = ~clear
+        newest = jnp.where(store, (st["newest"] + 1) % memory, st["newest"])
+        slot = (jnp.arange(memory)[None, :] == newest[:, None]) & store[:, None]
+        s_mem = jnp.where(slot[:, :, None], s[:, None, :], st["s_mem"] * keep[:, None, None])
+        y_mem = jnp.where(slot[:, :, None], y[:, None, :], st["y_mem"] * keep[:, None, None])
+        rho = jnp.where(slot, (1.0 / jnp.where(sy == 0, 1.0, sy))[:, None],
+                        st["rho"] * keep[:, None])
+        n_stored = jnp.minimum(jnp.where(clear, 0, st["n_stored"]) + store, memory)
+
+        f_new = jnp.where(ok, f_try, f)
+        rel_drop = (f - f_new) / jnp.maximum(jnp.maximum(jnp.abs(f), jnp.abs(f_new)), 1e-300)
+        stalls = jnp.where(ok, jnp.where(rel_drop <= ftol, st["stalls"] + 1, 0), st["stalls"])
+        g_new = jnp.where(ok[:, None], g_try, g)
+        small_grad = jnp.max(jnp.abs(g_new), axis=1) <= gtol
+        step_gone = ~ok & (t_next * jnp.max(jnp.abs(d), axis=1) < MIN_STEP * (
+            1.0 + jnp.max(jnp.abs(x), axis=1)))
+        stop = active & (small_grad | (stalls >= 3) | step_gone)
+        return dict(
+            x=jnp.where(ok[:, None], x_try, x), f=f_new, g=g_new,
+            s_mem=s_mem, y_mem=y_mem, rho=rho, newest=newest, n_stored=n_stored,
+            d=d, slope=slope, t=jnp.where(ok, 1.0, t_next), need_dir=ok | ~active,
+            stalls=stalls, iters=st["iters"] + active,
+            active=active & ~stop, converged=st["converged"] | stop,
+            evals=st["evals"] + 1)
+
+    st = dict(st, evals=jnp.array(0, jnp.int32))
+    return jax.lax.fori_loop(0, steps, body, st)
+
+
+_init = jax.jit(_init_impl, static_argnums=(0, 4))
+_chunk = jax.jit(_chunk_impl, static_argnums=(0, 4, 5))
