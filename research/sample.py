@@ -9,9 +9,10 @@ How one call runs:
   temperature, top-k, top-p, the seed and the true prompt length are traced values. Padding is
   harmless: causal attention never lets a real position see a later one, and each decode step
   writes its own key/value over the padding's before it reads the cache;
-- learned positions cannot go past the context, so prompt + new tokens must fit in it: the
-  prompt is cut from the left to make room, and asking for more new tokens than the context
-  leaves room for is a `SamplingError`.
+- learned positions cannot go past the context, so one window holds prompt + new tokens: the
+  prompt is cut from the left to make room. Asking for more new tokens than one window leaves
+  room for slides the window: each further window keeps the last half-context of text as its
+  prompt and adds the other half, so any length can be generated.
 
 Order of the transformations, as in common practice: logits / temperature, then top-k, then
 top-p on the probabilities left after top-k. Temperature 0 is greedy (argmax of the raw logits).
@@ -112,11 +113,8 @@ def _check_arguments(cfg, prompt, max_new_tokens, temperature, top_k, top_p):
         raise SamplingError(
             f"prompt ids must lie in [0, {cfg.vocab_size}), got [{prompt.min()}, "
             f"{prompt.max()}]; encode the prompt with the run's own tokenizer")
-    if max_new_tokens < 0 or max_new_tokens > cfg.context_length - 1:
-        raise SamplingError(
-            f"max_new_tokens={max_new_tokens} does not fit the context of "
-            f"{cfg.context_length} tokens with at least one prompt token; use 0 to "
-            f"{cfg.context_length - 1}")
+    if max_new_tokens < 0:
+        raise SamplingError(f"max_new_tokens={max_new_tokens} is negative; use 0 or more")
     if not temperature >= 0:
         raise SamplingError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
     if top_k < 0:
@@ -136,21 +134,31 @@ def generate(model_cfg: ModelConfig, params, prompt_ids, *, max_new_tokens: int,
     prompt = np.asarray(prompt_ids)
     _check_arguments(model_cfg, prompt, max_new_tokens, temperature, top_k, top_p)
     prompt_BP = prompt.reshape(-1, prompt.shape[-1]).astype(np.int32)
+    ctx = model_cfg.context_length
+    window_new = max_new_tokens if max_new_tokens <= ctx - 1 else ctx // 2
+    key = jax.random.key(seed)
+    pieces, text_BT = [], prompt_BP
+    for window in range(-(-max_new_tokens // window_new) if max_new_tokens else 0):
+        n = min(window_new, max_new_tokens - window * window_new)
+        new_BN = _one_window(model_cfg, params, text_BT, n, jax.random.fold_in(key, window),
+                             temperature, top_k, top_p)
+        pieces.append(new_BN)
+        text_BT = np.concatenate([text_BT, new_BN], axis=1)
+    out_BM = np.concatenate(pieces, axis=1) if pieces else np.zeros((len(prompt_BP), 0), np.int32)
+    return out_BM[0] if prompt.ndim == 1 else out_BM
+
+
+def _one_window(model_cfg, params, prompt_BP, max_new_tokens, key, temperature, top_k, top_p):
     room = model_cfg.context_length - max_new_tokens
     if prompt_BP.shape[1] > room:
         logging.info("prompt of %d tokens cut to its last %d to leave room for %d new tokens",
                      prompt_BP.shape[1], room, max_new_tokens)
         prompt_BP = prompt_BP[:, -room:]
     batch, prompt_len = prompt_BP.shape
-    if max_new_tokens == 0:
-        out_BM = np.zeros((batch, 0), np.int32)
-    else:
-        bucket = prompt_bucket(prompt_len, model_cfg.context_length)
-        padded_BP = np.zeros((batch, bucket), np.int32)
-        padded_BP[:, :prompt_len] = prompt_BP
-        out_BM = np.asarray(_generate(
-            model_cfg, params, padded_BP, np.int32(prompt_len), jax.random.key(seed),
-            np.float32(temperature), np.int32(min(top_k, model_cfg.vocab_size)),
-            np.float32(top_p),
-            max_new_tokens=max_new_tokens))
-    return out_BM[0] if prompt.ndim == 1 else out_BM
+    bucket = prompt_bucket(prompt_len, model_cfg.context_length)
+    padded_BP = np.zeros((batch, bucket), np.int32)
+    padded_BP[:, :prompt_len] = prompt_BP
+    return np.asarray(_generate(
+        model_cfg, params, padded_BP, np.int32(prompt_len), key, np.float32(temperature),
+        np.int32(min(top_k, model_cfg.vocab_size)), np.float32(top_p),
+        max_new_tokens=max_new_tokens))

@@ -219,13 +219,28 @@ def test_long_prompt_is_cut_from_the_left_to_fit_the_context():
     np.testing.assert_array_equal(got, want[0])
 
 
+def test_generation_past_the_context_slides_the_window():
+    """More new tokens than the context holds: each window of ctx/2 new tokens continues the
+    last ctx/2 tokens of the text so far, exactly as a fresh greedy call on that text would."""
+    params = params_for(CFG)
+    start = prompt(5)
+    ctx, half = CFG.context_length, CFG.context_length // 2
+    got = sample.generate(CFG, params, start, max_new_tokens=3 * half + 3, temperature=0.0)
+    assert got.shape == (3 * half + 3,)
+    text = start
+    for w in range(4):
+        n = half if w < 3 else 3
+        want = sample.generate(CFG, params, text[-(ctx - n):], max_new_tokens=n, temperature=0.0)
+        np.testing.assert_array_equal(got[w * half: w * half + n], want)
+        text = np.concatenate([text, want])
+
+
 def test_zero_new_tokens_gives_an_empty_array():
     out = sample.generate(CFG, params_for(CFG), prompt(4), max_new_tokens=0)
     assert out.shape == (0,)
 
 
 @pytest.mark.parametrize("prompt_ids,kwargs,needle", [
-    (prompt(4), dict(max_new_tokens=16), "max_new_tokens=16"),
     (prompt(4), dict(max_new_tokens=-1), "max_new_tokens=-1"),
     (prompt(4), dict(max_new_tokens=4, temperature=-0.5), "temperature"),
     (prompt(4), dict(max_new_tokens=4, top_k=-1), "top_k"),
