@@ -1,0 +1,176 @@
+"""Reading a results table (CSV, JSONL, or a sweep directory) and validating columns.
+
+A table keeps its raw cells; a numeric column is converted and checked only
+when a law asks for it, so an error names exactly the rows that are wrong.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import AnalysisError
+
+MAX_ROWS_NAMED = 8
+
+
+@dataclass
+class Results:
+    columns: dict             # name -> list of raw cells (str, number or None)
+    labels: list              # how to name each row in errors: "row 3" or a run directory
+    source: str = ""
+    notes: list = field(default_factory=list)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def has(self, name):
+        return name in self.columns and any(v not in (None, "") for v in self.columns[name])
+
+    def subset(self, keep):
+        keep = np.asarray(keep)
+        idx = np.flatnonzero(keep) if keep.dtype == bool else keep
+        return Results({k: [v[i] for i in idx] for k, v in self.columns.items()},
+                       [self.labels[i] for i in idx], self.source, list(self.notes))
+
+    def text(self, name):
+        """Column as strings ('' where missing), e.g. run names."""
+        if name not in self.columns:
+            return ["" for _ in self.labels]
+        return ["" if v is None else str(v) for v in self.columns[name]]
+
+    def numeric(self, name, positive=True):
+        """Column as float64, validated: present, numeric, finite, and (by default) > 0."""
+        if name == "flops" and not self.has("flops"):
+            return 6.0 * self.numeric("params") * self.numeric("tokens")
+        if not self.has(name):
+            raise AnalysisError(
+                f"{self.source}: missing column '{name}' (have: {', '.join(sorted(self.columns))}); "
+                f"add it or choose another law/--x")
+        raw = self.columns[name]
+        values = np.empty(len(raw))
+        bad_type, bad_value = [], []
+        for i, v in enumerate(raw):
+            try:
+                if isinstance(v, bool) or v is None or v == "":
+                    raise ValueError
+                values[i] = float(v)
+            except (TypeError, ValueError):
+                bad_type.append(i)
+                continue
+            if not math.isfinite(values[i]) or (positive and values[i] <= 0):
+                bad_value.append(i)
+        if bad_type:
+            raise AnalysisError(f"{self.source}: column '{name}' is not numeric in "
+                                f"{self._name_rows(bad_type, name)}; fix or drop those rows")
+        if bad_value:
+            need = "positive and finite" if positive else "finite"
+            raise AnalysisError(f"{self.source}: column '{name}' must be {need}, but is not in "
+                                f"{self._name_rows(bad_value, name)}; fix or drop those rows")
+        return values
+
+    def _name_rows(self, rows, name):
+        shown = ", ".join(f"{self.labels[i]} ({name}={self.columns[name][i]!r})"
+                          for i in rows[:MAX_ROWS_NAMED])
+        more = f" and {len(rows) - MAX_ROWS_NAMED} more" if len(rows) > MAX_ROWS_NAMED else ""
+        return shown + more
+
+
+def load_results(path) -> Results:
+    """Read a CSV, JSONL or JSON-list file, or a sweep directory of `*/result.json`."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return _load_sweep(path)
+    if not os.path.exists(path):
+        raise AnalysisError(f"results not found: {path}; pass a CSV/JSONL file or a sweep directory")
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    stripped = text.lstrip()
+    if path.endswith((".jsonl", ".json")) or stripped.startswith(("{", "[")):
+        records = _parse_json_records(text, path)
+    else:
+        records = list(csv.DictReader(text.splitlines()))
+        records = [{k.strip(): (v.strip() if isinstance(v, str) else v)
+                    for k, v in r.items() if k is not None} for r in records]
+    if not records:
+        raise AnalysisError(f"{path}: no rows; the table needs a header and at least one run")
+    labels = [f"row {i + 1}" for i in range(len(records))]
+    return _to_results(records, labels, path, [])
+
+
+def _parse_json_records(text, path):
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            records = json.loads(stripped)
+        except json.JSONDecodeError as e:
+            raise AnalysisError(f"{path}: invalid JSON ({e}); write one object per line") from None
+    else:
+        records = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise AnalysisError(f"{path}: line {n} is not valid JSON ({e.msg})") from None
+    bad = [i + 1 for i, r in enumerate(records) if not isinstance(r, dict)]
+    if bad:
+        raise AnalysisError(f"{path}: rows {bad[:MAX_ROWS_NAMED]} are not JSON objects")
+    return records
+
+
+def _load_sweep(path):
+    records, labels, notes = [], [], []
+    for name in sorted(os.listdir(path)):
+        result = os.path.join(path, name, "result.json")
+        if not os.path.isfile(result):
+            continue
+        try:
+            with open(result, encoding="utf-8") as fh:
+                record = json.load(fh)
+        except (OSError, json.JSONDecodeError) as e:
+            raise AnalysisError(f"{result}: unreadable ({e}); rerun or remove that run") from None
+        status = record.get("status", "done")
+        if status != "done":
+            notes.append(f"excluded {name}: status '{status}'")
+            continue
+        record.setdefault("run", name)
+        records.append(record)
+        labels.append(name)
+    if not records:
+        raise AnalysisError(f"{path}: no finished runs (no */result.json with status 'done')"
+                            + (f"; {len(notes)} excluded" if notes else ""))
+    return _to_results(records, labels, path, notes)
+
+
+def _to_results(records, labels, source, notes):
+    names = []
+    for r in records:
+        for k, v in r.items():
+            if k not in names and not isinstance(v, (dict, list)):
+                names.append(k)
+    columns = {k: [r.get(k) for r in records] for k in names}
+    return Results(columns, labels, source, notes)
+
+
+def final_rows(table: Results) -> Results:
+    """Training curves (a `step` column) reduced to each run's last row."""
+    if not table.has("step") or not table.has("run"):
+        return table
+    steps = table.numeric("step", positive=False)
+    runs = table.text("run")
+    last = {}
+    for i, (run, step) in enumerate(zip(runs, steps)):
+        if run not in last or step >= steps[last[run]]:
+            last[run] = i
+    if len(last) == len(table):
+        return table
+    out = table.subset(sorted(last.values()))
+    out.notes.append(f"training curves: kept the last step of each of {len(last)} runs "
+                     f"({len(table)} rows read)")
+    return out

@@ -1,0 +1,234 @@
+"""Fitting a law (Hoffmann et al. 2022, Approach 3) with multi-start L-BFGS and a bootstrap.
+
+Objective: the Huber loss of log-loss residuals, summed over points (a mean
+makes L-BFGS stop early), with the parameters in log space.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import allocation
+from .data import Results, final_rows
+from .errors import AnalysisError
+from .laws import Law, make_law
+from .optimize import minimize, minimize_lanes
+
+NEAR_BEST_RTOL = 1e-6      # starts within this relative gap of the best objective "reached" it
+NEAR_BEST_ATOL = 1e-12     # absolute floor for that gap (noise-free fits reach ~0)
+DISAGREE_RTOL = 1e-2       # near-best optima differing by more than this are flagged
+BOOT_STARTS = 8            # starts per bootstrap refit: the full-data optimum + distinct optima
+
+
+@functools.lru_cache(maxsize=None)
+def objective(log_pred):
+    """value_and_grad(theta (lanes,P), w, logX, y, delta) for a law's log_pred."""
+    def value_and_grad(theta, w, logX, y, delta):
+        pred, vjp = jax.vjp(lambda t: log_pred(t, logX), theta)
+        r = pred - y
+        ar = jnp.abs(r)
+        f = jnp.sum(w * jnp.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta)), axis=1)
+        (g,) = vjp(w * jnp.clip(r, -delta, delta))
+        return f, g
+    return value_and_grad
+
+
+def design(table: Results, law: Law, params_column="params"):
+    """log X (n, k) and log L (n,) for a law, validated, with enough points to fit."""
+    logX, logL = design_unchecked(table, law, params_column)
+    if len(logL) < law.min_points:
+        raise AnalysisError(f"{table.source}: {len(logL)} points are too few for --law {law.name} "
+                            f"({len(law.fitted)} parameters need at least {law.min_points})")
+    return logX, logL
+
+
+def fit_points(law: Law, logX, logL, huber_delta=1e-3, weights=None):
+    """Multi-start fit on arrays; returns the optimiser result and diagnostics."""
+    w = np.ones(len(logL)) if weights is None else np.asarray(weights, float)
+    res = minimize(objective(law.log_pred), law.grid, (w, logX, logL, huber_delta))
+    f = np.where(np.isfinite(res.f), res.f, np.inf)
+    best = int(np.argmin(f))
+    near = f <= f[best] + NEAR_BEST_RTOL * abs(f[best]) + NEAR_BEST_ATOL
+    return res, best, near
+
+
+def disagreement_warnings(law: Law, x_near: np.ndarray, best_x: np.ndarray):
+    """Warn for each parameter whose near-best optima spread by more than DISAGREE_RTOL."""
+    if len(x_near) < 2:
+        return []
+    vals = law.to_natural(x_near)
+    best = law.to_natural(best_x)
+    out = []
+    for name in law.natural:
+        lo, hi = float(np.min(vals[name])), float(np.max(vals[name]))
+        if hi - lo > DISAGREE_RTOL * max(abs(float(best[name])), 1e-12):
+            out.append(f"non-identifiable: {len(x_near)} starts reach the best objective but "
+                       f"disagree on {name} ({lo:.4g} to {hi:.4g}); the data do not pin it down")
+    return out
+
+
+def bootstrap_groups(table: Results):
+    """Group index per row: by run when runs have several rows, otherwise one per row."""
+    runs = table.text("run")
+    if table.has("run") and len(set(runs)) < len(runs):
+        names = {r: i for i, r in enumerate(dict.fromkeys(runs))}
+        return np.array([names[r] for r in runs]), "runs"
+    return np.arange(len(table)), "rows"
+
+
+def bootstrap_weights(groups, n_boot, seed):
+    """(n_boot, n_rows) resampling counts: groups drawn with replacement, seeded."""
+    rng = np.random.default_rng(seed)
+    n_groups = groups.max() + 1
+    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
+    counts = np.zeros((n_boot, n_groups))
+    np.add.at(counts, (np.arange(n_boot)[:, None], draws), 1.0)
+    return counts[:, groups]
+
+
+def bootstrap_starts(law: Law, res, best, max_starts=BOOT_STARTS):
+    """The full-data optimum plus the best distinct other optima of the full fit."""
+    order = np.argsort(np.where(np.isfinite(res.f), res.f, np.inf))
+    chosen = [res.x[best]]
+    for i in order:
+        if len(chosen) >= max_starts or not np.isfinite(res.f[i]):
+            break
+        if all(np.max(np.abs(res.x[i] - c)) > 1e-2 for c in chosen):
+            chosen.append(res.x[i])
+    return np.array(chosen)
+
+
+def bootstrap_fits(law, logX, logL, weights, starts, huber_delta):
+    """Refit every resample from `starts`; returns (n_boot, P) best points."""
+    n_boot, n_starts = len(weights), len(starts)
+    lane_w = np.repeat(weights, n_starts, axis=0)
+    lane_x = np.tile(starts, (n_boot, 1))
+    res = minimize_lanes(objective(law.log_pred), lane_x, (lane_w,), (logX, logL, huber_delta))
+    f = np.where(np.isfinite(res.f), res.f, np.inf).reshape(n_boot, n_starts)
+    pick = np.argmin(f, axis=1)
+    return res.x.reshape(n_boot, n_starts, -1)[np.arange(n_boot), pick]
+
+
+def summarise(samples: dict, point: dict):
+    """stderr and 95% percentile interval for each named quantity."""
+    stderr, ci95 = {}, {}
+    for k, v in samples.items():
+        v = np.asarray(v, float)
+        ok = np.isfinite(v)
+        stderr[k] = float(np.std(v[ok], ddof=1)) if ok.sum() > 1 else None
+        ci95[k] = [float(q) for q in np.percentile(v[ok], [2.5, 97.5])] if ok.any() else None
+    return stderr, ci95
+
+
+def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, bootstrap=1000,
+            seed=0, reference_flops=None, holdout_above_flops=None, params_column="params"):
+    """Fit `law` to a results table. Returns a JSON-ready dict (the content of fit.json)."""
+    if huber_delta <= 0:
+        raise AnalysisError(f"--huber-delta must be positive, got {huber_delta}")
+    if bootstrap < 0:
+        raise AnalysisError(f"--bootstrap must be >= 0, got {bootstrap}")
+    law_obj = make_law(law, x) if isinstance(law, str) else law
+    table = final_rows(table)
+    logX, logL = design(table, law_obj, params_column)
+    res, best, near = fit_points(law_obj, logX, logL, huber_delta)
+    theta = res.x[best]
+    params = {k: float(v) for k, v in law_obj.to_natural(theta).items()}
+
+    warnings = disagreement_warnings(law_obj, res.x[near], theta)
+    if not res.converged[best]:
+        warnings.append("the best start hit the iteration cap before converging")
+    n_capped = int((~res.converged).sum())
+
+    out = dict(
+        law=law_obj.name, x=list(law_obj.x), formula=law_obj.formula, params=params,
+        fitted_log_space=dict(zip(law_obj.fitted, map(float, theta))),
+        n_points=int(len(logL)), n_starts=int(len(law_obj.grid)),
+        n_starts_at_best=int(near.sum()), n_starts_not_converged=n_capped,
+        objective=float(res.f[best]), huber_delta=float(huber_delta),
+        objective_note="sum over points of Huber(log L_pred - log L), parameters in log space",
+        source=table.source, notes=list(table.notes), warnings=warnings,
+    )
+    if law_obj.name == "chinchilla":
+        out.update(allocation.chinchilla(params, _reference_flops(table, reference_flops,
+                                                                  params_column)))
+    resid = _residuals(law_obj, theta, logX, logL)
+    out["residuals"] = dict(log_loss=resid.tolist(), rmse_log=float(np.sqrt(np.mean(resid ** 2))))
+
+    if bootstrap:
+        groups, unit = bootstrap_groups(table)
+        weights = bootstrap_weights(groups, bootstrap, seed)
+        starts = bootstrap_starts(law_obj, res, best)
+        boot = bootstrap_fits(law_obj, logX, logL, weights, starts, huber_delta)
+        samples = dict(law_obj.to_natural(boot))
+        if law_obj.name == "chinchilla":
+            samples.update(allocation.chinchilla_samples(samples, out["reference_flops"]))
+        stderr, ci95 = summarise(samples, out)
+        out.update(stderr=stderr, ci95=ci95, bootstrap=dict(
+            n=int(bootstrap), seed=int(seed), unit=unit, n_units=int(groups.max() + 1),
+            starts_per_refit=int(len(starts)),
+            starts_note="each refit starts from the full-data optimum and the best distinct "
+                        "other optima of the full-grid fit (not the full grid)",
+            interval="percentile, 2.5% to 97.5%"))
+    else:
+        out.update(stderr={}, ci95={}, bootstrap=None)
+
+    if holdout_above_flops is not None:
+        out["extrapolation"] = extrapolation_check(table, law_obj, holdout_above_flops,
+                                                   huber_delta, params_column)
+    return out
+
+
+def _residuals(law, theta, logX, logL):
+    return np.log(law.predict(theta, logX)) - logL
+
+
+def _reference_flops(table, given, params_column):
+    if given:
+        return [float(c) for c in given]
+    flops = (table.numeric("flops") if table.has("flops")
+             else 6.0 * table.numeric(params_column) * table.numeric("tokens"))
+    top = float(np.max(flops))
+    return [top, 10 * top, 100 * top]
+
+
+def extrapolation_check(table, law, threshold, huber_delta=1e-3, params_column="params"):
+    """Fit on runs with C <= threshold, predict the others, report relative errors."""
+    flops = (table.numeric("flops") if table.has("flops")
+             else 6.0 * table.numeric(params_column) * table.numeric("tokens"))
+    below = flops <= threshold
+    if not (~below).any():
+        raise AnalysisError(f"--holdout-above-flops {threshold:g}: no runs above it "
+                            f"(largest is {flops.max():.3g}); choose a smaller threshold")
+    fit_table = table.subset(below)
+    held = table.subset(~below)
+    logX, logL = design(fit_table, law, params_column)
+    res, best, _ = fit_points(law, logX, logL, huber_delta)
+    hX, hL = design_unchecked(held, law, params_column)
+    pred = law.predict(res.x[best], hX)
+    actual = np.exp(hL)
+    rel = (pred - actual) / actual
+    runs = held.text("run")
+    rows = [dict(run=runs[i] or held.labels[i], flops=float(f), loss=float(a),
+                 predicted=float(p), rel_error=float(r))
+            for i, (f, a, p, r) in enumerate(zip(flops[~below], actual, pred, rel))]
+    return dict(threshold_flops=float(threshold), n_fit=int(below.sum()),
+                n_heldout=int((~below).sum()),
+                params={k: float(v) for k, v in law.to_natural(res.x[best]).items()},
+                heldout=rows, mean_abs_rel_error=float(np.mean(np.abs(rel))),
+                max_abs_rel_error=float(np.max(np.abs(rel))))
+
+
+def design_unchecked(table, law, params_column="params"):
+    """log X and log L, validated, without the minimum-points rule (for held-out runs)."""
+    cols = []
+    for c in law.x:
+        name = params_column if c == "params" else c
+        if c == "flops" and not table.has("flops"):
+            cols.append(np.log(6.0 * table.numeric(params_column) * table.numeric("tokens")))
+        else:
+            cols.append(np.log(table.numeric(name)))
+    return np.stack(cols, axis=1), np.log(table.numeric("loss"))
