@@ -173,8 +173,10 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
             starts_note="each refit starts from the full-data optimum and the best distinct "
                         "other optima of the full-grid fit (not the full grid)",
             interval="percentile, 2.5% to 97.5%"))
+        out["_samples"] = samples
     else:
         out.update(stderr={}, ci95={}, bootstrap=None)
+    out["_data"] = dict(law=law_obj, theta=theta, logX=logX, logL=logL)
 
     if holdout_above_flops is not None:
         out["extrapolation"] = extrapolation_check(table, law_obj, holdout_above_flops,

@@ -1,0 +1,89 @@
+"""Command line: python -m analysis {fit,isoflop,envelope,bench} ..."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import AnalysisError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, like every other input error
+        print(f"error: {message} (see python -m analysis {self.prog.split()[-1]} --help)",
+              file=sys.stderr)
+        sys.exit(2)
+
+
+def _parser():
+    p = _Parser(prog="python -m analysis", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    f = sub.add_parser("fit", help="fit a loss law (Approach 3) with bootstrap intervals")
+    f.add_argument("results", help="CSV, JSONL, or a sweep directory of */result.json")
+    f.add_argument("--law", default="chinchilla", choices=["chinchilla", "power", "kaplan"])
+    f.add_argument("--x", choices=["params", "tokens", "flops"], default=None,
+                   help="variable of a one-variable law (power: default params; kaplan: "
+                        "none means the joint L(N, D))")
+    f.add_argument("--out", required=True, help="output directory")
+    f.add_argument("--bootstrap", type=int, default=1000, help="resamples (0 to skip)")
+    f.add_argument("--huber-delta", type=float, default=1e-3)
+    f.add_argument("--holdout-above-flops", type=float, default=None,
+                   help="also fit runs with C <= this and report errors on the others")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--params-column", default="params",
+                   help="column used as N (e.g. nonembedding_params)")
+    f.add_argument("--reference-flops", type=float, nargs="+", default=None,
+                   help="computes at which to report N_opt, D_opt (default: max C x 1, 10, 100)")
+    i = sub.add_parser("isoflop", help="iso-FLOP parabolas (Approach 2)")
+    i.add_argument("results")
+    i.add_argument("--out", required=True)
+    i.add_argument("--bootstrap", type=int, default=1000)
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--bin-width", type=float, default=None,
+                   help="group budgets in log10 bins of this width (default: exact budgets)")
+    i.add_argument("--params-column", default="params")
+    e = sub.add_parser("envelope", help="lower envelope of training curves (Approach 1)")
+    e.add_argument("results")
+    e.add_argument("--params-column", default="params")
+    b = sub.add_parser("bench", help="time the vectorised fit against a plain scipy loop")
+    b.add_argument("--points", type=int, default=300)
+    b.add_argument("--bootstrap", type=int, default=1000)
+    b.add_argument("--scipy-starts", type=int, default=450,
+                   help="grid starts timed with scipy (the rest extrapolated)")
+    return p
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "fit":
+            from .pipeline import run_fit
+            _, summary = run_fit(args.results, args.out, args.law, args.x, bootstrap=args.bootstrap,
+                                 huber_delta=args.huber_delta,
+                                 holdout_above_flops=args.holdout_above_flops, seed=args.seed,
+                                 params_column=args.params_column,
+                                 reference_flops=args.reference_flops)
+            print(summary)
+        elif args.command == "isoflop":
+            from .pipeline import run_isoflop
+            _, summary = run_isoflop(args.results, args.out, bootstrap=args.bootstrap,
+                                     seed=args.seed, bin_width_dex=args.bin_width,
+                                     params_column=args.params_column)
+            print(summary)
+        elif args.command == "envelope":
+            from .data import load_results
+            from .envelope import envelope
+            print(json.dumps(envelope(load_results(args.results),
+                                      params_column=args.params_column), indent=2))
+        else:
+            from .bench import main as bench
+            bench(args.points, args.bootstrap, args.scipy_starts)
+    except AnalysisError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

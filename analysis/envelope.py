@@ -1,0 +1,56 @@
+"""Approach 1 of Hoffmann et al. (2022): the lower envelope of training curves.
+
+At each of a log-spaced set of compute values, every run whose curve spans that
+compute is interpolated (loss against log C); the run with the lowest loss
+gives N and D there. Power laws N ∝ C^a and D ∝ C^b are then fitted through
+those points by least squares in log space.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .data import Results
+from .errors import AnalysisError
+
+
+def envelope(table: Results, *, n_points=30, params_column="params"):
+    """Returns a JSON-ready dict; needs `run` and `step` columns (several rows per run)."""
+    if not (table.has("run") and table.has("step")):
+        raise AnalysisError(f"{table.source}: Approach 1 needs training curves: columns 'run' and "
+                            f"'step' with several rows per run")
+    N = table.numeric(params_column)
+    D = table.numeric("tokens")
+    C = table.numeric("flops") if table.has("flops") else 6.0 * N * D
+    loss = table.numeric("loss")
+    runs = np.array(table.text("run"))
+    curves = {}
+    for r in np.unique(runs):
+        m = np.flatnonzero(runs == r)
+        if len(m) >= 2:
+            o = m[np.argsort(C[m])]
+            curves[r] = (np.log(C[o]), loss[o], N[o][0])
+    if len(curves) < 2:
+        raise AnalysisError(f"{table.source}: Approach 1 needs at least 2 runs with 2+ steps each")
+    lo = min(c[0][0] for c in curves.values())
+    hi = max(c[0][-1] for c in curves.values())
+    grid = np.linspace(lo, hi, n_points)
+    points = []
+    for lc in grid:
+        best = None
+        for r, (lcs, ls, n) in curves.items():
+            if lcs[0] <= lc <= lcs[-1]:
+                v = float(np.interp(lc, lcs, ls))
+                if best is None or v < best[0]:
+                    best = (v, r, n)
+        if best is not None:
+            c = float(np.exp(lc))
+            points.append(dict(flops=c, loss=best[0], run=best[1], N=float(best[2]),
+                               D=c / (6.0 * float(best[2]))))
+    logc = np.log([p["flops"] for p in points])
+    a, ka = np.polyfit(logc, np.log([p["N"] for p in points]), 1)
+    b, kb = np.polyfit(logc, np.log([p["D"] for p in points]), 1)
+    return dict(method="lower envelope of training curves (Hoffmann et al. 2022, Approach 1)",
+                a=float(a), b=float(b), N_coeff=float(np.exp(ka)), D_coeff=float(np.exp(kb)),
+                n_runs=len(curves), envelope=points,
+                note="D along the envelope is C / (6 N)")

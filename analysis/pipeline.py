@@ -1,0 +1,69 @@
+"""Fit or iso-FLOP analysis end to end: table -> JSON, plots, report (what the CLI runs)."""
+
+from __future__ import annotations
+
+import os
+
+from . import plots, report
+from .data import Results, load_results
+from .envelope import envelope
+from .errors import AnalysisError
+from .fit import fit_law
+from .isoflop import isoflop
+
+
+def _table(results):
+    return results if isinstance(results, Results) else load_results(results)
+
+
+def _out_dir(out_dir):
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        raise AnalysisError(f"cannot create output directory {out_dir}: {e.strerror}") from None
+
+
+def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber_delta=1e-3,
+            holdout_above_flops=None, seed=0, params_column="params", reference_flops=None):
+    """Writes out_dir/fit.json, plots (PNG+SVG), report.md, report.html. Returns (fit, summary)."""
+    table = _table(results)
+    fit = fit_law(table, law, x, huber_delta=huber_delta, bootstrap=bootstrap, seed=seed,
+                  holdout_above_flops=holdout_above_flops, params_column=params_column,
+                  reference_flops=reference_flops)
+    if table.has("step") and table.has("run"):
+        try:
+            fit["approach1"] = envelope(table, params_column=params_column)
+        except AnalysisError as e:
+            fit["notes"].append(f"Approach 1 skipped: {e}")
+    _out_dir(out_dir)
+    report.write_json(fit, os.path.join(out_dir, "fit.json"))
+    pngs = plots.fit_plots(fit, out_dir)
+    extra = []
+    if "extrapolation" in fit:
+        extra.append(("Extrapolation check", report.extrapolation_text(fit["extrapolation"])))
+    if "approach1" in fit:
+        a1 = fit["approach1"]
+        extra.append(("Approach 1 (training-curve envelope)",
+                      f"N_opt ∝ C^{a1['a']:.4f}, D_opt ∝ C^{a1['b']:.4f} over {a1['n_runs']} runs"))
+    page = os.path.join(out_dir, "report.html")
+    summary = report.fit_summary(fit, page)
+    report.write_report(out_dir, f"Scaling-law fit: {fit['law']}", summary,
+                        report.fit_table_rows(fit), pngs, extra)
+    return fit, summary
+
+
+def run_isoflop(results, out_dir, *, bootstrap=1000, seed=0, bin_width_dex=None,
+                params_column="params"):
+    """Writes out_dir/isoflop.json, plots and report. Returns (result, summary)."""
+    table = _table(results)
+    res = isoflop(table, bootstrap=bootstrap, seed=seed, bin_width_dex=bin_width_dex,
+                  params_column=params_column)
+    _out_dir(out_dir)
+    report.write_json(res, os.path.join(out_dir, "isoflop.json"))
+    pngs = plots.isoflop_plots(res, out_dir)
+    page = os.path.join(out_dir, "report.html")
+    summary = report.isoflop_summary(res, page)
+    rows = [(k, res[k], (res.get("stderr") or {}).get(k), (res.get("ci95") or {}).get(k))
+            for k in ("a", "b")]
+    report.write_report(out_dir, "Iso-FLOP analysis (Approach 2)", summary, rows, pngs)
+    return res, summary

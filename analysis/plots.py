@@ -1,0 +1,124 @@
+"""Figures for a fit and an iso-FLOP analysis, each saved as PNG and SVG."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from . import allocation  # noqa: E402
+
+
+def _save(fig, out_dir, name):
+    paths = []
+    for ext in ("png", "svg"):
+        p = os.path.join(out_dir, f"{name}.{ext}")
+        fig.savefig(p, dpi=120, bbox_inches="tight")
+        paths.append(p)
+    plt.close(fig)
+    return paths[0]
+
+
+def fit_plots(fit: dict, out_dir: str) -> list:
+    """Loss vs N (coloured by D) with fitted curves, loss vs compute with the frontier,
+    N_opt(C)/D_opt(C) with bootstrap bands, and residuals. Returns the PNG paths."""
+    d = fit["_data"]
+    law, theta, logX, logL = d["law"], d["theta"], d["logX"], d["logL"]
+    loss = np.exp(logL)
+    pngs = []
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    x = np.exp(logX[:, 0])
+    if logX.shape[1] == 2:
+        colour = logX[:, 1]
+        sc = ax.scatter(x, loss, c=colour, cmap="viridis", s=14)
+        fig.colorbar(sc, ax=ax, label=f"log {law.x[1]}")
+        xs = np.linspace(logX[:, 0].min(), logX[:, 0].max(), 100)
+        for q in np.percentile(logX[:, 1], [5, 50, 95]):
+            grid = np.stack([xs, np.full_like(xs, q)], 1)
+            ax.plot(np.exp(xs), law.predict(theta, grid), color=plt.cm.viridis(
+                (q - colour.min()) / max(np.ptp(colour), 1e-12)), lw=1.5)
+    else:
+        ax.scatter(x, loss, s=14)
+        xs = np.linspace(logX[:, 0].min(), logX[:, 0].max(), 100)
+        ax.plot(np.exp(xs), law.predict(theta, xs[:, None]), color="C1", lw=1.5, label="fit")
+        ax.legend()
+    ax.set(xscale="log", yscale="log", xlabel=law.x[0], ylabel="loss", title=f"{law.name} fit")
+    pngs.append(_save(fig, out_dir, "loss_vs_x"))
+
+    if law.name == "chinchilla":
+        params = fit["params"]
+        logC = np.log(6.0) + logX[:, 0] + logX[:, 1]
+        fig, ax = plt.subplots(figsize=(6, 4.2))
+        ax.scatter(np.exp(logC), loss, c=logX[:, 0], cmap="plasma", s=14)
+        cs = np.exp(np.linspace(logC.min(), np.log(max(fit["reference_flops"])), 100))
+        _, _, frontier = allocation.optimum(params, cs)
+        ax.plot(cs, frontier, "k-", lw=1.5, label="compute-optimal frontier (6ND)")
+        ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="loss")
+        ax.legend()
+        pngs.append(_save(fig, out_dir, "loss_vs_compute"))
+
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        n_opt, d_opt, _ = allocation.optimum(params, cs)
+        samples = fit.get("_samples")
+        for ax, val, name, key in ((axes[0], n_opt, "N_opt", 0), (axes[1], d_opt, "D_opt", 1)):
+            ax.plot(cs, val, "C0-", label=name)
+            if samples is not None:
+                sn, sd, _ = allocation.optimum({k: np.asarray(samples[k])[:, None]
+                                                for k in ("E", "A", "B", "alpha", "beta")}, cs[None])
+                band = np.nanpercentile(sn if key == 0 else sd, [2.5, 97.5], axis=0)
+                ax.fill_between(cs, band[0], band[1], alpha=0.3, label="95% bootstrap")
+            ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel=name)
+            ax.legend()
+        pngs.append(_save(fig, out_dir, "compute_optimal"))
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    resid = np.asarray(fit["residuals"]["log_loss"])
+    ax.scatter(np.exp(logX[:, 0]), resid, s=12)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set(xscale="log", xlabel=law.x[0], ylabel="log L_pred − log L", title="residuals")
+    pngs.append(_save(fig, out_dir, "residuals"))
+    return pngs
+
+
+def isoflop_plots(result: dict, out_dir: str) -> list:
+    """Iso-FLOP parabolas with their minima, and N_opt/D_opt against budget."""
+    cur = result["_curves"]
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    labels = np.unique(cur["labels"])
+    colours = plt.cm.viridis(np.linspace(0, 1, max(len(labels), 2)))
+    for col, lab in zip(colours, labels):
+        m = cur["labels"] == lab
+        ax.scatter(np.exp(cur["logN"][m]), cur["loss"][m], color=col, s=14)
+    for o in cur["opt"]:
+        c2, c1, c0, mid = o["parabola_N"]
+        col = colours[list(labels).index(o["label"])]
+        m = cur["labels"] == o["label"]
+        xs = np.linspace(cur["logN"][m].min(), cur["logN"][m].max(), 60) - mid
+        ax.plot(np.exp(xs + mid), c2 * xs ** 2 + c1 * xs + c0, color=col, lw=1.2)
+        ax.plot(np.exp(o["log_N_opt"]), o["loss_opt"], "x", color="k" if o["inside"] else "r", ms=8)
+    ax.set(xscale="log", xlabel="params N", ylabel="loss", title="iso-FLOP profiles")
+    pngs = [_save(fig, out_dir, "isoflop_parabolas")]
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    b = [x for x in result["budgets"] if x["used"]]
+    cs = np.array([x["budget"] for x in b])
+    grid = np.exp(np.linspace(np.log(cs.min()), np.log(cs.max()), 50))
+    for ax, key, exp_key, coeff in ((axes[0], "N_opt", "a", "N_coeff"), (axes[1], "D_opt", "b", "D_coeff")):
+        ax.scatter(cs, [x[key] for x in b], color="C0")
+        ax.plot(grid, result[coeff] * grid ** result[exp_key], "C1-",
+                label=f"{key} ∝ C^{result[exp_key]:.3f}")
+        if "ci95" in result:
+            lo, hi = result["ci95"][exp_key]
+            ref = np.exp(np.mean(np.log(cs)))
+            centre = result[coeff] * ref ** result[exp_key]
+            ax.fill_between(grid, centre * (grid / ref) ** lo, centre * (grid / ref) ** hi,
+                            alpha=0.25, label="95% interval of exponent")
+        ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel=key)
+        ax.legend()
+    pngs.append(_save(fig, out_dir, "isoflop_optima"))
+    return pngs
