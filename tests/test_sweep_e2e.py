@@ -93,6 +93,21 @@ def test_smoke_sweep_runs_end_to_end(reference):
         by_tokens = sorted((int(r["tokens"]), float(r["loss"])) for r in rows.values() if r["variant"] == variant)
         assert by_tokens[0][1] > by_tokens[1][1]
     assert "[sweep] 4/4 done" in proc.stderr and "sweep finished: 4/4 runs done" in proc.stdout
+    # 4 points cannot fit a 5-parameter law: one line says so, and the results stay.
+    failed = [line for line in proc.stdout.splitlines() if line.startswith("analysis failed")]
+    assert len(failed) == 1 and "too few" in failed[0]
+
+
+def test_results_csv_loads_in_the_analysis(reference):
+    from analysis.data import load_results
+
+    workdir, _ = reference
+    table = load_results(workdir / "results.csv")
+    assert len(table) == 4
+    rows = results(workdir)
+    for column in ("params", "nonembedding_params", "tokens", "flops", "loss"):
+        values = table.numeric(column)
+        assert list(values) == [float(r[column]) for r in rows.values()]
     status = subprocess.run(sweep_cmd("status", workdir), cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
                             capture_output=True, text=True)
     assert "4 runs: 4 done" in status.stdout

@@ -261,3 +261,23 @@ def test_six_workers_in_three_processes_run_each_run_exactly_once(tmp_path):
         evts = ledger.events(layout.SweepDir(wd), run.name)
         assert [e["event"] for e in evts] == ["started", "finished"]
     assert len((wd / "results.csv").read_text().splitlines()) == 1 + 8
+
+
+def test_finished_sweep_is_fitted_and_the_law_printed(tmp_path):
+    """The fake's loss is 1.5 + 300 / N^0.35 + 600 / D^0.3 (N non-embedding): the sweep's
+    results.csv, fitted by `python -m analysis`, must give those exponents back."""
+    changes = {"variants": ("100k", "300k", "800k"), "tokens": (64 * 20, 64 * 80, 64 * 320),
+               "analysis.enabled": True, "analysis.bootstrap": 20,
+               "analysis.params_column": "nonembedding_params"}
+    cfg = write_sweep_file(tmp_path, **changes)
+    wd = tmp_path / "w"
+    proc = cli("run", "--config", cfg, "--workdir", str(wd), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "chinchilla fit on 9 points" in proc.stdout and "95% CI" in proc.stdout
+    assert "report" in proc.stdout
+    fit = json.loads((wd / "analysis" / "fit.json").read_text())
+    assert fit["params"]["alpha"] == pytest.approx(0.35, abs=1e-3)
+    assert fit["params"]["beta"] == pytest.approx(0.30, abs=1e-3)
+    # Unchanged results are not fitted again; the stored law is printed.
+    again = cli("run", "--config", cfg, "--workdir", str(wd), "--quiet")
+    assert "analysis fit took" not in again.stdout and "chinchilla fit on 9 points" in again.stdout

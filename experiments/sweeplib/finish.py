@@ -57,10 +57,12 @@ def finalize(sweep_dir: SweepDir, runs, sweep, claims, label: str, out=print) ->
 
 def analysis_commands(sweep_dir: SweepDir, sweep) -> list[list[str]]:
     csv = str(sweep_dir.results_csv)
+    common = ["--bootstrap", str(int(sweep.analysis.bootstrap)), "--params-column", str(sweep.analysis.params_column)]
     cmds = [[sys.executable, "-m", "analysis", "fit", csv, "--law", str(sweep.analysis.law),
-             "--out", str(sweep_dir.analysis), "--bootstrap", str(int(sweep.analysis.bootstrap))]]
+             "--out", str(sweep_dir.analysis), *common]]
     if sweep.kind == "isoflop":
-        cmds.append([sys.executable, "-m", "analysis", "isoflop", csv, "--out", str(sweep_dir.analysis / "isoflop")])
+        cmds.append([sys.executable, "-m", "analysis", "isoflop", csv, "--out",
+                     str(sweep_dir.analysis / "isoflop"), *common])
     return cmds
 
 
@@ -78,7 +80,8 @@ def run_analysis(sweep_dir: SweepDir, sweep, out=print) -> bool:
                 out(f"the sweep's results are kept in {sweep_dir.results_csv}")
                 return False
             sweep_dir.analysis.mkdir(parents=True, exist_ok=True)
-            (sweep_dir.analysis / f"{cmd[3]}.log").write_text(proc.stdout + proc.stderr)
+            (sweep_dir.analysis / f"{cmd[3]}.log").write_text(proc.stdout)  # the printed summary
+            (sweep_dir.analysis / f"{cmd[3]}.stderr").write_text(proc.stderr)
             out(f"analysis {cmd[3]} took {time.time() - t0:.0f}s")
         write_atomic(tag_file, tag)
     out(law_summary(sweep_dir))
@@ -86,9 +89,9 @@ def run_analysis(sweep_dir: SweepDir, sweep, out=print) -> bool:
 
 
 def law_summary(sweep_dir: SweepDir) -> str:
-    """The fitted law as the analysis printed it, and where the report is."""
-    log = sweep_dir.analysis / "fit.log"
-    text = log.read_text().strip() if log.exists() else ""
-    reports = sorted(p for p in sweep_dir.analysis.glob("report*") if p.is_file())
-    where = f"report: {reports[0]}" if reports else f"outputs in {sweep_dir.analysis}"
-    return f"{text}\n{where}" if text else where
+    """The fitted law with intervals as the analysis printed it (it names the report), plus the
+    iso-FLOP summary when there is one."""
+    texts = [p.read_text().strip() for p in (sweep_dir.analysis / "fit.log", sweep_dir.analysis / "isoflop.log")
+             if p.exists()]
+    text = "\n".join(t for t in texts if t)
+    return text if "report" in text else f"{text}\noutputs in {sweep_dir.analysis}".strip()

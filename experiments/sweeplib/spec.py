@@ -74,6 +74,7 @@ def default_sweep() -> ml_collections.ConfigDict:
     a.enabled = True
     a.law = "chinchilla"
     a.bootstrap = 200
+    a.params_column = "params"  # N of the law: "params" (total) or "nonembedding_params"
     return c
 
 
@@ -144,5 +145,7 @@ def check(c: ml_collections.ConfigDict) -> None:
         raise SweepError("executor.workers must be >= 1")
     if c.executor.slurm.mode not in SLURM_MODES:
         raise SweepError(f"executor.slurm.mode {c.executor.slurm.mode!r} is unknown; use array or job_per_run")
+    if c.analysis.params_column not in ("params", "nonembedding_params"):
+        raise SweepError("analysis.params_column must be 'params' or 'nonembedding_params'")
     if int(c.analysis.bootstrap) < 0:
         raise SweepError("analysis.bootstrap must be >= 0")
