@@ -21,14 +21,16 @@ from .optimize import minimize, minimize_lanes
 NEAR_BEST_RTOL = 1e-6      # starts within this relative gap of the best objective "reached" it
 NEAR_BEST_ATOL = 1e-12     # absolute floor for that gap (noise-free fits reach ~0)
 DISAGREE_RTOL = 1e-2       # near-best optima differing by more than this are flagged
+PAD = 64                   # point counts are padded to a multiple of this
 BOOT_STARTS = 8            # starts per bootstrap refit: the full-data optimum + distinct optima
 
 
 @functools.lru_cache(maxsize=None)
 def objective(log_pred):
-    """value_and_grad(theta (lanes,P), w, logX, y, delta) for a law's log_pred."""
-    def value_and_grad(theta, w, logX, y, delta):
-        pred, vjp = jax.vjp(lambda t: log_pred(t, logX), theta)
+    """value_and_grad(z (lanes,P), w, logX, y, delta, T, c) for a law's log_pred,
+    in the optimiser's coordinates z (theta = z T^T + c, see Law.centring)."""
+    def value_and_grad(z, w, logX, y, delta, T, c):
+        pred, vjp = jax.vjp(lambda z: log_pred(z @ T.T + c, logX), z)
         r = pred - y
         ar = jnp.abs(r)
         f = jnp.sum(w * jnp.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta)), axis=1)
@@ -46,10 +48,37 @@ def design(table: Results, law: Law, params_column="params"):
     return logX, logL
 
 
+def pad_points(logX, logL, weights):
+    """Pad the point axis to a multiple of PAD with zero-weight points.
+
+    Zero weight removes them from objective and gradient; the common sizes let
+    fits on different numbers of points reuse one compilation.
+    """
+    n = len(logL)
+    size = -(-n // PAD) * PAD
+    extra = size - n
+    logX = np.concatenate([logX, np.zeros((extra, logX.shape[1]))])
+    logL = np.concatenate([logL, np.zeros(extra)])
+    weights = np.concatenate([weights, np.zeros(weights.shape[:-1] + (extra,))], axis=-1)
+    return logX, logL, weights
+
+
+def to_z(theta, T, c):
+    return np.linalg.solve(T, (np.asarray(theta) - c).T).T
+
+
+def _swap(padded):
+    logX, logL, w = padded
+    return w, logX, logL
+
+
 def fit_points(law: Law, logX, logL, huber_delta=1e-3, weights=None):
     """Multi-start fit on arrays; returns the optimiser result and diagnostics."""
     w = np.ones(len(logL)) if weights is None else np.asarray(weights, float)
-    res = minimize(objective(law.log_pred), law.grid, (w, logX, logL, huber_delta))
+    T, c = law.change_of_variables(logX.mean(axis=0))
+    res = minimize(objective(law.log_pred), to_z(law.grid, T, c),
+                   (*_swap(pad_points(logX, logL, w)), huber_delta, T, c))
+    res = res._replace(x=res.x @ T.T + c)
     f = np.where(np.isfinite(res.f), res.f, np.inf)
     best = int(np.argmin(f))
     near = f <= f[best] + NEAR_BEST_RTOL * abs(f[best]) + NEAR_BEST_ATOL
@@ -107,7 +136,11 @@ def bootstrap_fits(law, logX, logL, weights, starts, huber_delta):
     n_boot, n_starts = len(weights), len(starts)
     lane_w = np.repeat(weights, n_starts, axis=0)
     lane_x = np.tile(starts, (n_boot, 1))
-    res = minimize_lanes(objective(law.log_pred), lane_x, (lane_w,), (logX, logL, huber_delta))
+    T, c = law.change_of_variables(logX.mean(axis=0))
+    logX, logL, lane_w = pad_points(logX, logL, lane_w)
+    res = minimize_lanes(objective(law.log_pred), to_z(lane_x, T, c), (lane_w,),
+                         (logX, logL, huber_delta, T, c))
+    res = res._replace(x=res.x @ T.T + c)
     f = np.where(np.isfinite(res.f), res.f, np.inf).reshape(n_boot, n_starts)
     pick = np.argmin(f, axis=1)
     return res.x.reshape(n_boot, n_starts, -1)[np.arange(n_boot), pick]

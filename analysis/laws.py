@@ -29,6 +29,22 @@ class Law:
     to_natural: Callable  # theta (..., P) numpy -> dict name -> (...) array
     grid: np.ndarray     # (starts, P) initial points
     formula: str         # human-readable law with placeholders for the values
+    # Conditioning: (intercept, slope or None, feature) triples. The optimiser works
+    # with intercept' = intercept - slope * mean(log x) (or - mean(log x) when slope is
+    # None), an exact linear change of variables that decorrelates intercept and
+    # exponent; the objective, starts and optimum are unchanged.
+    centring: tuple = ()
+
+    def change_of_variables(self, mean_logX):
+        """(T, c) with theta = z @ T.T + c, z the optimiser's coordinates."""
+        P = len(self.fitted)
+        T, c = np.eye(P), np.zeros(P)
+        for intercept, slope, feature in self.centring:
+            if slope is None:
+                c[intercept] += mean_logX[feature]
+            else:
+                T[intercept, slope] += mean_logX[feature]
+        return T, c
 
     @property
     def min_points(self):
@@ -88,14 +104,15 @@ def make_law(name: str, x: str | None = None) -> Law:
                    ("E", "A", "B", "alpha", "beta"), _chinchilla_log_pred,
                    lambda t: dict(E=np.exp(t[..., 2]), A=np.exp(t[..., 0]), B=np.exp(t[..., 1]),
                                   alpha=t[..., 3], beta=t[..., 4]),
-                   grid, "L(N, D) = {E} + {A} / N^{alpha} + {B} / D^{beta}")
+                   grid, "L(N, D) = {E} + {A} / N^{alpha} + {B} / D^{beta}",
+                   ((0, 3, 0), (1, 4, 1)))
     if name == "power":
         x = x or "params"
         v = X_COLUMNS[x]
         grid = _product(np.arange(0, 26, 2.5), np.arange(-1, 1.01, 0.5), np.arange(0, 2.01, 0.25))
         return Law("power", (x,), ("a", "e", "alpha"), ("E", "A", "alpha"), _power_log_pred,
                    lambda t: dict(E=np.exp(t[..., 1]), A=np.exp(t[..., 0]), alpha=t[..., 2]),
-                   grid, f"L({v}) = {{E}} + {{A}} / {v}^{{alpha}}")
+                   grid, f"L({v}) = {{E}} + {{A}} / {v}^{{alpha}}", ((0, 2, 0),))
     if name == "kaplan":
         if x is None:
             grid = _product(np.arange(10, 41, 5.0), np.arange(10, 41, 5.0),
@@ -104,11 +121,12 @@ def make_law(name: str, x: str | None = None) -> Law:
                        ("N_c", "D_c", "alpha_N", "alpha_D"), _kaplan_log_pred,
                        lambda t: dict(N_c=np.exp(t[..., 0]), D_c=np.exp(t[..., 1]),
                                       alpha_N=t[..., 3] * t[..., 2], alpha_D=t[..., 2]),
-                       grid, "L(N, D) = [({N_c} / N)^({alpha_N} / {alpha_D}) + {D_c} / D]^{alpha_D}")
+                       grid, "L(N, D) = [({N_c} / N)^({alpha_N} / {alpha_D}) + {D_c} / D]^{alpha_D}",
+                       ((0, None, 0), (1, None, 1)))
         v = X_COLUMNS[x]
         grid = _product(np.arange(10, 61, 5.0), [0.02, 0.05, 0.1, 0.2, 0.4, 0.8])
         return Law("kaplan", (x,), (f"log_{v}_c", f"alpha_{v}"), (f"{v}_c", f"alpha_{v}"),
                    _pure_power_log_pred,
                    lambda t: {f"{v}_c": np.exp(t[..., 0]), f"alpha_{v}": t[..., 1]},
-                   grid, f"L({v}) = ({{{v}_c}} / {v})^{{alpha_{v}}}")
+                   grid, f"L({v}) = ({{{v}_c}} / {v})^{{alpha_{v}}}", ((0, None, 0),))
     raise AnalysisError(f"unknown law '{name}'; use chinchilla, power or kaplan")

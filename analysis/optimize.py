@@ -43,7 +43,7 @@ class Result(NamedTuple):
 
 
 def minimize(value_and_grad: Callable, starts, args=(), *, max_iter: int = 1000,
-             memory: int = 10, gtol: float = 1e-10, ftol: float = 1e-13) -> Result:
+             memory: int = 10, gtol: float = 1e-10, ftol: float = 1e-10) -> Result:
     """Minimise from every row of `starts` (shape (lanes, params)).
 
     `value_and_grad(x, *args)` takes all lanes at once, x of shape (lanes,
@@ -60,7 +60,7 @@ def minimize(value_and_grad: Callable, starts, args=(), *, max_iter: int = 1000,
 
 def minimize_lanes(value_and_grad: Callable, starts, lane_args=(), shared_args=(), *,
                    max_iter: int = 1000, memory: int = 10, gtol: float = 1e-10,
-                   ftol: float = 1e-13) -> Result:
+                   ftol: float = 1e-10) -> Result:
     """`minimize` where each lane also has its own rows of `lane_args`.
 
     The objective is called as `value_and_grad(x, *lane_args, *shared_args)`
