@@ -17,6 +17,8 @@ import copy
 import json
 import sys
 
+import ml_collections
+
 from experiments.sweeplib import estimate, executors, ledger, plan, report, spec
 from experiments.sweeplib.errors import SweepError
 from experiments.sweeplib.finish import finalize
@@ -133,8 +135,6 @@ def cmd_status(args) -> int:
         stored = read_json(sweep_dir.plan_file)
         if stored is None:
             raise SweepError(f"{sweep_dir.root} holds no sweep (no sweep.json); pass --config or run it first")
-        import ml_collections
-
         sweep = ml_collections.ConfigDict(stored["sweep"])
         runs = [plan.Run.from_json(r) for r in stored["runs"]]
     claims = executors.make_claims(sweep_dir, sweep)
