@@ -24,7 +24,7 @@ import numpy as np
 ARMIJO = 1e-4          # sufficient-decrease constant
 MIN_STEP = 1e-20       # a lane whose trial step shrinks below this has stopped
 CHUNK = 25             # iterations between host checks (compaction points)
-BUCKETS = (64, 512)     # batch sizes the unfinished lanes are gathered into
+BUCKETS = (64, 512, 2048)     # batch sizes the unfinished lanes are gathered into
 
 
 @contextlib.contextmanager
@@ -94,7 +94,7 @@ def minimize_lanes(value_and_grad: Callable, starts, lane_args=(), shared_args=(
                 break
             size = len(lanes)
             # Few batch sizes, since each new size costs a compilation.
-            fits = [b for b in BUCKETS if active.sum() <= b < size // 2]
+            fits = [b for b in BUCKETS if active.sum() <= b <= size // 2]
             if fits:
                 _write_back(state, lanes, real, out_x, out_f, out_it, out_conv)
                 keep = np.flatnonzero(active)
