@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import allocation
-from .data import Results, final_rows
+from .data import Results, final_rows, load_results
 from .errors import AnalysisError
 from .laws import Law, make_law
 from .optimize import minimize, minimize_lanes
@@ -165,6 +165,8 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
     if bootstrap < 0:
         raise AnalysisError(f"--bootstrap must be >= 0, got {bootstrap}")
     law_obj = make_law(law, x) if isinstance(law, str) else law
+    if not isinstance(table, Results):
+        table = load_results(table)  # a path: CSV, JSONL or sweep directory
     table = final_rows(table)
     logX, logL = design(table, law_obj, params_column)
     res, best, near = fit_points(law_obj, logX, logL, huber_delta)

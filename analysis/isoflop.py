@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import Results, final_rows
+from .data import Results, final_rows, load_results
 from .errors import AnalysisError
 
 MIN_RUNS_PER_BUDGET = 3
@@ -71,6 +71,8 @@ def _slopes(opt):
 
 def isoflop(table: Results, *, bootstrap=1000, seed=0, bin_width_dex=None, params_column="params"):
     """Approach 2 fit; returns a JSON-ready dict (the content of isoflop.json)."""
+    if not isinstance(table, Results):
+        table = load_results(table)  # a path: CSV, JSONL or sweep directory
     table = final_rows(table)
     N = table.numeric(params_column)
     D = table.numeric("tokens")
