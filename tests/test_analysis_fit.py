@@ -75,6 +75,9 @@ def test_power_law_recovered():
     assert fit["params"]["E"] == pytest.approx(1.8, rel=1e-4)
     assert fit["params"]["A"] == pytest.approx(2000.0, rel=1e-4)
     assert fit["params"]["alpha"] == pytest.approx(0.15, rel=1e-4)
+    # The fit ran in float64 without switching the process to float64.
+    import jax.numpy as jnp
+    assert jnp.asarray(1.0).dtype == jnp.float32
 
 
 def test_kaplan_laws_recovered():
