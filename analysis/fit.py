@@ -146,7 +146,7 @@ def bootstrap_fits(law, logX, logL, weights, starts, huber_delta):
     return res.x.reshape(n_boot, n_starts, -1)[np.arange(n_boot), pick]
 
 
-def summarise(samples: dict, point: dict):
+def summarise(samples: dict):
     """stderr and 95% percentile interval for each named quantity."""
     stderr, ci95 = {}, {}
     for k, v in samples.items():
@@ -201,7 +201,7 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
         samples = dict(law_obj.to_natural(boot))
         if law_obj.name == "chinchilla":
             samples.update(allocation.chinchilla_samples(samples, out["reference_flops"]))
-        stderr, ci95 = summarise(samples, out)
+        stderr, ci95 = summarise(samples)
         out.update(stderr=stderr, ci95=ci95, bootstrap=dict(
             n=int(bootstrap), seed=int(seed), unit=unit, n_units=int(groups.max() + 1),
             starts_per_refit=int(len(starts)),
