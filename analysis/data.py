@@ -100,7 +100,13 @@ def load_results(path) -> Results:
     if not records:
         raise AnalysisError(f"{path}: no rows; the table needs a header and at least one run")
     labels = [f"row {i + 1}" for i in range(len(records))]
-    return _to_results(records, labels, path, [])
+    # As for sweep directories: rows of unfinished or failed runs are left out, with a note.
+    keep = [i for i, r in enumerate(records) if r.get("status") in (None, "", "done")]
+    notes = [f"excluded {labels[i]}: status '{records[i]['status']}'"
+             for i in range(len(records)) if i not in set(keep)]
+    if not keep:
+        raise AnalysisError(f"{path}: no rows with status 'done' ({len(records)} rows read)")
+    return _to_results([records[i] for i in keep], [labels[i] for i in keep], path, notes)
 
 
 def _parse_json_records(text, path):

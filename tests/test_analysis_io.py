@@ -60,6 +60,10 @@ def test_jsonl_and_sweep_directory(tmp_path):
     t = load_results(tmp_path / "r.jsonl")
     assert len(t) == 6 and np.allclose(t.numeric("loss"), [r[3] for r in rows])
     assert t.text("extra") == ["x"] * 6
+    csv_path = write_csv(tmp_path / "s.csv", ["run", "params", "tokens", "loss", "status"],
+                         [r + ["running" if i == 1 else "done"] for i, r in enumerate(rows)])
+    t = load_results(csv_path)
+    assert len(t) == 5 and t.labels[1] == "row 3" and "excluded row 2" in t.notes[0]
     sweep = tmp_path / "sweep"
     for i, r in enumerate(rows):
         os.makedirs(sweep / r[0])
