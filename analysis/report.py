@@ -18,8 +18,22 @@ def public(result: dict) -> dict:
 def write_json(result: dict, path: str):
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(public(result), fh, indent=2, default=_jsonable)
+        # Strict JSON: a NaN or infinite value (e.g. a bootstrap interval no resample could
+        # fill) is written as null, so any JSON reader can load the file.
+        json.dump(_strict(public(result)), fh, indent=2, default=_jsonable, allow_nan=False)
     os.replace(tmp, path)
+
+
+def _strict(v):
+    if isinstance(v, dict):
+        return {k: _strict(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_strict(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _strict(v.tolist())
+    if isinstance(v, (float, np.floating)):
+        return float(v) if np.isfinite(v) else None
+    return v
 
 
 def _jsonable(v):

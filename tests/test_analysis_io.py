@@ -159,3 +159,17 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     assert "loss" in proc.stderr
     proc = run_cli("fit", path, "--law", "nonsense", "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and proc.stderr.startswith("error: ")
+
+
+def test_result_json_is_strict_json_with_null_for_non_finite(tmp_path):
+    from analysis import report
+
+    path = str(tmp_path / "fit.json")
+    report.write_json({"params": {"E": np.float64(1.5)}, "ci95": {"b": [np.nan, np.inf]},
+                       "_internal": object()}, path)
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON constant {token}")
+
+    data = json.loads(open(path).read(), parse_constant=refuse)
+    assert data == {"params": {"E": 1.5}, "ci95": {"b": [None, None]}}
