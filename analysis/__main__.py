@@ -30,6 +30,9 @@ def _parser():
     f.add_argument("--huber-delta", type=float, default=1e-3)
     f.add_argument("--holdout-above-flops", type=float, default=None,
                    help="also fit runs with C <= this and report errors on the others")
+    f.add_argument("--holdout-above-params", type=float, default=None,
+                   help="also fit runs with N <= this (N from --params-column), i.e. without "
+                        "the largest models, and report errors on the others")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--params-column", default="params",
                    help="column used as N (e.g. nonembedding_params)")
@@ -61,7 +64,8 @@ def main(argv=None):
             from .pipeline import run_fit
             _, summary = run_fit(args.results, args.out, args.law, args.x, bootstrap=args.bootstrap,
                                  huber_delta=args.huber_delta,
-                                 holdout_above_flops=args.holdout_above_flops, seed=args.seed,
+                                 holdout_above_flops=args.holdout_above_flops,
+                                 holdout_above_params=args.holdout_above_params, seed=args.seed,
                                  params_column=args.params_column,
                                  reference_flops=args.reference_flops)
             print(summary)

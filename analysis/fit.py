@@ -158,8 +158,12 @@ def summarise(samples: dict):
 
 
 def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, bootstrap=1000,
-            seed=0, reference_flops=None, holdout_above_flops=None, params_column="params"):
+            seed=0, reference_flops=None, holdout_above_flops=None, holdout_above_params=None,
+            params_column="params"):
     """Fit `law` to a results table. Returns a JSON-ready dict (the content of fit.json)."""
+    if holdout_above_flops is not None and holdout_above_params is not None:
+        raise AnalysisError("--holdout-above-flops and --holdout-above-params both given; "
+                            "choose one extrapolation check")
     if huber_delta <= 0:
         raise AnalysisError(f"--huber-delta must be positive, got {huber_delta}")
     if bootstrap < 0:
@@ -216,6 +220,9 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
     if holdout_above_flops is not None:
         out["extrapolation"] = extrapolation_check(table, law_obj, holdout_above_flops,
                                                    huber_delta, params_column)
+    if holdout_above_params is not None:
+        out["extrapolation"] = extrapolation_check(table, law_obj, holdout_above_params,
+                                                   huber_delta, params_column, by="params")
     return out
 
 
@@ -232,14 +239,17 @@ def _reference_flops(table, given, params_column):
     return [top, 10 * top, 100 * top]
 
 
-def extrapolation_check(table, law, threshold, huber_delta=1e-3, params_column="params"):
-    """Fit on runs with C <= threshold, predict the others, report relative errors."""
+def extrapolation_check(table, law, threshold, huber_delta=1e-3, params_column="params",
+                        by="flops"):
+    """Fit on runs with C <= threshold (by="flops") or N <= threshold (by="params", i.e.
+    without the largest models), predict the others, report relative errors."""
     flops = (table.numeric("flops") if table.has("flops")
              else 6.0 * table.numeric(params_column) * table.numeric("tokens"))
-    below = flops <= threshold
+    split_on = flops if by == "flops" else table.numeric(params_column)
+    below = split_on <= threshold
     if not (~below).any():
-        raise AnalysisError(f"--holdout-above-flops {threshold:g}: no runs above it "
-                            f"(largest is {flops.max():.3g}); choose a smaller threshold")
+        raise AnalysisError(f"--holdout-above-{by} {threshold:g}: no runs above it "
+                            f"(largest is {split_on.max():.3g}); choose a smaller threshold")
     fit_table = table.subset(below)
     held = table.subset(~below)
     logX, logL = design(fit_table, law, params_column)
@@ -252,7 +262,7 @@ def extrapolation_check(table, law, threshold, huber_delta=1e-3, params_column="
     rows = [dict(run=runs[i] or held.labels[i], flops=float(f), loss=float(a),
                  predicted=float(p), rel_error=float(r))
             for i, (f, a, p, r) in enumerate(zip(flops[~below], actual, pred, rel))]
-    return dict(threshold_flops=float(threshold), n_fit=int(below.sum()),
+    return dict(**{f"threshold_{by}": float(threshold)}, n_fit=int(below.sum()),
                 n_heldout=int((~below).sum()),
                 params={k: float(v) for k, v in law.to_natural(res.x[best]).items()},
                 heldout=rows, mean_abs_rel_error=float(np.mean(np.abs(rel))),

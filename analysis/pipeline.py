@@ -24,11 +24,13 @@ def _out_dir(out_dir):
 
 
 def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber_delta=1e-3,
-            holdout_above_flops=None, seed=0, params_column="params", reference_flops=None):
+            holdout_above_flops=None, holdout_above_params=None, seed=0,
+            params_column="params", reference_flops=None):
     """Writes out_dir/fit.json, plots (PNG+SVG), report.md, report.html. Returns (fit, summary)."""
     table = _table(results)
     fit = fit_law(table, law, x, huber_delta=huber_delta, bootstrap=bootstrap, seed=seed,
-                  holdout_above_flops=holdout_above_flops, params_column=params_column,
+                  holdout_above_flops=holdout_above_flops,
+                  holdout_above_params=holdout_above_params, params_column=params_column,
                   reference_flops=reference_flops)
     if table.has("step") and table.has("run"):
         try:

@@ -81,7 +81,7 @@ def fit_summary(fit: dict, report_path: str | None = None) -> str:
         lines.append(f"  bootstrap: {b['n']} resamples of {b['n_units']} {b['unit']}, seed {b['seed']}")
     if "extrapolation" in fit:
         e = fit["extrapolation"]
-        lines.append(f"  extrapolation: fit on {e['n_fit']} runs with C <= {e['threshold_flops']:.3g}, "
+        lines.append(f"  extrapolation: fit on {e['n_fit']} runs with {_holdout_rule(e)}, "
                      f"{e['n_heldout']} held out: mean |rel err| {e['mean_abs_rel_error']:.3%}, "
                      f"max {e['max_abs_rel_error']:.3%}")
     for w in fit["warnings"]:
@@ -160,8 +160,14 @@ def write_report(out_dir: str, title: str, summary: str, table_rows, pngs, extra
     return md, page
 
 
+def _holdout_rule(ex: dict) -> str:
+    if "threshold_params" in ex:
+        return f"N <= {ex['threshold_params']:.3g}"
+    return f"C <= {ex['threshold_flops']:.3g}"
+
+
 def extrapolation_text(ex: dict) -> str:
-    lines = [f"fit on {ex['n_fit']} runs with C <= {ex['threshold_flops']:.3g}; "
+    lines = [f"fit on {ex['n_fit']} runs with {_holdout_rule(ex)}; "
              f"predicted {ex['n_heldout']} held-out runs"]
     for r in ex["heldout"]:
         lines.append(f"{r['run']}: C={r['flops']:.3g} loss={r['loss']:.4f} "

@@ -6,7 +6,9 @@ from scipy.optimize import minimize_scalar
 
 from analysis import allocation
 from analysis.data import Results
-from analysis.fit import bootstrap_groups, bootstrap_weights, fit_law
+from analysis.errors import AnalysisError
+from analysis.fit import bootstrap_groups, bootstrap_weights, extrapolation_check, fit_law
+from analysis.laws import make_law
 
 TRUE = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 
@@ -44,6 +46,20 @@ def test_noise_free_chinchilla_recovered_to_1e_4_and_extrapolates():
     assert ex["n_heldout"] == 20 and ex["n_fit"] == 80
     assert ex["max_abs_rel_error"] < 1e-4
     assert all(r["flops"] > ex["threshold_flops"] for r in ex["heldout"])
+
+
+def test_extrapolation_without_the_largest_models():
+    N, D = sample_nd(60, 4)
+    runs = table(params=N, tokens=D, loss=chinchilla_loss(N, D), run=[f"r{i}" for i in range(60)])
+    cut = float(np.quantile(N, 0.75))
+    ex = extrapolation_check(runs, make_law("chinchilla"), cut, by="params")
+    assert ex["threshold_params"] == cut and ex["n_fit"] == 45 and ex["n_heldout"] == 15
+    held = {r["run"] for r in ex["heldout"]}
+    assert held == {f"r{i}" for i in range(60) if N[i] > cut}
+    assert ex["max_abs_rel_error"] < 1e-4
+    with pytest.raises(AnalysisError, match="choose one"):
+        fit_law(runs, "chinchilla", bootstrap=0, holdout_above_flops=1e20,
+                holdout_above_params=cut)
 
 
 def test_noisy_chinchilla_true_values_inside_bootstrap_intervals():
