@@ -22,6 +22,11 @@ def _identity(d: dict) -> dict:
     d = json.loads(json.dumps(d))
     for section, key in _VOLATILE:
         d.get(section, {}).pop(key, None)
+    train = d.get("train", {})
+    if train.get("init_from"):
+        # A branch is identified by its parent run's directory name, not where that lives, so
+        # a moved sweep directory still resumes its branches (and keeps their hashes).
+        train["init_from"] = os.path.basename(os.path.normpath(train["init_from"]))
     return d
 
 

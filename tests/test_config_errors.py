@@ -73,3 +73,20 @@ def test_cli_error_is_one_line_and_nothing_is_written_over(tmp_path):
     assert out.returncode == 2, out.stderr[-2000:]
     assert "holds a run with a different config" in out.stderr
     assert json.loads((workdir / "config.json").read_text()) == {"other": "run"}
+
+
+def test_branch_resumes_after_its_sweep_directory_moved(tmp_path):
+    from research import run_dir
+
+    work = str(tmp_path / "branch")
+    c = tiny()
+    c.train.init_from = "/old/sweep/runs/800k-D2.1M-parent"
+    run_dir.claim_workdir(work, c)
+    moved = tiny()
+    moved.train.init_from = "/new/place/runs/800k-D2.1M-parent/"
+    run_dir.claim_workdir(work, moved)  # same parent run, elsewhere: resumes
+    assert run_dir.config_hash(c) == run_dir.config_hash(moved)
+    other = tiny()
+    other.train.init_from = "/new/place/runs/300k-D2.1M-parent"
+    with pytest.raises(ConfigError, match="differs in train.init_from"):
+        run_dir.claim_workdir(work, other)
