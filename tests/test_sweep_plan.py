@@ -124,6 +124,8 @@ def test_wsd_branch_inside_warmup_is_refused():
     ({"variants": ("100k", "7b")}, "unknown variant '7b'"),
     ({"tokens": (100,)}, "smaller than one optimizer step"),
     ({"kind": "isoflop", "tokens": (), "flops": (1e6,)}, "smaller than one optimizer step"),
+    ({"analysis.holdout_above_flops": 1e12, "analysis.holdout_above_params": 1e5},
+     "choose one extrapolation check"),
 ])
 def test_bad_input_refused_in_one_line_before_anything_runs(tmp_path, capsys, change, message):
     cfg = tmp_path / "bad.py"
@@ -165,3 +167,14 @@ def test_shipped_sweep_configs_expand():
     assert len({r.variant for r in smoke}) == 2 and len({r.tokens for r in smoke}) == 2
     default = plan.expand(spec.load("configs/sweeps/default.py"))
     assert len({r.variant for r in default}) >= 4 and len({r.tokens for r in default if r.is_data_point}) >= 4
+
+
+def test_analysis_command_carries_the_extrapolation_check(tmp_path):
+    from experiments.sweeplib import finish
+    from experiments.sweeplib.layout import SweepDir
+
+    where = SweepDir(tmp_path)
+    fit = finish.analysis_commands(where, small_sweep())[0]
+    assert not any(a.startswith("--holdout") for a in fit)
+    fit = finish.analysis_commands(where, small_sweep(**{"analysis.holdout_above_params": 4e5}))[0]
+    assert fit[fit.index("--holdout-above-params") + 1] == "400000.0"

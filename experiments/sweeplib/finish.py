@@ -22,7 +22,7 @@ ANALYSIS_CLAIM = "_analysis"
 
 
 def _inputs_tag(sweep_dir: SweepDir, sweep) -> str:
-    text = sweep_dir.results_csv.read_text() + f"|{sweep.analysis.law}|{sweep.analysis.bootstrap}"
+    text = sweep_dir.results_csv.read_text() + repr(analysis_commands(sweep_dir, sweep))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -58,8 +58,12 @@ def finalize(sweep_dir: SweepDir, runs, sweep, claims, label: str, out=print) ->
 def analysis_commands(sweep_dir: SweepDir, sweep) -> list[list[str]]:
     csv = str(sweep_dir.results_csv)
     common = ["--bootstrap", str(int(sweep.analysis.bootstrap)), "--params-column", str(sweep.analysis.params_column)]
+    holdout = []
+    for by in ("flops", "params"):
+        if float(sweep.analysis[f"holdout_above_{by}"]):
+            holdout = [f"--holdout-above-{by}", repr(float(sweep.analysis[f"holdout_above_{by}"]))]
     cmds = [[sys.executable, "-m", "analysis", "fit", csv, "--law", str(sweep.analysis.law),
-             "--out", str(sweep_dir.analysis), *common]]
+             "--out", str(sweep_dir.analysis), *common, *holdout]]
     if sweep.kind == "isoflop":
         cmds.append([sys.executable, "-m", "analysis", "isoflop", csv, "--out",
                      str(sweep_dir.analysis / "isoflop"), *common])

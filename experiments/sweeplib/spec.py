@@ -75,6 +75,10 @@ def default_sweep() -> ml_collections.ConfigDict:
     a.law = "chinchilla"
     a.bootstrap = 200
     a.params_column = "params"  # N of the law: "params" (total) or "nonembedding_params"
+    # Extrapolation check (0 = off): also fit without the runs above this compute, or without
+    # the models above this N, and report how well that fit predicts them.
+    a.holdout_above_flops = 0.0
+    a.holdout_above_params = 0.0
     return c
 
 
@@ -149,3 +153,6 @@ def check(c: ml_collections.ConfigDict) -> None:
         raise SweepError("analysis.params_column must be 'params' or 'nonembedding_params'")
     if int(c.analysis.bootstrap) < 0:
         raise SweepError("analysis.bootstrap must be >= 0")
+    if c.analysis.holdout_above_flops and c.analysis.holdout_above_params:
+        raise SweepError("analysis.holdout_above_flops and analysis.holdout_above_params are "
+                         "both set; choose one extrapolation check")
