@@ -183,7 +183,8 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
     n_capped = int((~res.converged).sum())
 
     out = dict(
-        law=law_obj.name, x=list(law_obj.x), formula=law_obj.formula, params=params,
+        law=law_obj.name, x=list(law_obj.x), params_column=params_column,
+        formula=law_obj.formula, params=params,
         fitted_log_space=dict(zip(law_obj.fitted, map(float, theta))),
         n_points=int(len(logL)), n_starts=int(len(law_obj.grid)),
         n_starts_at_best=int(near.sum()), n_starts_not_converged=n_capped,

@@ -7,7 +7,9 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.colors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from . import allocation  # noqa: E402
@@ -23,6 +25,20 @@ def _save(fig, out_dir, name):
     return paths[0]
 
 
+def _x_label(fit, law):
+    if law.x[0] == "params" and fit.get("params_column", "params") != "params":
+        return f"params N ({fit['params_column']})"
+    return law.x[0]
+
+
+def _plain_log_ticks(ax):
+    """Loss spans less than a decade: label the y minor ticks in plain numbers, not 2x10^0,
+    and leave x minor ticks unlabelled so they do not overlap."""
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.3g"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.3g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def fit_plots(fit: dict, out_dir: str) -> list:
     """Loss vs N (coloured by D) with fitted curves, loss vs compute with the frontier,
     N_opt(C)/D_opt(C) with bootstrap bands, and residuals. Returns the PNG paths."""
@@ -34,31 +50,42 @@ def fit_plots(fit: dict, out_dir: str) -> list:
     fig, ax = plt.subplots(figsize=(6, 4.2))
     x = np.exp(logX[:, 0])
     if logX.shape[1] == 2:
-        colour = logX[:, 1]
-        sc = ax.scatter(x, loss, c=colour, cmap="viridis", s=14)
-        fig.colorbar(sc, ax=ax, label=f"log {law.x[1]}")
+        second = np.exp(logX[:, 1])
+        norm = matplotlib.colors.LogNorm(second.min(), max(second.max(), second.min() * 1.001))
+        sc = ax.scatter(x, loss, c=second, cmap="viridis", norm=norm, s=14)
+        fig.colorbar(sc, ax=ax, label=law.x[1])
         xs = np.linspace(logX[:, 0].min(), logX[:, 0].max(), 100)
-        for q in np.percentile(logX[:, 1], [5, 50, 95]):
+        # One fitted curve per distinct value of the second variable (a grid sweep), or five
+        # quantiles of it when the values are scattered.
+        levels = np.unique(logX[:, 1])
+        if len(levels) > 8:
+            levels = np.percentile(logX[:, 1], [5, 27.5, 50, 72.5, 95])
+        for q in levels:
             grid = np.stack([xs, np.full_like(xs, q)], 1)
-            ax.plot(np.exp(xs), law.predict(theta, grid), color=plt.cm.viridis(
-                (q - colour.min()) / max(np.ptp(colour), 1e-12)), lw=1.5)
+            ax.plot(np.exp(xs), law.predict(theta, grid), color=sc.cmap(norm(np.exp(q))), lw=1.2)
     else:
         ax.scatter(x, loss, s=14)
         xs = np.linspace(logX[:, 0].min(), logX[:, 0].max(), 100)
         ax.plot(np.exp(xs), law.predict(theta, xs[:, None]), color="C1", lw=1.5, label="fit")
         ax.legend()
-    ax.set(xscale="log", yscale="log", xlabel=law.x[0], ylabel="loss", title=f"{law.name} fit")
+    ax.set(xscale="log", yscale="log", xlabel=_x_label(fit, law), ylabel="loss",
+           title=f"{law.name} fit")
+    _plain_log_ticks(ax)
     pngs.append(_save(fig, out_dir, "loss_vs_x"))
 
     if law.name == "chinchilla":
         params = fit["params"]
         logC = np.log(6.0) + logX[:, 0] + logX[:, 1]
         fig, ax = plt.subplots(figsize=(6, 4.2))
-        ax.scatter(np.exp(logC), loss, c=logX[:, 0], cmap="plasma", s=14)
+        n = np.exp(logX[:, 0])
+        sc = ax.scatter(np.exp(logC), loss, c=n, cmap="plasma", s=14,
+                        norm=matplotlib.colors.LogNorm(n.min(), max(n.max(), n.min() * 1.001)))
+        fig.colorbar(sc, ax=ax, label=_x_label(fit, law))
         cs = np.exp(np.linspace(logC.min(), np.log(max(fit["reference_flops"])), 100))
         _, _, frontier = allocation.optimum(params, cs)
         ax.plot(cs, frontier, "k-", lw=1.5, label="compute-optimal frontier (6ND)")
         ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="loss")
+        _plain_log_ticks(ax)
         ax.legend()
         pngs.append(_save(fig, out_dir, "loss_vs_compute"))
 
@@ -80,7 +107,7 @@ def fit_plots(fit: dict, out_dir: str) -> list:
     resid = np.asarray(fit["residuals"]["log_loss"])
     ax.scatter(np.exp(logX[:, 0]), resid, s=12)
     ax.axhline(0, color="k", lw=0.8)
-    ax.set(xscale="log", xlabel=law.x[0], ylabel="log L_pred − log L", title="residuals")
+    ax.set(xscale="log", xlabel=_x_label(fit, law), ylabel="log L_pred − log L", title="residuals")
     pngs.append(_save(fig, out_dir, "residuals"))
     return pngs
 

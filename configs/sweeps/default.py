@@ -32,7 +32,7 @@ def get_config(arg: str = ""):
     s.analysis.law = "chinchilla"
     # Embeddings are a quarter of these tiny models; the law in non-embedding N is the cleaner one.
     s.analysis.params_column = "nonembedding_params"
-    s.analysis.bootstrap = 200
+    s.analysis.bootstrap = 1000
     # Can the law be trusted? Fit the three smaller sizes, predict the 793k model's four runs.
     s.analysis.holdout_above_params = 400_000
     return s
