@@ -3,11 +3,10 @@ sized to finish in about 20 minutes on 2 CPU cores, compilation included, then t
 
   python -m experiments.sweep run --config configs/sweeps/default.py --workdir sweeps/default
 
-Sizes span 14x in non-embedding parameters and budgets 8x in tokens (0.3 to 28 tokens per
+Sizes span 14x in non-embedding parameters and budgets 8x in tokens (0.3 to 37 tokens per
 parameter), so both terms of L(N, D) = E + A / N^alpha + B / D^beta are constrained by the data.
-The shortest run has 128 optimizer steps: at fewer (64) the larger models are still behind the
-smaller ones, and the loss says more about optimization than about capacity. The largest budget
-is about half an epoch of the corpus: no token is seen twice.
+The shortest run has 128 optimizer steps; the largest budget is under half an epoch of the
+corpus, so no token is seen twice. The README reports what the fit came out as.
 """
 
 from experiments.sweeplib.spec import default_sweep
