@@ -121,9 +121,12 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c = base_config()
     c.variant = arg
     if arg == "tiny":
-        # About a minute on 2 CPU cores to readable Shakespeare-ish text.
+        # About 1.5 minutes on 2 CPU cores to Shakespeare-shaped text. Rotary positions: with
+        # learned ones this model sits near 2.5 nats for its first ~400 steps (1.84 vs 2.11
+        # nats after 1M tokens).
         _apply_ladder(c, 4, 128)
         c.model.n_heads = 4
+        c.model.position = "rope"
         c.model.context_length = 128
         c.train.batch_size = 16
         c.train.tokens = 1_000_000
