@@ -218,12 +218,10 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
         out.update(stderr={}, ci95={}, bootstrap=None)
     out["_data"] = dict(law=law_obj, theta=theta, logX=logX, logL=logL)
 
-    if holdout_above_flops is not None:
-        out["extrapolation"] = extrapolation_check(table, law_obj, holdout_above_flops,
-                                                   huber_delta, params_column)
-    if holdout_above_params is not None:
-        out["extrapolation"] = extrapolation_check(table, law_obj, holdout_above_params,
-                                                   huber_delta, params_column, by="params")
+    for by, threshold in (("flops", holdout_above_flops), ("params", holdout_above_params)):
+        if threshold is not None:  # at most one is set (checked above)
+            out["extrapolation"] = extrapolation_check(table, law_obj, threshold, huber_delta,
+                                                       params_column, by=by)
     return out
 
 

@@ -31,6 +31,11 @@ def _x_label(fit, law):
     return law.x[0]
 
 
+def _log_norm(values):
+    """A log colour scale over the values (widened a hair when they are all equal)."""
+    return matplotlib.colors.LogNorm(values.min(), max(values.max(), values.min() * 1.001))
+
+
 def _plain_log_ticks(ax):
     """Loss spans less than a decade: label the y minor ticks in plain numbers, not 2x10^0,
     and leave x minor ticks unlabelled so they do not overlap."""
@@ -51,7 +56,7 @@ def fit_plots(fit: dict, out_dir: str) -> list:
     x = np.exp(logX[:, 0])
     if logX.shape[1] == 2:
         second = np.exp(logX[:, 1])
-        norm = matplotlib.colors.LogNorm(second.min(), max(second.max(), second.min() * 1.001))
+        norm = _log_norm(second)
         sc = ax.scatter(x, loss, c=second, cmap="viridis", norm=norm, s=14)
         fig.colorbar(sc, ax=ax, label=law.x[1])
         xs = np.linspace(logX[:, 0].min(), logX[:, 0].max(), 100)
@@ -79,7 +84,7 @@ def fit_plots(fit: dict, out_dir: str) -> list:
         fig, ax = plt.subplots(figsize=(6, 4.2))
         n = np.exp(logX[:, 0])
         sc = ax.scatter(np.exp(logC), loss, c=n, cmap="plasma", s=14,
-                        norm=matplotlib.colors.LogNorm(n.min(), max(n.max(), n.min() * 1.001)))
+                        norm=_log_norm(n))
         fig.colorbar(sc, ax=ax, label=_x_label(fit, law))
         cs = np.exp(np.linspace(logC.min(), np.log(max(fit["reference_flops"])), 100))
         _, _, frontier = allocation.optimum(params, cs)
