@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from research.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     """A config that cannot work; the message names the problem and the fix."""
 
 

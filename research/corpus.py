@@ -22,6 +22,8 @@ config name, so editing the folder makes a new dataset instead of reusing a stal
 
 from __future__ import annotations
 
+from research.errors import UserError
+
 import contextlib
 import dataclasses
 import fcntl
@@ -42,7 +44,7 @@ TFDS_PREFIX = "tfds:"
 BUILDER_NAME = "local_text"
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError):
     """The corpus cannot be found or prepared; the message names the fix."""
 
 

@@ -17,6 +17,8 @@ no iterator state, and a token budget beyond one epoch simply continues into the
 
 from __future__ import annotations
 
+from research.errors import UserError
+
 import dataclasses
 import fcntl
 import functools
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "validation")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """The data cannot serve the request; the message names the fix."""
 
 

@@ -20,6 +20,8 @@ top-p on the probabilities left after top-k. Temperature 0 is greedy (argmax of 
 
 from __future__ import annotations
 
+from research.errors import UserError
+
 import functools
 import logging
 
@@ -30,7 +32,7 @@ import numpy as np
 from research.model import GPT, ModelConfig, init_cache
 
 
-class SamplingError(ValueError):
+class SamplingError(UserError):
     """Bad sampling arguments; the message names the fix."""
 
 

@@ -13,6 +13,8 @@ Both map any text to ids and back exactly, and both reserve one id for the end o
 
 from __future__ import annotations
 
+from research.errors import UserError
+
 import hashlib
 import io
 import os
@@ -30,7 +32,7 @@ _TRAIN_MAX_SENTENCE_BYTES = 16384
 _ENCODE_CHUNK_CHARS = 8192
 
 
-class TokenizerError(ValueError):
+class TokenizerError(UserError):
     """A tokenizer cannot be built or loaded; the message names the fix."""
 
 

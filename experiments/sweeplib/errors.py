@@ -1,5 +1,7 @@
 """The one error type the sweep runner raises for bad input."""
 
+from research.errors import UserError
 
-class SweepError(ValueError):
+
+class SweepError(UserError):
     """Bad sweep input, with a one-line message naming the problem and the fix."""
