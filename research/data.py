@@ -22,15 +22,14 @@ from research.errors import UserError
 import dataclasses
 import fcntl
 import functools
-import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from research import corpus as corpus_lib
+from research import files
 from research import tokenizer as tokenizer_lib
 
 log = logging.getLogger(__name__)
@@ -65,7 +64,7 @@ def load_token_data(data_cfg, run_dir: str | os.PathLike | None = None) -> Token
 
     cache_dir = cache_root / f"{corpus.key}-{tokenizer.name}"
     if tokenizer.name != "byte" and (cache_dir / "info.json").is_file():
-        info = json.loads((cache_dir / "info.json").read_text())
+        info = files.read_json(cache_dir / "info.json")
         arrays = {s: np.load(cache_dir / f"{s}.npy", mmap_mode="r") for s in SPLITS}
         return TokenData(tokenizer, arrays["train"], arrays["validation"], info)
 
@@ -128,16 +127,10 @@ def _run_tokenizer(data_cfg, corpus, run_dir, cache_root: Path):
 
 def _write_cache(cache_dir: Path, arrays: dict, info: dict) -> None:
     """Write arrays then info.json (the completion marker), each atomically."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
     for split, tokens in arrays.items():
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".npy")
-        with os.fdopen(fd, "wb") as f:
+        with files.atomic_file(cache_dir / f"{split}.npy") as f:
             np.save(f, tokens)
-        os.replace(tmp, cache_dir / f"{split}.npy")
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(info, f, indent=1)
-    os.replace(tmp, cache_dir / "info.json")
+    files.write_json(cache_dir / "info.json", info, indent=1)
 
 
 # ---------------------------------------------------------------- packing and batches

@@ -13,12 +13,12 @@ Both map any text to ids and back exactly, and both reserve one id for the end o
 
 from __future__ import annotations
 
+from research import files
 from research.errors import UserError
 
 import hashlib
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -92,7 +92,7 @@ class BpeTokenizer:
         return "\n\n".join(self._sp.decode(d) for d in docs)
 
     def save(self, path: str | os.PathLike) -> None:
-        _atomic_write(Path(path), self.model_proto)
+        files.write_atomic(path, self.model_proto)
 
 
 def _line_chunks(text: str, max_chars: int) -> Iterator[str]:
@@ -172,16 +172,3 @@ def load_tokenizer(run_dir: str | os.PathLike | None, data_cfg) -> ByteTokenizer
             raise TokenizerError("a BPE tokenizer lives in a run directory; pass run_dir")
         return load_bpe(Path(run_dir) / MODEL_FILENAME)
     raise TokenizerError(f"unknown data.tokenizer={kind!r}; use 'byte' or 'bpe'")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temp file and rename, so readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,4 +1,5 @@
-"""Where things live inside a sweep directory, and atomic file writes.
+"""Where things live inside a sweep directory, and the file helpers the sweep uses
+(research/files.py: atomic writes that honour the umask, one JSON reader).
 
   DIR/sweep.json              the expanded plan (runs + settings) the workers and children read
   DIR/runs/<name>/            each run's trainer workdir (config.json, checkpoints/, result.json)
@@ -15,34 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
-import os
 import pathlib
-import tempfile
 import threading
 
-
-def write_atomic(path: pathlib.Path, text: str) -> None:
-    """Readers see the old file or the new one, never a half-written one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+from research import files
+from research.files import write_atomic  # noqa: F401  (the sweep's writers import it from here)
 
 
 def read_json(path: pathlib.Path):
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    """The JSON in `path`, or None when it is missing or unreadable (not written yet)."""
+    return files.read_json(path, default=None)
 
 
 class SweepDir:
