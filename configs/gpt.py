@@ -2,10 +2,15 @@
 
 The model-size ladder is a table. Within the family the aspect ratio d_model / n_layers is
 constant (32) and heads are 64 wide where the width allows (narrower models use 2 heads).
-Every key is declared here so a misspelt command-line override fails instead of being ignored.
+Every key and its default is declared once, in research/config.py (typed, frozen dataclasses);
+`base_config()` turns them into a ConfigDict, so a misspelt command-line override fails instead
+of being ignored, and a variant here only says what it changes.
 """
 
 import ml_collections
+
+from research import config as run_config
+from research.run_math import heads_for, resolve_variant  # noqa: F401  (heads_for: public)
 
 ASPECT_RATIO = 32
 
@@ -26,95 +31,15 @@ LADDER = {
 }
 
 
-def heads_for(d_model: int) -> int:
-    """Heads of 64 where the width allows; otherwise 2 narrower heads."""
-    return d_model // 64 if d_model >= 128 else 2
-
-
-def default_rules():
-    """Logical axis -> mesh axes. One table for parameters and activations."""
-    return (
-        ("batch", ("data", "fsdp")),
-        ("embed", "fsdp"),
-        ("vocab", "tensor"),
-        ("mlp", "tensor"),
-        ("heads", "tensor"),
-        ("layers", None),
-        ("length", None),
-        ("act_embed", None),
-        ("act_mlp", "tensor"),
-        ("act_heads", "tensor"),
-        ("act_vocab", "tensor"),
-    )
-
-
 def base_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.variant = ""
-
-    c.model = m = ml_collections.ConfigDict()
-    m.vocab_size = 256  # must match the tokenizer; the trainer checks it
-    m.context_length = 256
-    m.d_model = 256
-    m.n_layers = 8
-    m.n_heads = 4
-    m.mlp_ratio = 4
-    m.tie_embeddings = True
-    m.position = "learned"  # "learned" (absolute) or "rope"
-    m.rope_base = 10000.0
-    m.param_dtype = "float32"
-    m.compute_dtype = "float32"  # bfloat16 on accelerators; f32 is fastest on CPU
-    m.scan_layers = True
-
-    c.data = d = ml_collections.ConfigDict()
-    # "shakespeare" (the embedded default), a folder of .txt files, or "tfds:NAME" (already
-    # prepared in array_record under data.data_dir, text in feature data.text_feature).
-    d.corpus = "shakespeare"
-    d.data_dir = ""  # where prepared datasets live; "" = ~/.cache/scaling_lab/datasets
-    d.text_feature = "text"
-    d.validation_fraction = 0.1  # of documents, held out whole
-    d.tokenizer = "byte"  # "byte" (vocab 256) or "bpe" (SentencePiece, trained on train split)
-    d.bpe_vocab_size = 2048
-
-    c.train = t = ml_collections.ConfigDict()
-    t.tokens = 2_000_000  # the token budget D
-    t.batch_size = 32  # sequences per optimizer step (global)
-    t.microbatches = 1  # gradient accumulation
-    t.seed = 0
-    t.learning_rate = 3e-3
-    t.min_lr_ratio = 0.1  # cosine decays to this fraction of the peak
-    t.schedule = "cosine"  # "cosine", "constant" or "wsd" (warmup-stable-decay)
-    t.warmup_fraction = 0.05  # of the run's own steps
-    t.warmup_steps = -1  # > 0 overrides warmup_fraction (WSD families share one warmup)
-    t.decay_fraction = 0.2  # wsd: final fraction of steps spent decaying
-    t.weight_decay = 0.1
-    t.b1 = 0.9
-    t.b2 = 0.95
-    t.grad_clip = 1.0
-    t.eval_every = 200  # steps; evaluation also runs at the end
-    t.eval_batches = 8
-    t.log_every = 10
-    t.checkpoint_every = 200
-    t.keep_checkpoints = 2
-    # Warmup-stable-decay branches: extra steps checkpointed and kept forever (a parent run),
-    # or the run/step a branch starts from (a child run).
-    t.keep_steps = ()
-    t.init_from = ""
-    t.init_step = -1
-    t.allow_config_change = False  # resume a workdir whose config.json differs
-
-    c.mesh = ms = ml_collections.ConfigDict()
-    ms.data = -1  # -1 = all remaining devices
-    ms.fsdp = 1
-    ms.tensor = 1
-    ms.rules = default_rules()
-    return c
+    """Every key with its default, as declared once in research/config.py."""
+    return ml_collections.ConfigDict(run_config.defaults())
 
 
-def _apply_ladder(c, n_layers, d_model):
+def _apply_ladder(c, n_layers, d_model, n_heads):
     c.model.n_layers = n_layers
     c.model.d_model = d_model
-    c.model.n_heads = heads_for(d_model)
+    c.model.n_heads = n_heads
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
@@ -124,17 +49,14 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         # About 1.5 minutes on 2 CPU cores to Shakespeare-shaped text. Rotary positions: with
         # learned ones this model sits near 2.5 nats for its first ~400 steps (1.84 vs 2.11
         # nats after 1M tokens).
-        _apply_ladder(c, 4, 128)
-        c.model.n_heads = 4
+        _apply_ladder(c, 4, 128, 4)
         c.model.position = "rope"
         c.model.context_length = 128
         c.train.batch_size = 16
         c.train.tokens = 1_000_000
         c.train.eval_every = 100
         c.train.checkpoint_every = 100
-    elif arg in LADDER:
-        _apply_ladder(c, *LADDER[arg])
-    else:
-        known = ", ".join(["tiny", *LADDER])
-        raise ValueError(f"unknown variant {arg!r}; choose one of: {known}")
+    else:  # a ConfigError naming the closest variant when `arg` is not one
+        dims = resolve_variant(arg, LADDER, extra_names=("tiny",))
+        _apply_ladder(c, dims.n_layers, dims.d_model, dims.n_heads)
     return c

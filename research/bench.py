@@ -12,8 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from research import flops
-from research.train import steps_of, validate
+from research import flops, run_math
+from research.config import RunConfig
+from research.train import validate
 from research.train_state import build_trainer, put_batch
 
 
@@ -32,14 +33,14 @@ def matmul_peak_flops(n: int = 1024, repeats: int = 20) -> float:
 
 def measure(config, steps: int = 5, peak: float | None = None) -> dict:
     """Compile and time `steps` train steps of `config` on random tokens (no workdir)."""
-    mesh = validate(config)
-    t = config.train
-    ctx = int(config.model.context_length)
-    trainer = build_trainer(config, mesh, max(steps_of(config), steps + 1))
+    cfg = RunConfig.from_configdict(config)
+    mesh = validate(cfg)
+    ctx = cfg.model.context_length
+    trainer = build_trainer(cfg, mesh, max(run_math.steps(cfg), steps + 1))
     state = trainer.init(jax.random.key(0))
     rng = np.random.default_rng(0)
-    local = int(t.batch_size) // jax.process_count()
-    batch = put_batch(trainer, rng.integers(0, int(config.model.vocab_size), (local, ctx + 1),
+    local = cfg.train.batch_size // jax.process_count()
+    batch = put_batch(trainer, rng.integers(0, cfg.model.vocab_size, (local, ctx + 1),
                                             dtype=np.int32))
     t0 = time.perf_counter()
     compiled = trainer.train_step.jitted.lower(state, batch).compile()
@@ -51,14 +52,14 @@ def measure(config, steps: int = 5, peak: float | None = None) -> dict:
         state, m = compiled(state, batch)
     jax.block_until_ready((state, m))
     step_s = (time.perf_counter() - t0) / steps
-    tokens_per_step = int(t.batch_size) * ctx
-    model_flops = flops.train_flops_per_token(config.model) * tokens_per_step / step_s
+    tokens_per_step = run_math.tokens_per_step(cfg.train, cfg.model)
+    model_flops = run_math.flops_per_step(cfg) / step_s
     peak = peak if peak is not None else matmul_peak_flops()
     return {
-        "variant": config.variant,
+        "variant": cfg.variant,
         "devices": jax.device_count(),
         "backend": jax.default_backend(),
-        "params": flops.param_counts(config.model)["params"],
+        "params": flops.param_counts(cfg.model)["params"],
         "tokens_per_step": tokens_per_step,
         "compile_s": round(compile_s, 3),
         "step_s": round(step_s, 5),

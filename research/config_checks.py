@@ -1,6 +1,12 @@
-"""Refuse configs that cannot work, before anything compiles or is written."""
+"""Refuse configs that cannot work, before anything compiles or is written.
+
+Checks of a config on its own live with the typed configs (research/config.py, run once when a
+ConfigDict is converted); what is left here needs the device mesh or the file system.
+"""
 
 from __future__ import annotations
+
+import os
 
 from research.errors import UserError
 
@@ -9,33 +15,27 @@ class ConfigError(UserError):
     """A config that cannot work; the message names the problem and the fix."""
 
 
-def check_model(m) -> None:
-    if m.d_model % m.n_heads:
+def check_parallelism(cfg, mesh_shape: dict, dp_size: int) -> None:
+    """The model and batch split evenly over the mesh (cfg: a research.config.RunConfig)."""
+    m, t = cfg.model, cfg.train
+    tensor = mesh_shape["tensor"]
+    if m.n_heads % tensor or (m.mlp_ratio * m.d_model) % tensor:
         raise ConfigError(
-            f"model.n_heads={m.n_heads} does not divide model.d_model={m.d_model}; "
-            "choose heads that divide the width")
-    if m.position == "rope" and (m.d_model // m.n_heads) % 2:
-        raise ConfigError("rotary positions need an even head width (d_model / n_heads)")
-    if m.position not in ("learned", "rope"):
-        raise ConfigError(f"model.position={m.position!r}; use 'learned' or 'rope'")
-    for key in ("d_model", "n_layers", "n_heads", "context_length", "vocab_size", "mlp_ratio"):
-        if int(m[key]) < 1:
-            raise ConfigError(f"model.{key} must be positive, got {m[key]}")
-
-
-def check_train(t, context_length: int, dp_size: int) -> None:
-    if t.schedule not in ("cosine", "constant", "wsd"):
-        raise ConfigError(f"train.schedule={t.schedule!r}; use cosine, constant or wsd")
+            f"mesh.tensor={tensor} must divide model.n_heads={m.n_heads} and the MLP "
+            "width; choose a tensor-parallel size that divides the heads")
     if t.batch_size % (dp_size * t.microbatches):
         raise ConfigError(
             f"train.batch_size={t.batch_size} is not divisible by data-parallel size {dp_size} "
             f"x train.microbatches={t.microbatches}; use a multiple of {dp_size * t.microbatches}")
-    per_step = t.batch_size * context_length
-    if t.tokens < per_step:
-        raise ConfigError(
-            f"train.tokens={t.tokens} is less than one optimizer step ({per_step} tokens = "
-            "batch_size x context_length); raise the budget or shrink the batch")
-    if not t.learning_rate > 0:
-        raise ConfigError(f"train.learning_rate must be positive, got {t.learning_rate}")
-    if t.init_from and t.init_step < 0:
-        raise ConfigError("train.init_from needs train.init_step (the parent's step to branch at)")
+
+
+def check_paths(cfg, checkpoint_dir) -> None:
+    """The corpus and a branch's parent exist (checkpoint_dir: workdir -> its checkpoints/)."""
+    corpus = cfg.data.corpus
+    if corpus != "shakespeare" and not corpus.startswith("tfds:") and not os.path.isdir(corpus):
+        raise ConfigError(f"data.corpus={corpus!r} is neither 'shakespeare', 'tfds:NAME' nor a "
+                          "folder of .txt files; fix the path")
+    init_from = cfg.train.init_from
+    if init_from and not os.path.isdir(checkpoint_dir(init_from)):
+        raise ConfigError(f"train.init_from={init_from!r} has no checkpoints/ folder; "
+                          "train the parent run first")

@@ -13,39 +13,15 @@ The same forward serves training (no cache) and decoding (a KV cache per layer, 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from research.config import ModelConfig  # noqa: F401  (declared once with the other configs)
+
 Dtype = Any
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    vocab_size: int = 256
-    context_length: int = 256
-    d_model: int = 256
-    n_layers: int = 4
-    n_heads: int = 4
-    mlp_ratio: int = 4
-    tie_embeddings: bool = True
-    position: str = "learned"  # "learned" or "rope"
-    rope_base: float = 10000.0
-    param_dtype: str = "float32"
-    compute_dtype: str = "float32"
-    scan_layers: bool = True
-
-    @classmethod
-    def from_config(cls, m) -> "ModelConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in dict(m).items() if k in names})
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_heads
 
 
 def _dense_init(std):

@@ -6,23 +6,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
-
-def warmup_steps_of(t, total_steps: int) -> int:
-    if t.warmup_steps > 0:
-        return int(t.warmup_steps)
-    return max(1, int(round(t.warmup_fraction * total_steps)))
+from research import run_math
+from research.config import TrainConfig
 
 
-def decay_start_of(t, total_steps: int) -> int:
-    """WSD: the step where the decay phase begins (a branch starts from this checkpoint)."""
-    return int(round(total_steps * (1.0 - t.decay_fraction)))
-
-
-def learning_rate_schedule(t, total_steps: int) -> optax.Schedule:
+def learning_rate_schedule(t: TrainConfig, total_steps: int) -> optax.Schedule:
     """Linear warmup, then cosine to min_lr_ratio x peak at exactly the run's last step
     (default), constant, or warmup-stable-decay with a linear decay to min_lr_ratio x peak."""
-    peak, floor = float(t.learning_rate), float(t.learning_rate) * float(t.min_lr_ratio)
-    warmup = warmup_steps_of(t, total_steps)
+    peak, floor = t.learning_rate, t.learning_rate * t.min_lr_ratio
+    warmup = run_math.warmup_steps(t, total_steps)
 
     def schedule(step):
         step = jnp.asarray(step, jnp.float32)
@@ -35,7 +27,7 @@ def learning_rate_schedule(t, total_steps: int) -> optax.Schedule:
             decayed = floor + (peak - floor) * 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
             return jnp.where(step < warmup, ramp, decayed)
         if t.schedule == "wsd":
-            start = decay_start_of(t, total_steps)
+            start = run_math.decay_start(t.decay_fraction, total_steps)
             span = max(total_steps - start, 1)
             frac = jnp.clip((step - start) / span, 0.0, 1.0)
             return jnp.where(step < start, ramp, peak + (floor - peak) * frac)
@@ -51,7 +43,7 @@ def decay_mask(params):
     return jax.tree_util.tree_map_with_path(is_kernel, params)
 
 
-def make_optimizer(t, total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(t: TrainConfig, total_steps: int) -> optax.GradientTransformation:
     return optax.chain(
         optax.clip_by_global_norm(t.grad_clip),
         optax.adamw(learning_rate_schedule(t, total_steps), b1=t.b1, b2=t.b2,

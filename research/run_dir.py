@@ -2,67 +2,36 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import tempfile
 
+from research import files, run_math
+from research.config import RunConfig
 from research.config_checks import ConfigError
-
-# Keys that do not change what a run computes, so they neither enter the hash nor block resume.
-_VOLATILE = {("train", "allow_config_change")}
-
-
-def config_to_dict(config) -> dict:
-    d = json.loads(config.to_json_best_effort()) if hasattr(config, "to_json_best_effort") else dict(config)
-    return d
-
-
-def _identity(d: dict) -> dict:
-    d = json.loads(json.dumps(d))
-    for section, key in _VOLATILE:
-        d.get(section, {}).pop(key, None)
-    train = d.get("train", {})
-    if train.get("init_from"):
-        # A branch is identified by its parent run's directory name, not where that lives, so
-        # a moved sweep directory still resumes its branches (and keeps their hashes).
-        train["init_from"] = os.path.basename(os.path.normpath(train["init_from"]))
-    return d
 
 
 def config_hash(config) -> str:
-    blob = json.dumps(_identity(config_to_dict(config)), sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    """The run's config hash (one definition: research.run_math.config_hash)."""
+    return run_math.config_hash(config)
 
 
-def write_json_atomic(path: str, obj) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_json(path: str):
-    with open(path) as f:
-        return json.load(f)
-
-
-def claim_workdir(workdir: str, config) -> None:
+def claim_workdir(workdir: str, cfg) -> None:
     """Write config.json, or check that the workdir's run has the same config."""
+    cfg = RunConfig.from_configdict(cfg)
     path = os.path.join(workdir, "config.json")
-    new = config_to_dict(config)
+    new = cfg.to_dict()
     if os.path.exists(path):
-        old = read_json(path)
-        if _identity(old) != _identity(new) and not config.train.allow_config_change:
-            diff = sorted(_diff_keys(_identity(old), _identity(new)))
+        old = files.read_json(path)
+        try:
+            old_identity = run_math.identity(old)
+        except ConfigError as e:  # written by another version, or not a run's config at all
+            old_identity = {"unreadable": str(e)}
+        new_identity = run_math.identity(cfg)
+        if old_identity != new_identity and not cfg.train.allow_config_change:
+            diff = sorted(_diff_keys(old_identity, new_identity))
             raise ConfigError(
                 f"{workdir} holds a run with a different config (differs in {', '.join(diff[:5])}); "
                 "use another --workdir, or --config.train.allow_config_change=True to resume it")
-    write_json_atomic(path, new)
+    files.write_json(path, new)
 
 
 def _diff_keys(a, b, prefix=""):
@@ -78,6 +47,12 @@ def _diff_keys(a, b, prefix=""):
 def finished_result(workdir: str):
     """The result.json of a finished run in workdir, or None."""
     path = os.path.join(workdir, "result.json")
-    if os.path.exists(path):
-        return read_json(path)
-    return None
+    return files.read_json(path) if os.path.exists(path) else None
+
+
+def load_config(workdir: str) -> RunConfig:
+    """The run config a workdir's config.json records."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{workdir} has no config.json; pass the directory of a training run")
+    return RunConfig.from_configdict(files.read_json(path))

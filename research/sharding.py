@@ -20,7 +20,7 @@ MESH_AXES = ("data", "fsdp", "tensor")
 
 def mesh_shape(mesh_cfg, n_devices: int) -> tuple[int, int, int]:
     """Resolve -1 entries; refuse shapes that do not multiply to the device count."""
-    sizes = [int(mesh_cfg[a]) for a in MESH_AXES]
+    sizes = [int(getattr(mesh_cfg, a)) for a in MESH_AXES]
     fill = [i for i, s in enumerate(sizes) if s == -1]
     if len(fill) > 1:
         raise ConfigError("at most one mesh axis may be -1; set the others explicitly")

@@ -10,7 +10,8 @@ import time
 import jax
 import numpy as np
 
-from research import checkpoint, config_checks, data as data_lib, flops, run_dir, sharding
+from research import checkpoint, files, config_checks, data as data_lib, flops, run_dir, run_math, sharding
+from research.config import RunConfig
 from research.config_checks import ConfigError
 from research.metrics import MetricsWriter
 from research.train_state import build_trainer, put_batch
@@ -19,29 +20,17 @@ log = logging.getLogger(__name__)
 
 
 def steps_of(config) -> int:
-    per_step = int(config.train.batch_size) * int(config.model.context_length)
-    return int(config.train.tokens) // per_step
+    """Optimizer steps of a run (RunConfig or ConfigDict): research.run_math.steps."""
+    return run_math.steps(RunConfig.from_configdict(config))
 
 
 def validate(config, n_devices: int | None = None):
     """All config errors, before any data loading, compilation or write. Returns the mesh."""
-    config_checks.check_model(config.model)
-    mesh = sharding.make_mesh(config.mesh)
-    rules = sharding.rules_of(config.mesh)
-    tensor = mesh.shape["tensor"]
-    if config.model.n_heads % tensor or (config.model.mlp_ratio * config.model.d_model) % tensor:
-        raise ConfigError(
-            f"mesh.tensor={tensor} must divide model.n_heads={config.model.n_heads} and the MLP "
-            "width; choose a tensor-parallel size that divides the heads")
-    config_checks.check_train(config.train, config.model.context_length,
-                              sharding.data_parallel_size(mesh, rules))
-    corpus = config.data.corpus
-    if corpus != "shakespeare" and not corpus.startswith("tfds:") and not os.path.isdir(corpus):
-        raise ConfigError(f"data.corpus={corpus!r} is neither 'shakespeare', 'tfds:NAME' nor a "
-                          "folder of .txt files; fix the path")
-    if config.train.init_from and not os.path.isdir(checkpoint.checkpoint_dir(config.train.init_from)):
-        raise ConfigError(f"train.init_from={config.train.init_from!r} has no checkpoints/ folder; "
-                          "train the parent run first")
+    cfg = RunConfig.from_configdict(config)
+    mesh = sharding.make_mesh(cfg.mesh)
+    rules = sharding.rules_of(cfg.mesh)
+    config_checks.check_parallelism(cfg, dict(mesh.shape), sharding.data_parallel_size(mesh, rules))
+    config_checks.check_paths(cfg, checkpoint.checkpoint_dir)
     return mesh
 
 
@@ -52,14 +41,14 @@ def evaluate(trainer, params, batches) -> tuple[float, float]:
     return float(losses.mean()), stderr
 
 
-def _initial_state(trainer, config, manager):
+def _initial_state(trainer, cfg: RunConfig, manager):
     """Latest checkpoint of this run, else the branch point of its parent, else fresh init."""
     abstract = checkpoint.abstract_like(trainer.state_shapes, trainer.state_shardings)
     latest = manager.latest_step()
     if latest is not None:
         log.info("resuming from step %d", latest)
         return checkpoint.restore(manager, latest, abstract), latest
-    t = config.train
+    t = cfg.train
     if t.init_from:
         parent = checkpoint.make_manager(t.init_from, read_only=True)
         if t.init_step not in parent.all_steps():
@@ -67,38 +56,39 @@ def _initial_state(trainer, config, manager):
                               f"(has {sorted(parent.all_steps())}); add it to the parent's keep_steps")
         state = checkpoint.restore(parent, t.init_step, abstract)
         parent.close()
-        return state, int(t.init_step)
-    return trainer.init(jax.random.key(int(t.seed))), 0
+        return state, t.init_step
+    return trainer.init(jax.random.key(t.seed)), 0
 
 
 def train(config, workdir: str, *, progress: bool = True) -> dict:
-    """Train the run `config` in `workdir` (resuming if it holds one); returns result.json."""
-    t = config.train
-    mesh = validate(config)
-    total_steps = steps_of(config)
+    """Train the run `config` (a ConfigDict or a research.config.RunConfig) in `workdir`,
+    resuming if it holds one; returns result.json."""
+    cfg = RunConfig.from_configdict(config)  # the one conversion and check of the config
+    t, m = cfg.train, cfg.model
+    mesh = validate(cfg)
+    total_steps = run_math.steps(cfg)
     is_writer = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
     if is_writer:
-        run_dir.claim_workdir(workdir, config)
+        run_dir.claim_workdir(workdir, cfg)
     done = run_dir.finished_result(workdir)
     if done is not None:
         return done
 
-    data = data_lib.load_token_data(config.data, workdir)
-    if data.tokenizer.vocab_size != config.model.vocab_size:
+    data = data_lib.load_token_data(cfg.data, workdir)
+    if data.tokenizer.vocab_size != m.vocab_size:
         raise ConfigError(
-            f"model.vocab_size={config.model.vocab_size} but the {data.tokenizer.name} tokenizer "
+            f"model.vocab_size={m.vocab_size} but the {data.tokenizer.name} tokenizer "
             f"has {data.tokenizer.vocab_size} tokens; set --config.model.vocab_size="
             f"{data.tokenizer.vocab_size}")
-    trainer = build_trainer(config, mesh, total_steps)
+    trainer = build_trainer(cfg, mesh, total_steps)
     manager = checkpoint.make_manager(workdir, t)
-    state, start = _initial_state(trainer, config, manager)
+    state, start = _initial_state(trainer, cfg, manager)
     eval_set = data_lib.eval_batches(
-        data, n_batches=int(t.eval_batches), batch_size=int(t.batch_size),
-        context_length=int(config.model.context_length),
+        data, n_batches=t.eval_batches, batch_size=t.batch_size, context_length=m.context_length,
         process_index=jax.process_index(), process_count=jax.process_count())
     writer = MetricsWriter(workdir, is_writer)
-    tokens_per_step = int(t.batch_size) * int(config.model.context_length)
+    tokens_per_step = run_math.tokens_per_step(t, m)
     bar = _progress_bar(progress and is_writer, start, total_steps)
     started_wall = t0 = time.time()
     status, prev = "done", None
@@ -108,7 +98,7 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
         loss = float(metrics["loss"])
         if not math.isfinite(loss):
             return False
-        if (prev_step + 1) % int(t.log_every) == 0 or prev_step + 1 == total_steps:
+        if (prev_step + 1) % t.log_every == 0 or prev_step + 1 == total_steps:
             rate = tokens_per_step * (prev_step + 1 - start) / max(time.time() - t0, 1e-9)
             writer.write(prev_step + 1, {"train/loss": loss, "train/grad_norm": metrics["grad_norm"],
                                          "train/lr": metrics["lr"], "train/tokens_per_s": rate})
@@ -117,8 +107,7 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
 
     for step in range(start, total_steps):
         batch = data_lib.train_batch(
-            data, step=step, batch_size=int(t.batch_size),
-            context_length=int(config.model.context_length), seed=int(t.seed),
+            data, step=step, batch_size=t.batch_size, context_length=m.context_length, seed=t.seed,
             process_index=jax.process_index(), process_count=jax.process_count())
         state, metrics = trainer.train_step(state, put_batch(trainer, batch))
         if prev is not None and not check(*prev):
@@ -127,7 +116,7 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
         prev = (step, metrics)
         bar.update(1)
         done_steps = step + 1
-        if done_steps % int(t.eval_every) == 0 and done_steps < total_steps:
+        if done_steps % t.eval_every == 0 and done_steps < total_steps:
             loss, err = evaluate(trainer, state["params"], eval_set)
             writer.write(done_steps, {"eval/loss": loss, "eval/loss_stderr": err})
         checkpoint.save(manager, done_steps, state)
@@ -146,44 +135,44 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
     manager.close()
     writer.close()
 
-    result = _result(config, workdir, data, status, loss, err, time.time() - started_wall,
+    result = _result(cfg, workdir, data, status, loss, err, time.time() - started_wall,
                      steps_done=total_steps if status == "done" else prev[0] + 1)
     if is_writer:
-        run_dir.write_json_atomic(os.path.join(workdir, "result.json"), result)
+        files.write_json(os.path.join(workdir, "result.json"), result)
     return result
 
 
-def _result(config, workdir, data, status, loss, err, wall_s, steps_done) -> dict:
-    m, t = config.model, config.train
-    tokens = steps_done * int(t.batch_size) * int(m.context_length)
+def _result(cfg: RunConfig, workdir, data, status, loss, err, wall_s, steps_done) -> dict:
+    m, t = cfg.model, cfg.train
+    tokens = run_math.tokens_trained(cfg, steps_done)
     counts = flops.param_counts(m)
     bpt = data_lib.bytes_per_token(data)
     result = {
         "run": os.path.basename(os.path.abspath(workdir)),
-        "variant": config.variant,
+        "variant": cfg.variant,
         **counts,
         "tokens": tokens,
-        "flops": flops.run_flops(m, tokens),
+        "flops": run_math.run_flops(m, tokens),
         "flops_per_token": flops.train_flops_per_token(m),
         "loss": loss,
         "loss_stderr": err,
         "bits_per_byte": loss / math.log(2) / bpt if math.isfinite(loss) else float("nan"),
         "status": status,
-        "seed": int(t.seed),
+        "seed": t.seed,
         "wall_s": round(wall_s, 3),
         "steps": steps_done,
-        "epochs": data_lib.epochs_seen(data, tokens, int(m.context_length)),
+        "epochs": data_lib.epochs_seen(data, tokens, m.context_length),
         "unique_train_tokens": int(len(data.train)),
         "corpus": data.info.get("corpus"),
         "corpus_sha256": data.info.get("corpus_sha256"),
         "tokenizer": data.tokenizer.name,
-        "d_model": int(m.d_model), "n_layers": int(m.n_layers), "n_heads": int(m.n_heads),
-        "context_length": int(m.context_length), "batch_size": int(t.batch_size),
-        "learning_rate": float(t.learning_rate), "schedule": t.schedule,
-        "config_hash": run_dir.config_hash(config),
+        "d_model": m.d_model, "n_layers": m.n_layers, "n_heads": m.n_heads,
+        "context_length": m.context_length, "batch_size": t.batch_size,
+        "learning_rate": t.learning_rate, "schedule": t.schedule,
+        "config_hash": run_math.config_hash(cfg),
     }
     if t.init_from:
-        result["branched_from"] = {"run": os.path.abspath(t.init_from), "step": int(t.init_step)}
+        result["branched_from"] = {"run": os.path.abspath(t.init_from), "step": t.init_step}
     if jax.process_count() > 1:
         result["processes"] = jax.process_count()
     # JSON has no NaN: a diverged run records null.

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import optax
 
 from research import optim, sharding
-from research.model import GPT, ModelConfig, cross_entropy
+from research.config import ModelConfig, RunConfig
+from research.model import GPT, cross_entropy
 
 
 @dataclasses.dataclass
@@ -46,13 +47,29 @@ def _split_microbatches(batch, n):
     return nn.with_logical_constraint(micro, (None, "batch", None))
 
 
+def build_model(cfg: RunConfig, mesh):
+    """The model, its logical rules, and the abstract (boxed) parameters with their shardings:
+    everything a parameter restore needs, without an optimizer."""
+    model = GPT(cfg.model)
+    rules = sharding.rules_of(cfg.mesh)
+
+    def boxed_params(rng):
+        return model.init(rng, jnp.zeros((1, cfg.model.context_length), jnp.int32))["params"]
+
+    with sharding.activate(mesh, rules):
+        boxed = jax.eval_shape(boxed_params, jax.random.key(0))
+        shardings = sharding.logical_shardings(boxed, mesh, rules)
+    return model, rules, nn.meta.unbox(boxed), shardings
+
+
 def build_trainer(config, mesh, total_steps: int) -> Trainer:
-    model_cfg = ModelConfig.from_config(config.model)
+    cfg = RunConfig.from_configdict(config)
+    model_cfg = cfg.model
     model = GPT(model_cfg)
-    t = config.train
+    t = cfg.train
     tx = optim.make_optimizer(t, total_steps)
-    rules = sharding.rules_of(config.mesh)
-    n_micro = int(t.microbatches)
+    rules = sharding.rules_of(cfg.mesh)
+    n_micro = t.microbatches
 
     def boxed_state(rng):
         dummy = jnp.zeros((1, model_cfg.context_length), jnp.int32)

@@ -1,0 +1,267 @@
+"""Typed run configs: frozen dataclasses for the model, data, training and mesh sections.
+
+Every key and its default is declared here, once. configs/gpt.py builds its ml_collections
+ConfigDict from these defaults (so `--config.a.b=v` overrides and lock_config work as before)
+and sets what a variant changes; the trainer converts the ConfigDict back at its boundary with
+`RunConfig.from_configdict`, which checks every key and value once. Research code then reads
+typed fields (`cfg.train.batch_size` is an int) and never the raw ConfigDict.
+
+Why the defaults live here and not in configs/: research/ must stay usable without configs/
+(a notebook or a test builds `ModelConfig(d_model=64)`), and research must not import
+configs/, so the one place both can read is this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from typing import Any, Mapping
+
+from research.config_checks import ConfigError
+
+SCHEDULES = ("cosine", "constant", "wsd")
+POSITIONS = ("learned", "rope")
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# Logical axis -> mesh axes. One table for parameters and activations.
+DEFAULT_RULES = (
+    ("batch", ("data", "fsdp")),
+    ("embed", "fsdp"),
+    ("vocab", "tensor"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("layers", None),
+    ("length", None),
+    ("act_embed", None),
+    ("act_mlp", "tensor"),
+    ("act_heads", "tensor"),
+    ("act_vocab", "tensor"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 256  # must match the tokenizer; the trainer checks it
+    context_length: int = 256
+    d_model: int = 256
+    n_layers: int = 8
+    n_heads: int = 4
+    mlp_ratio: int = 4
+    tie_embeddings: bool = True
+    position: str = "learned"  # "learned" (absolute) or "rope"
+    rope_base: float = 10000.0
+    param_dtype: str = "float32"
+    compute_dtype: str = "float32"  # bfloat16 on accelerators; f32 is fastest on CPU
+    scan_layers: bool = True
+
+    def __post_init__(self):
+        for key in ("d_model", "n_layers", "n_heads", "context_length", "vocab_size", "mlp_ratio"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"model.{key} must be positive, got {getattr(self, key)}")
+        if self.d_model % self.n_heads:
+            raise ConfigError(
+                f"model.n_heads={self.n_heads} does not divide model.d_model={self.d_model}; "
+                "choose heads that divide the width")
+        if self.position not in POSITIONS:
+            raise ConfigError(f"model.position={self.position!r}; use 'learned' or 'rope'")
+        if self.position == "rope" and self.head_dim % 2:
+            raise ConfigError("rotary positions need an even head width (d_model / n_heads)")
+
+    @classmethod
+    def from_config(cls, m) -> "ModelConfig":
+        """From the `model` section of a ConfigDict (or a dict, or a ModelConfig)."""
+        return m if isinstance(m, cls) else _build(cls, m, "model")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    # "shakespeare" (the embedded default), a folder of .txt files, or "tfds:NAME" (already
+    # prepared in array_record under data.data_dir, text in feature data.text_feature).
+    corpus: str = "shakespeare"
+    data_dir: str = ""  # where prepared datasets live; "" = ~/.cache/scaling_lab/datasets
+    text_feature: str = "text"
+    validation_fraction: float = 0.1  # of documents, held out whole
+    tokenizer: str = "byte"  # "byte" (vocab 256) or "bpe" (SentencePiece, trained on train split)
+    bpe_vocab_size: int = 2048
+
+    def __post_init__(self):
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ConfigError(
+                f"data.validation_fraction={self.validation_fraction} must lie in (0, 1)")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    tokens: int = 2_000_000  # the token budget D
+    batch_size: int = 32  # sequences per optimizer step (global)
+    microbatches: int = 1  # gradient accumulation
+    seed: int = 0
+    learning_rate: float = 3e-3
+    min_lr_ratio: float = 0.1  # cosine decays to this fraction of the peak
+    schedule: str = "cosine"  # "cosine", "constant" or "wsd" (warmup-stable-decay)
+    warmup_fraction: float = 0.05  # of the run's own steps
+    warmup_steps: int = -1  # > 0 overrides warmup_fraction (WSD families share one warmup)
+    decay_fraction: float = 0.2  # wsd: final fraction of steps spent decaying
+    weight_decay: float = 0.1
+    b1: float = 0.9
+    b2: float = 0.95
+    grad_clip: float = 1.0
+    eval_every: int = 200  # steps; evaluation also runs at the end
+    eval_batches: int = 8
+    log_every: int = 10
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+    # Warmup-stable-decay branches: extra steps checkpointed and kept forever (a parent run),
+    # or the run/step a branch starts from (a child run).
+    keep_steps: tuple[int, ...] = ()
+    init_from: str = ""
+    init_step: int = -1
+    allow_config_change: bool = False  # resume a workdir whose config.json differs
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"train.schedule={self.schedule!r}; use cosine, constant or wsd")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"train.learning_rate must be positive, got {self.learning_rate}")
+        for key in ("batch_size", "microbatches", "eval_every", "eval_batches", "log_every",
+                    "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"train.{key} must be positive, got {getattr(self, key)}")
+        if self.seed < 0:
+            raise ConfigError(f"train.seed={self.seed} must be >= 0")
+        if not 0.0 < self.decay_fraction < 1.0:
+            raise ConfigError(f"train.decay_fraction={self.decay_fraction} must lie in (0, 1)")
+        if self.init_from and self.init_step < 0:
+            raise ConfigError(
+                "train.init_from needs train.init_step (the parent's step to branch at)")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    data: int = -1  # -1 = all remaining devices
+    fsdp: int = 1
+    tensor: int = 1
+    rules: tuple = DEFAULT_RULES
+
+    def __post_init__(self):
+        sizes = {a: getattr(self, a) for a in MESH_AXES}
+        if sum(s == -1 for s in sizes.values()) > 1:
+            raise ConfigError("at most one mesh axis may be -1; set the others explicitly")
+        if any(s == 0 or s < -1 for s in sizes.values()):
+            raise ConfigError(f"mesh sizes must be positive or -1, got {sizes}")
+        # JSON turns ("data", "fsdp") into a list; the rules table wants tuples.
+        object.__setattr__(self, "rules", tuple(
+            (str(name), tuple(ax) if isinstance(ax, (list, tuple)) else ax)
+            for name, ax in self.rules))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """One training run: what `python -m experiments.train` and each sweep child train."""
+
+    variant: str = ""
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+
+    def __post_init__(self):
+        per_step = self.train.batch_size * self.model.context_length
+        if self.train.tokens < per_step:
+            raise ConfigError(
+                f"train.tokens={self.train.tokens} is less than one optimizer step ({per_step} "
+                "tokens = batch_size x context_length); raise the budget or shrink the batch")
+
+    @classmethod
+    def from_configdict(cls, config) -> "RunConfig":
+        """A ConfigDict (or the dict of a config.json) -> a checked RunConfig.
+
+        Every key must be a declared field (a misspelt key fails with a suggestion); keys it
+        lacks take their defaults; values are converted to the declared types."""
+        if isinstance(config, cls):
+            return config
+        return _build(cls, config, "")
+
+    def to_dict(self) -> dict:
+        """Nested plain dict with the ConfigDict's layout (tuples stay tuples)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **sections) -> "RunConfig":
+        return dataclasses.replace(self, **sections)
+
+
+def defaults() -> dict:
+    """Every key with its default, nested by section (configs/gpt.py builds from this)."""
+    return RunConfig().to_dict()
+
+
+# ---------------------------------------------------------------- conversion with checks
+
+
+def _as_dict(section, where: str) -> dict:
+    if hasattr(section, "to_dict"):  # ml_collections.ConfigDict (resolves field references)
+        return section.to_dict()
+    if isinstance(section, Mapping):
+        return dict(section)
+    raise ConfigError(f"config section {where or 'root'} is a {type(section).__name__}, "
+                      "not a mapping; check the config file")
+
+
+def _build(cls, section, where: str):
+    values = _as_dict(section, where)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, fields, n=1)
+        hint = f"did you mean {_join(where, close[0])}?" if close else \
+            f"known keys: {', '.join(fields)}"
+        raise ConfigError(f"unknown config key {_join(where, key)}; {hint}")
+    kwargs = {}
+    for name, value in values.items():
+        kwargs[name] = _convert(value, hints[name], _join(where, name))
+    return cls(**kwargs)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _convert(value: Any, hint, where: str):
+    if dataclasses.is_dataclass(hint):
+        return value if isinstance(value, hint) else _build(hint, value, where)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}={value!r} must be True or False")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise ConfigError(f"{where}={value!r} must be a whole number")
+        return int(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}={value!r} must be a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}={value!r} must be a string")
+        return value
+    if typing.get_origin(hint) is tuple or hint is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}={value!r} must be a tuple")
+        args = typing.get_args(hint)
+        if args and args[-1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def _tuples(x):
+    """JSON turns nested tuples into lists; turn them back (configs must stay hashable)."""
+    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
