@@ -9,7 +9,7 @@ The shortest run has 128 optimizer steps; the largest budget is under half an ep
 corpus, so no token is seen twice. The README reports what the fit came out as.
 """
 
-from experiments.sweeplib.spec import default_sweep
+from configs.sweep_base import default_sweep
 
 
 def get_config(arg: str = ""):

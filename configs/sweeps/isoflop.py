@@ -6,7 +6,7 @@ fits a parabola in log N per budget and the compute-optimal N(C), D(C).
   python -m experiments.sweep run --config configs/sweeps/isoflop.py --workdir sweeps/isoflop
 """
 
-from experiments.sweeplib.spec import default_sweep
+from configs.sweep_base import default_sweep
 
 
 def get_config(arg: str = ""):

@@ -6,7 +6,7 @@ For trying the tool and for the end-to-end test; far too small for a meaningful 
   python -m experiments.sweep run --config configs/sweeps/smoke.py --workdir sweeps/smoke
 """
 
-from experiments.sweeplib.spec import default_sweep
+from configs.sweep_base import default_sweep
 
 
 def get_config(arg: str = ""):

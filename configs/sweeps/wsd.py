@@ -10,7 +10,7 @@ share one warmup (train.warmup_steps). Branches wait for their parent to finish.
   python -m experiments.sweep plan --config configs/sweeps/wsd.py --workdir sweeps/wsd
 """
 
-from experiments.sweeplib.spec import default_sweep
+from configs.sweep_base import default_sweep
 
 
 def get_config(arg: str = ""):

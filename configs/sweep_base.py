@@ -1,0 +1,73 @@
+"""Every key a sweep config may set, with its default: `configs/sweeps/*.py` start from
+`default_sweep()` and state what differs (experiments/sweeplib/spec.py loads and checks them).
+
+A sweep config's `get_config(arg)` returns a ConfigDict with:
+  name, kind ("grid" | "isoflop" | "wsd"), base (a configs/gpt.py trainer config),
+  variants (LADDER names or (n_layers, d_model[, n_heads]) tuples), tokens, tokens_per_param,
+  flops, learning_rates, seeds, wsd.decay_fraction, runner.*, executor.*, analysis.*.
+"""
+
+import ml_collections
+
+from configs import gpt
+
+KINDS = ("grid", "isoflop", "wsd")
+EXECUTORS = ("local", "slurm")
+SLURM_MODES = ("array", "job_per_run")
+TRAINER = "research.train:train"
+
+
+def default_sweep() -> ml_collections.ConfigDict:
+    """Every key a sweep config may set, with defaults."""
+    c = ml_collections.ConfigDict()
+    c.name = "sweep"
+    c.kind = "grid"
+    c.base = gpt.base_config()
+    c.variants = ("100k", "300k")
+    c.tokens = ()  # grid / wsd: token budgets D
+    c.tokens_per_param = ()  # grid alternative: D = r * params, per model
+    c.flops = ()  # isoflop: compute budgets C (analytic training FLOPs)
+    c.learning_rates = ()  # empty = the base config's learning rate
+    c.seeds = (0,)
+
+    c.wsd = ml_collections.ConfigDict()
+    c.wsd.decay_fraction = 0.2  # of each branch's own steps
+
+    c.runner = r = ml_collections.ConfigDict()
+    r.retries = 1  # extra attempts after a crash (divergence and config errors are final)
+    r.evals_per_run = 2  # evaluations spread over a run, plus the final one
+    r.checkpoints_per_run = 4  # a kill loses at most this fraction of a run
+    r.heartbeat_s = 15.0  # claim refresh period
+    r.claim_timeout_s = 180.0  # a claim from another host not refreshed this long is stale
+    r.poll_s = 1.0  # how often an idle worker looks for runnable runs
+    # JAX persistent compilation cache shared by the sweep's runs (a resumed or retried run, or a
+    # same-shape run, skips compilation); relative to the sweep dir; "" = off. An already set
+    # JAX_COMPILATION_CACHE_DIR in the environment wins.
+    r.compile_cache = "state/jax_cache"
+    r.train_fn = TRAINER  # module:function with the trainer's contract
+
+    c.executor = e = ml_collections.ConfigDict()
+    e.kind = "local"
+    e.workers = 1  # local: parallel worker threads; slurm array: jobs in the array
+    e.slurm = s = ml_collections.ConfigDict()
+    s.mode = "array"  # "array": workers pull runs; "job_per_run": one job each (+dependencies)
+    s.partition = ""
+    s.time_min = 120
+    s.gpus_per_node = 0
+    s.cpus_per_task = 4
+    s.mem_gb = 16
+    s.account = ""
+    s.qos = ""
+    s.constraint = ""
+    s.array_parallelism = 64
+
+    c.analysis = a = ml_collections.ConfigDict()
+    a.enabled = True
+    a.law = "chinchilla"
+    a.bootstrap = 200
+    a.params_column = "params"  # N of the law: "params" (total) or "nonembedding_params"
+    # Extrapolation check (0 = off): also fit without the runs above this compute, or without
+    # the models above this N, and report how well that fit predicts them.
+    a.holdout_above_flops = 0.0
+    a.holdout_above_params = 0.0
+    return c
