@@ -51,26 +51,33 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state):
     return restored["state"]
 
 
+def restore_params(manager: ocp.CheckpointManager, step: int, abstract_params):
+    """Only the parameters of a saved train state (no optimizer state is read or built)."""
+    target = {"params": abstract_params}
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True)))
+    return restored["state"]["params"]
+
+
 def load_for_inference(workdir: str):
     """(config, params) of a run's latest checkpoint, on the first local device.
 
-    The config comes from the run's config.json; the state is restored with a one-device mesh,
-    whatever mesh it was trained on."""
-    import ml_collections
+    The config (a research.config.RunConfig) comes from the run's config.json; the parameters
+    alone are restored, onto a one-device mesh whatever mesh the run was trained on."""
+    import dataclasses
 
-    from research import sharding, train_state
-    from research.run_dir import read_json
-    from research.train import steps_of
+    from research import run_dir, sharding
+    from research.train_state import build_model
 
-    config = ml_collections.ConfigDict(read_json(os.path.join(workdir, "config.json")))
-    config.mesh.data, config.mesh.fsdp, config.mesh.tensor = 1, 1, 1
+    cfg = run_dir.load_config(workdir)
+    cfg = cfg.replace(mesh=dataclasses.replace(cfg.mesh, data=1, fsdp=1, tensor=1))
     manager = make_manager(workdir, read_only=True)
     step = manager.latest_step()
     if step is None:
         raise FileNotFoundError(f"{workdir} has no checkpoint yet; train the run first")
-    mesh = sharding.make_mesh(config.mesh, jax.local_devices()[:1])
-    trainer = train_state.build_trainer(config, mesh, max(steps_of(config), 1))
-    state = restore(manager, step,
-                    abstract_like(trainer.state_shapes, trainer.state_shardings))
+    mesh = sharding.make_mesh(cfg.mesh, jax.local_devices()[:1])
+    _, _, shapes, shardings = build_model(cfg, mesh)
+    params = restore_params(manager, step, abstract_like(shapes, shardings))
     manager.close()
-    return config, state["params"]
+    return cfg, params
