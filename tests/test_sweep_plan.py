@@ -12,7 +12,7 @@ from configs import gpt
 from experiments import sweep as sweep_cli
 from experiments.sweeplib import executors, plan, spec
 from experiments.sweeplib.errors import SweepError
-from research import flops, optim
+from research import flops, run_math
 
 
 def small_sweep(**changes):
@@ -105,7 +105,7 @@ def test_wsd_branches_start_from_the_parents_kept_checkpoints():
             t = b.config.train
             assert t.schedule == "wsd" and t.decay_fraction == 0.25
             # The trainer's own decay start for this branch is the step it restores from.
-            assert t.init_step == b.start_step == optim.decay_start_of(t, b.steps)
+            assert t.init_step == b.start_step == run_math.decay_start(t.decay_fraction, b.steps)
             assert t.init_step in parent.config.train.keep_steps
             # One warmup for the family, inside which no branch starts decaying.
             assert t.warmup_steps == parent.config.train.warmup_steps <= t.init_step

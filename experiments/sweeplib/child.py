@@ -5,6 +5,9 @@ to kill it when its supervising worker dies (PR_SET_PDEATHSIG), so a killed swee
 orphan training behind and the restarted sweep resumes the run from its checkpoints.
 
 Exit codes tell the worker what happened; the reason is written to DIR/state/logs/<run>.reason.
+They are research/errors.py's codes: 0 done, 1 a crash (retried), a UserError's own code (2 bad
+config or data, 3 storage, 4 no readable checkpoint: permanent, fixing them needs a person), and
+EXIT_DIVERGED for a run whose loss became NaN/Inf (permanent: it would diverge again).
 """
 
 from __future__ import annotations
@@ -16,7 +19,13 @@ import signal
 import sys
 import traceback
 
-EXIT_DONE, EXIT_CRASH, EXIT_CONFIG, EXIT_DIVERGED = 0, 1, 3, 4
+from research import errors
+
+EXIT_DONE = errors.EXIT_OK
+EXIT_CRASH = errors.EXIT_FAILED
+EXIT_CONFIG = errors.EXIT_USER  # any UserError exits with its own exit_code (2, 3 or 4)
+EXIT_DIVERGED = 5  # the child's own code: a diverged run (the train CLI says EXIT_FAILED)
+PERMANENT = frozenset({errors.EXIT_USER, errors.EXIT_STORAGE, errors.EXIT_CORRUPT_CHECKPOINT})
 _PR_SET_PDEATHSIG = 1
 
 
@@ -34,8 +43,10 @@ def load_train_fn(spec: str):
     return getattr(importlib.import_module(module), attr)
 
 
-def is_config_error(e: BaseException) -> bool:
-    return type(e).__name__ in ("ConfigError", "SweepError")
+def exit_code_of(e: BaseException) -> int:
+    """A UserError (bad config, data, corpus, tokenizer, storage...) keeps its code and is not
+    retried; anything else is a crash, retried up to runner.retries."""
+    return e.exit_code if isinstance(e, errors.UserError) else EXIT_CRASH
 
 
 def main(argv: list[str]) -> int:
@@ -58,7 +69,7 @@ def main(argv: list[str]) -> int:
         traceback.print_exc()
         message = " ".join(f"{type(e).__name__}: {e}".split())
         layout.write_atomic(reason_file, message[:500])
-        return EXIT_CONFIG if is_config_error(e) else EXIT_CRASH
+        return exit_code_of(e)
     return EXIT_DIVERGED if result.get("status") == "diverged" else EXIT_DONE
 
 

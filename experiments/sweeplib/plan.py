@@ -2,8 +2,11 @@
 
 Every run gets its own trainer config (a configs/gpt.py ConfigDict) whose budget, evaluation and
 checkpoint cadence follow from its own number of steps, and a deterministic name: a readable part
-plus 8 hex digits of a hash of that config (location-independent: a WSD branch's `init_from`
-is hashed as its parent's name, and resolved to a path only when the run starts).
+plus the trainer's config hash (research.run_math.config_hash, the `config_hash` of its
+result.json). A WSD branch's `train.init_from` holds its parent's run name, resolved to the
+parent's directory only when the run starts; the hash uses the name, so it is location-free.
+Steps, warmup and decay boundaries, variant dimensions and FLOPs all come from research.run_math,
+the same arithmetic the trainer uses.
 
 Iso-FLOP matching: D is rounded to whole optimizer steps (batch x context tokens), so a run's
 analytic FLOPs C' = steps * tokens_per_step * flops_per_token differ from the target C by at most
@@ -14,15 +17,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 import math
 
 import ml_collections
 
 from configs import gpt
 from experiments.sweeplib.errors import SweepError
-from research import flops as flops_lib
+from research import flops as flops_lib, run_math
+from research.config import RunConfig
+from research.config_checks import ConfigError
 
 ISOFLOP_TOLERANCE = 0.05  # every iso-FLOP run's C within 5% of its budget (i.e. >= 10 steps)
 
@@ -75,27 +78,25 @@ def _tuples(x):
     return x
 
 
-def variant_dims(variant) -> tuple[str, int, int, int]:
+def variant_dims(variant) -> run_math.Dims:
     """A LADDER name or (n_layers, d_model[, n_heads]) -> (name, n_layers, d_model, n_heads)."""
-    if isinstance(variant, str):
-        if variant not in gpt.LADDER:
-            raise SweepError(
-                f"unknown variant {variant!r}; use one of {', '.join(gpt.LADDER)} or (n_layers, d_model)"
-            )
-        n_layers, d_model = gpt.LADDER[variant]
-        return variant, n_layers, d_model, gpt.heads_for(d_model)
-    dims = tuple(int(v) for v in variant)
-    if len(dims) not in (2, 3) or min(dims) < 1:
-        raise SweepError(f"variant {variant!r} must be a LADDER name or (n_layers, d_model[, n_heads])")
-    n_layers, d_model = dims[:2]
-    n_heads = dims[2] if len(dims) == 3 else gpt.heads_for(d_model)
-    if d_model % n_heads:
-        raise SweepError(f"variant {variant!r}: d_model={d_model} is not divisible by n_heads={n_heads}")
-    return f"L{n_layers}d{d_model}", n_layers, d_model, n_heads
+    try:
+        return run_math.resolve_variant(variant, gpt.LADDER)
+    except ConfigError as e:
+        raise SweepError(str(e)) from None
+
+
+def typed(config) -> RunConfig:
+    """The trainer's typed view of a run config; a config it refuses is a sweep error."""
+    try:
+        return RunConfig.from_configdict(config)
+    except ConfigError as e:
+        raise SweepError(str(e)) from None
 
 
 def tokens_per_step(config) -> int:
-    return int(config.train.batch_size) * int(config.model.context_length)
+    cfg = typed(config)
+    return run_math.tokens_per_step(cfg.train, cfg.model)
 
 
 def model_config(base, variant, seed: int, learning_rate: float | None) -> ml_collections.ConfigDict:
@@ -109,11 +110,10 @@ def model_config(base, variant, seed: int, learning_rate: float | None) -> ml_co
     return c
 
 
-def config_hash(config, parent_name: str = "") -> str:
-    d = config.to_dict()
-    d["train"]["init_from"] = parent_name  # hash the parent's identity, not where it lives
-    text = json.dumps(d, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
+def config_hash(config) -> str:
+    """The trainer's own hash (research.run_math): a run's name ends with its result.json's
+    config_hash. A branch's train.init_from holds its parent's run name here."""
+    return run_math.config_hash(typed(config))
 
 
 def human(x: float) -> str:
@@ -135,7 +135,7 @@ def _cadence(c, steps: int, runner) -> None:
 
 def _steps_for(tokens: float, c, what: str) -> int:
     tps = tokens_per_step(c)
-    steps = int(tokens) // tps
+    steps = int(tokens) // tps  # as run_math.steps counts them
     if steps < 1:
         raise SweepError(
             f"{what}: budget of {int(tokens)} tokens is smaller than one optimizer step "
@@ -146,12 +146,15 @@ def _steps_for(tokens: float, c, what: str) -> int:
 
 def _make_run(role, c, steps, runner, readable, seed, *, budget=0.0, parent="", start=0) -> Run:
     c.train.tokens = steps * tokens_per_step(c)
+    c.train.init_from = parent  # the parent's name; the child resolves it to its directory
     _cadence(c, steps - start, runner)
-    counts = flops_lib.param_counts(c.model)
-    name = f"{readable}-s{seed}-{config_hash(c, parent)}"
+    cfg = typed(c)
+    assert run_math.steps(cfg) == steps
+    counts = flops_lib.param_counts(cfg.model)
+    name = f"{readable}-s{seed}-{run_math.config_hash(cfg)}"
     return Run(
         name=name, role=role, variant=c.variant, seed=int(seed), config=c, steps=steps,
-        tokens=int(c.train.tokens), flops=flops_lib.run_flops(c.model, c.train.tokens),
+        tokens=cfg.train.tokens, flops=run_math.run_flops(cfg.model, cfg.train.tokens),
         params=counts["params"], nonembedding_params=counts["nonembedding_params"],
         compute_budget=float(budget), depends_on=parent, start_step=start,
     )
@@ -194,7 +197,7 @@ def _grid(sweep, base, seed, lr_tag) -> list[Run]:
 
 def _isoflop(sweep, base, seed, lr_tag) -> list[Run]:
     out = []
-    per_step = flops_lib.train_flops_per_token(base.model) * tokens_per_step(base)
+    per_step = run_math.flops_per_step(typed(base))
     for budget in sweep.flops:
         c = copy.deepcopy(base)
         steps = round(float(budget) / per_step)
@@ -218,12 +221,10 @@ def _wsd(sweep, base, seed, lr_tag) -> list[Run]:
     """One constant-LR parent per model; each budget D a branch decaying over its last fraction."""
     f = float(sweep.wsd.decay_fraction)
     branch_steps = sorted({_steps_for(t, base, f"variant {base.variant}") for t in sweep.tokens})
-    starts = {s: round(s * (1 - f)) for s in branch_steps}
+    starts = {s: run_math.decay_start(f, s) for s in branch_steps}
     parent_steps = max(starts.values())
     # One warmup for the whole family, so a branch's LR up to its start equals the parent's.
-    warmup = int(base.train.warmup_steps)
-    if warmup <= 0:
-        warmup = max(1, math.ceil(float(base.train.warmup_fraction) * parent_steps))
+    warmup = run_math.warmup_steps(typed(base).train, parent_steps)
     base = copy.deepcopy(base)
     base.train.warmup_steps = warmup
     for s, start in starts.items():

@@ -120,16 +120,19 @@ class Worker:
         if rc == child.EXIT_DONE and status == "done":
             return "finished", {"loss": result.get("loss")}
         if rc == child.EXIT_DIVERGED or status == "diverged":
-            return "failed", {"reason": ledger.diverged_reason(result or {}), "permanent": True}
+            return "failed", {"reason": ledger.diverged_reason(result or {}), "permanent": True,
+                              "kind": "diverged"}
         reason = reason_file.read_text().strip() if reason_file.exists() else ""
-        if rc == child.EXIT_CONFIG:
-            return "failed", {"reason": reason or "bad config", "permanent": True}
+        if rc in child.PERMANENT:
+            # A UserError (config, data, corpus, tokenizer, storage): fixing it needs a person.
+            return "failed", {"reason": reason or "bad config", "permanent": True, "kind": "user",
+                              "exit_code": rc}
         if rc < 0:
             reason = reason or f"killed by signal {signal.Signals(-rc).name}"
         elif rc == 0:
             reason = "the trainer returned without a finished result.json"
         reason = reason or f"exit code {rc}: {self._last_log_line(run)}"
-        return "failed", {"reason": reason, "permanent": False}
+        return "failed", {"reason": reason, "permanent": False, "kind": "crash", "exit_code": rc}
 
     def _last_log_line(self, run) -> str:
         try:
