@@ -68,7 +68,7 @@ def load_for_inference(workdir: str):
     import dataclasses
 
     from research import run_dir, sharding
-    from research.train_state import build_model
+    from research.params import abstract_params
 
     cfg = run_dir.load_config(workdir)
     cfg = cfg.replace(mesh=dataclasses.replace(cfg.mesh, data=1, fsdp=1, tensor=1))
@@ -77,7 +77,7 @@ def load_for_inference(workdir: str):
     if step is None:
         raise FileNotFoundError(f"{workdir} has no checkpoint yet; train the run first")
     mesh = sharding.make_mesh(cfg.mesh, jax.local_devices()[:1])
-    _, _, shapes, shardings = build_model(cfg, mesh)
+    shapes, shardings = abstract_params(cfg.model, mesh, sharding.rules_of(cfg.mesh))
     params = restore_params(manager, step, abstract_like(shapes, shardings))
     manager.close()
     return cfg, params

@@ -47,21 +47,6 @@ def _split_microbatches(batch, n):
     return nn.with_logical_constraint(micro, (None, "batch", None))
 
 
-def build_model(cfg: RunConfig, mesh):
-    """The model, its logical rules, and the abstract (boxed) parameters with their shardings:
-    everything a parameter restore needs, without an optimizer."""
-    model = GPT(cfg.model)
-    rules = sharding.rules_of(cfg.mesh)
-
-    def boxed_params(rng):
-        return model.init(rng, jnp.zeros((1, cfg.model.context_length), jnp.int32))["params"]
-
-    with sharding.activate(mesh, rules):
-        boxed = jax.eval_shape(boxed_params, jax.random.key(0))
-        shardings = sharding.logical_shardings(boxed, mesh, rules)
-    return model, rules, nn.meta.unbox(boxed), shardings
-
-
 def build_trainer(config, mesh, total_steps: int) -> Trainer:
     cfg = RunConfig.from_configdict(config)
     model_cfg = cfg.model

@@ -80,13 +80,13 @@ def test_branch_resumes_after_its_sweep_directory_moved(tmp_path):
 
     work = str(tmp_path / "branch")
     c = tiny()
-    c.train.init_from = "/old/sweep/runs/800k-D2.1M-parent"
+    c.train.init_from, c.train.init_step = "/old/sweep/runs/800k-D2.1M-parent", 1
     run_dir.claim_workdir(work, c)
     moved = tiny()
-    moved.train.init_from = "/new/place/runs/800k-D2.1M-parent/"
+    moved.train.init_from, moved.train.init_step = "/new/place/runs/800k-D2.1M-parent/", 1
     run_dir.claim_workdir(work, moved)  # same parent run, elsewhere: resumes
     assert run_dir.config_hash(c) == run_dir.config_hash(moved)
     other = tiny()
-    other.train.init_from = "/new/place/runs/300k-D2.1M-parent"
+    other.train.init_from, other.train.init_step = "/new/place/runs/300k-D2.1M-parent", 1
     with pytest.raises(ConfigError, match="differs in train.init_from"):
         run_dir.claim_workdir(work, other)

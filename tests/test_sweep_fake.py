@@ -24,10 +24,7 @@ CRASH_LR = 0.5  # the fake raises at this learning rate, on every attempt
 FLAKY_LR = 0.25  # the fake crashes on a run's first attempt only
 DIVERGE_LR = 100.0  # the fake's loss becomes NaN
 BAD_CONFIG_LR = 0.125  # the fake raises ConfigError
-
-
-class ConfigError(ValueError):
-    pass
+BAD_DATA_LR = 0.0625  # the fake raises DataError (a UserError, like a bad corpus)
 
 
 def train(config, workdir, progress=False):
@@ -36,8 +33,13 @@ def train(config, workdir, progress=False):
 
     wd = pathlib.Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
+    from research.config_checks import ConfigError
+    from research.data import DataError
+
     if config.train.learning_rate == BAD_CONFIG_LR:
         raise ConfigError("train.learning_rate=0.125 is refused by the fake trainer")
+    if config.train.learning_rate == BAD_DATA_LR:
+        raise DataError("the fake corpus has no validation documents; add documents")
     with open(wd / "starts.txt", "a") as f:
         f.write(f"{os.getpid()}\n")
     ckpt = layout.read_json(wd / "ckpt.json") or {"step": 0}
@@ -152,6 +154,26 @@ def test_config_error_is_final_and_not_retried(tmp_path):
     bad = next(v for k, v in events.items() if "lr0.125" in k)
     assert [e["event"] for e in bad] == ["started", "failed"] and bad[-1]["permanent"]
     assert "refused by the fake trainer" in bad[-1]["reason"] and "ConfigError" in bad[-1]["reason"]
+    assert bad[-1]["kind"] == "user" and bad[-1]["exit_code"] == 2
+
+
+def test_data_error_in_a_child_is_a_user_failure_and_not_retried(tmp_path):
+    """DataError, CorpusError, TokenizerError derive from UserError: the child classifies them
+    with isinstance, so they are final on the first attempt, not retried like a crash."""
+    changes = dict(variants=("100k",), tokens=(64 * 20,), learning_rates=(BAD_DATA_LR, 3e-3),
+                   **{"runner.retries": 2})
+    cfg = write_sweep_file(tmp_path, **changes)
+    wd = tmp_path / "w"
+    proc = cli("run", "--config", cfg, "--workdir", str(wd), "--quiet")
+    assert proc.returncode == 1, proc.stderr  # the sweep has a failed run; the other finished
+    bad = next(r for r in plan.expand(fake_sweep(**changes)) if r.config.train.learning_rate == BAD_DATA_LR)
+    evts = ledger.events(layout.SweepDir(wd), bad.name)
+    assert [e["event"] for e in evts] == ["started", "failed"]  # one attempt despite retries=2
+    assert evts[-1]["permanent"] and evts[-1]["kind"] == "user" and evts[-1]["exit_code"] == 2
+    assert evts[-1]["reason"].startswith("DataError: the fake corpus has no validation documents")
+    status = cli("status", "--workdir", str(wd)).stdout
+    line = next(x for x in status.splitlines() if x.startswith(bad.name))
+    assert "failed" in line and "DataError" in line
 
 
 def test_stale_claim_of_dead_process_is_taken_over_live_one_is_not(tmp_path):
