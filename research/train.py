@@ -10,7 +10,8 @@ import time
 import jax
 import numpy as np
 
-from research import checkpoint, files, config_checks, data as data_lib, flops, run_dir, run_math, sharding
+from research import checkpoint, config_checks, data as data_lib, files, flops, run_dir, run_math
+from research import sharding
 from research.config import RunConfig
 from research.config_checks import ConfigError
 from research.metrics import MetricsWriter

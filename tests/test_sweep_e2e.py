@@ -91,6 +91,8 @@ def test_smoke_sweep_runs_end_to_end(reference):
         result = json.loads((workdir / "runs" / name / "result.json").read_text())
         assert result["status"] == "done" and row["loss"] == str(result["loss"])
         assert len(starts(workdir, name)) == 1
+        # The run's name carries the hash the trainer recorded (one definition, run_math).
+        assert name.rsplit("-", 1)[-1] == result["config_hash"] == row["config_hash"]
     # More data, lower loss, for each model size.
     for variant in ("100k", "300k"):
         by_tokens = sorted((int(r["tokens"]), float(r["loss"])) for r in rows.values() if r["variant"] == variant)
