@@ -134,8 +134,9 @@ def _cadence(c, steps: int, runner) -> None:
 
 
 def _steps_for(tokens: float, c, what: str) -> int:
-    tps = tokens_per_step(c)
-    steps = int(tokens) // tps  # as run_math.steps counts them
+    cfg = typed(c)
+    tps = run_math.tokens_per_step(cfg.train, cfg.model)
+    steps = run_math.steps_for_tokens(tokens, cfg.train, cfg.model)
     if steps < 1:
         raise SweepError(
             f"{what}: budget of {int(tokens)} tokens is smaller than one optimizer step "
@@ -200,7 +201,7 @@ def _isoflop(sweep, base, seed, lr_tag) -> list[Run]:
     per_step = run_math.flops_per_step(typed(base))
     for budget in sweep.flops:
         c = copy.deepcopy(base)
-        steps = round(float(budget) / per_step)
+        steps = run_math.nearest_step(float(budget) / per_step)
         if steps < 1:
             raise SweepError(
                 f"variant {base.variant}: compute budget C={budget:.3g} is smaller than one optimizer "
