@@ -6,6 +6,7 @@ whatever machine this runs (a noisy shared CPU included).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import jax
@@ -34,6 +35,8 @@ def matmul_peak_flops(n: int = 1024, repeats: int = 20) -> float:
 def measure(config, steps: int = 5, peak: float | None = None) -> dict:
     """Compile and time `steps` train steps of `config` on random tokens (no workdir)."""
     cfg = RunConfig.from_configdict(config)
+    # Throughput does not depend on where a branch starts (its parent may not exist yet).
+    cfg = cfg.replace(train=dataclasses.replace(cfg.train, init_from="", init_step=-1))
     mesh = validate(cfg)
     ctx = cfg.model.context_length
     trainer = build_trainer(cfg, mesh, max(run_math.steps(cfg), steps + 1))
