@@ -24,6 +24,8 @@ LADDER = {
     "800m": (40, 1280),
     "1.4b": (48, 1536),
 }
+# Every ARG get_config accepts (the CLI checks it and suggests the closest on a typo).
+VARIANTS = ("tiny", *LADDER)
 
 
 def heads_for(d_model: int) -> int:
@@ -102,6 +104,12 @@ def base_config() -> ml_collections.ConfigDict:
     t.init_from = ""
     t.init_step = -1
     t.allow_config_change = False  # resume a workdir whose config.json differs
+
+    # Optional tracking beside metrics.jsonl and tb/ (neither enters the config hash).
+    c.log = lg = ml_collections.ConfigDict()
+    lg.wandb = False  # also log to Weights & Biases (pip install wandb; WANDB_MODE=offline works)
+    lg.wandb_project = "scaling-lab"
+    lg.wandb_entity = ""  # W&B team or user; "" = your default
 
     c.mesh = ms = ml_collections.ConfigDict()
     ms.data = -1  # -1 = all remaining devices

@@ -10,7 +10,8 @@ import tempfile
 from research.config_checks import ConfigError
 
 # Keys that do not change what a run computes, so they neither enter the hash nor block resume.
-_VOLATILE = {("train", "allow_config_change")}
+_VOLATILE = {("train", "allow_config_change"), ("log", "wandb"), ("log", "wandb_project"),
+             ("log", "wandb_entity")}
 
 
 def config_to_dict(config) -> dict:

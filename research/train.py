@@ -10,9 +10,9 @@ import time
 import jax
 import numpy as np
 
-from research import checkpoint, config_checks, data as data_lib, flops, run_dir, sharding
+from research import checkpoint, config_checks, data as data_lib, flops, provenance, run_dir, sharding
 from research.config_checks import ConfigError
-from research.metrics import MetricsWriter
+from research.metrics import MetricsWriter, progress as progress_output, wandb_settings
 from research.train_state import build_trainer, put_batch
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
         data, n_batches=int(t.eval_batches), batch_size=int(t.batch_size),
         context_length=int(config.model.context_length),
         process_index=jax.process_index(), process_count=jax.process_count())
-    writer = MetricsWriter(workdir, is_writer)
+    writer = MetricsWriter(workdir, is_writer, config=config, wandb=wandb_settings(config))
     tokens_per_step = int(t.batch_size) * int(config.model.context_length)
     bar = _progress_bar(progress and is_writer, start, total_steps)
     started_wall = t0 = time.time()
@@ -181,6 +181,7 @@ def _result(config, workdir, data, status, loss, err, wall_s, steps_done) -> dic
         "context_length": int(m.context_length), "batch_size": int(t.batch_size),
         "learning_rate": float(t.learning_rate), "schedule": t.schedule,
         "config_hash": run_dir.config_hash(config),
+        "provenance": provenance.collect(),
     }
     if t.init_from:
         result["branched_from"] = {"run": os.path.abspath(t.init_from), "step": int(t.init_step)}
@@ -192,6 +193,4 @@ def _result(config, workdir, data, status, loss, err, wall_s, steps_done) -> dic
 
 
 def _progress_bar(enabled, start, total):
-    from tqdm import tqdm
-    return tqdm(total=total, initial=start, disable=not enabled, unit="step", dynamic_ncols=True,
-                mininterval=1.0)
+    return progress_output(total, start, enabled)  # a bar on a terminal, lines in a log file
