@@ -30,11 +30,17 @@ def wandb_settings(config) -> dict | None:
 
 def check_tracking(config) -> None:
     """Refuse `log.wandb=True` without wandb installed, before anything runs."""
-    import importlib.util
-
-    if wandb_settings(config) is not None and importlib.util.find_spec("wandb") is None:
+    if wandb_settings(config) is not None and not _wandb_installed():
         raise ConfigError("log.wandb=True but wandb is not installed; pip install wandb, or "
                           "drop --config.log.wandb")
+
+
+def _wandb_installed() -> bool:
+    import importlib.util
+
+    if "wandb" in sys.modules:  # already imported (or marked missing with None)
+        return sys.modules["wandb"] is not None
+    return importlib.util.find_spec("wandb") is not None
 
 
 class MetricsWriter:
