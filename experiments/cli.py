@@ -58,6 +58,9 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", HelpFormatter)
+        # No abbreviations: `--worker` must not silently mean `--workers` (nor break when a
+        # longer flag is added later); a near miss gets a "did you mean" instead.
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
     def error(self, message):
@@ -130,11 +133,22 @@ def parse(p: argparse.ArgumentParser, argv, allow_overrides: bool = True):
             unknown.append(token)
         i += 1
     if unknown:
-        known = [s for a in p._actions for s in a.option_strings if a.help != argparse.SUPPRESS]
-        guess = difflib.get_close_matches(unknown[0].split("=")[0], known, n=1)
+        guess = difflib.get_close_matches(unknown[0].split("=")[0], _documented_options(p), n=1)
         hint = f" (did you mean {guess[0]}?)" if guess else ""
         p.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     return args, overrides
+
+
+def _documented_options(p: argparse.ArgumentParser) -> list[str]:
+    """Option strings shown in --help, subcommands' included (old spellings are not suggested)."""
+    out = []
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out += _documented_options(sub)
+        elif action.help != argparse.SUPPRESS:
+            out += action.option_strings
+    return out
 
 
 # --- configs ------------------------------------------------------------------------------------

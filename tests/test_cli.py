@@ -129,6 +129,11 @@ def test_usage_errors_are_one_line_with_a_suggestion(capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: unrecognized arguments: --max-new-tokenz")
     assert "did you mean --max-new-tokens?" in err
+    # No abbreviations: a near miss of a sweep flag is refused (in-process: nothing runs).
+    with pytest.raises(SystemExit) as info:
+        sweep.main(["run", "--config", "configs/sweeps/smoke.py", "--workdir", "w", "--worker", "2"])
+    assert info.value.code == 2
+    assert "did you mean --workers?" in capsys.readouterr().err
     # sample takes no config: an override is an unknown argument, not silently dropped.
     with pytest.raises(SystemExit):
         cli.parse(sample.build_parser(), ["runs/x", "--config.train.seed=1"], allow_overrides=False)
