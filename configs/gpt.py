@@ -29,6 +29,8 @@ LADDER = {
     "800m": (40, 1280),
     "1.4b": (48, 1536),
 }
+# Every ARG get_config accepts (the CLI checks it and suggests the closest on a typo).
+VARIANTS = ("tiny", *LADDER)
 
 
 def base_config() -> ml_collections.ConfigDict:

@@ -1,26 +1,35 @@
-"""Throughput benchmark: python -m experiments.bench --config configs/gpt.py:VARIANT.
+"""Throughput benchmark of one config's training step; prints one JSON object: tokens/s, step
+time, compile time, model FLOP/s and MFU against a matmul peak measured in the same process.
 
-Prints one JSON object: tokens/s, step time, compile time, model FLOP/s and MFU against a
-matmul peak measured in the same process.
+  python -m experiments.bench --config configs/gpt.py:VARIANT [--steps N] [--config.KEY=VALUE ...]
 """
 
-from experiments import cli  # noqa: F401
+from __future__ import annotations
 
 import json
 
-from absl import flags
-from ml_collections import config_flags
+from experiments import cli
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/gpt.py:tiny", "Run config.",
-                                          lock_config=True)
-_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps after compilation and one warm-up.")
+PROG = "python -m experiments.bench"
 
 
-def main(argv):
-    del argv
+def build_parser() -> cli.ArgumentParser:
+    p = cli.parser(PROG, __doc__)
+    cli.add_config(p, "configs/gpt.py:tiny", "run config to benchmark")
+    p.add_argument("--steps", type=int, default=10, metavar="N",
+                   help="timed steps after compilation and one warm-up step")
+    return p
+
+
+def main(argv) -> int:
+    args, overrides = cli.parse(build_parser(), argv)
+    config = cli.load_config(args.config, overrides)
+    cli.quiet_absl()
     from research import bench
-    print(json.dumps(bench.measure(_CONFIG.value, steps=_STEPS.value)))
+
+    print(json.dumps(bench.measure(config, steps=args.steps)))
+    return 0
 
 
 if __name__ == "__main__":
-    cli.run_main(main)
+    cli.run(main)

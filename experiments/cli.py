@@ -1,11 +1,37 @@
-"""Shared bits of the command-line entry points: one-line errors, quiet logs, multi-host init."""
+"""One command-line dialect for every entry point (train, sample, bench, sweep).
+
+- Flags are argparse, spelled with dashes; an old underscore spelling still works after a
+  one-line deprecation notice (`deprecated_alias`).
+- A config is `--config FILE[:ARG]` plus overrides `--config.a.b=VALUE`, applied by
+  ml_collections' config_flags on a private absl FlagValues with the config locked, so a
+  misspelt key fails (`load_config`). Config-parse errors are one line with a "did you mean".
+- `run(main)`: a UserError (research/errors.py) is one line `error: ...` and its exit code;
+  anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
+import argparse
+import ast
+import difflib
+import hashlib
+import importlib.util
 import os
+import re
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from research.config_checks import ConfigError  # noqa: E402  (after the log-level default)
+from research.errors import EXIT_INTERRUPTED, UserError  # noqa: E402
+
+OVERRIDE = re.compile(r"^--?(no)?config\.([A-Za-z0-9_.]+)(=.*)?$", re.S)
+OVERRIDE_HELP = ("override any key of the config: --config.KEY=VALUE, e.g. {example} "
+                 "(repeatable; a misspelt key is an error)")
+
+
+def note(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def fail(message: str, code: int = 2):
@@ -13,17 +39,247 @@ def fail(message: str, code: int = 2):
     sys.exit(code)
 
 
-def run_main(main):
-    """absl.app.run, but a ValueError (bad config, missing data) is one line, not a traceback."""
-    from absl import app
+# --- argparse with one-line errors --------------------------------------------------------------
 
-    def guarded(argv):
-        try:
-            return main(argv)
-        except ValueError as e:  # ConfigError, DataError, ... carry a one-line message and fix
-            fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in every flag's help; descriptions and epilogs keep their line breaks."""
 
-    app.run(guarded)
+    def _get_help_string(self, action):
+        default = action.default
+        if action.required or action.nargs == 0 or default is None or default is False \
+                or default == "" or default == [] or default is argparse.SUPPRESS:
+            # Switches ("off" by default), required flags and empty defaults: nothing to say.
+            return action.help
+        return super()._get_help_string(action)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line `error: ...; see --help`, exit 2."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        # No abbreviations: `--worker` must not silently mean `--workers` (nor break when a
+        # longer flag is added later); a near miss gets a "did you mean" instead.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        fail(f"{message}; see {self.prog} --help")
+
+
+def parser(prog: str, doc: str, epilog: str | None = None) -> ArgumentParser:
+    """A parser whose description is the module docstring."""
+    return ArgumentParser(prog=prog, description=doc, epilog=epilog)
+
+
+class _Deprecated(argparse.Action):
+    """A hidden old spelling: a one-line notice, then what the new spelling does (or a plain
+    store into `dest` when the new spelling is not an option, e.g. a positional)."""
+
+    def __init__(self, option_strings, dest, new: str, target: argparse.Action | None = None,
+                 **kwargs):
+        self.target, self.new = target, new
+        if target is not None:
+            kwargs = dict(nargs=target.nargs, const=target.const, type=target.type,
+                          choices=target.choices, metavar=target.metavar)
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS,
+                         help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        note(f"warning: {option_string} is deprecated; use {self.new}")
+        if self.target is None:
+            setattr(namespace, self.dest, values)
+        else:
+            self.target(parser, namespace, values, self.new)
+
+
+def deprecated_alias(p: argparse.ArgumentParser, old: str, target: argparse.Action | None = None,
+                     *, new: str | None = None, dest: str | None = None, **kwargs) -> None:
+    """Accept `old` as a hidden spelling of the option `target` (as `p.add_argument` returned),
+    or, without a target, as a hidden option storing into `dest` (`new` says what replaces it)."""
+    p.add_argument(old, action=_Deprecated, target=target, dest=dest or target.dest,
+                   new=new or target.option_strings[0], **kwargs)
+
+
+def parse_bool(text: str) -> bool:
+    value = {"true": True, "t": True, "1": True, "yes": True,
+             "false": False, "f": False, "0": False, "no": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (true/false)")
+    return value
+
+
+def add_config(p: argparse.ArgumentParser, default: str | None, what: str, required: bool = False,
+               example: str = "--config.train.tokens=5_000_000") -> argparse.Action:
+    return p.add_argument("--config", default=default, required=required, metavar="FILE[:ARG]",
+                          help=f"{what}; {OVERRIDE_HELP.format(example=example)}")
+
+
+def parse(p: argparse.ArgumentParser, argv, allow_overrides: bool = True):
+    """(args, override tokens): argparse for the flags, `--config.KEY[=VALUE]` set aside in order."""
+    args, extra = p.parse_known_args(argv)
+    overrides, unknown, i = [], [], 0
+    while i < len(extra):
+        token = extra[i]
+        m = OVERRIDE.match(token)
+        if m and allow_overrides:
+            overrides.append(token)
+            # `--config.KEY VALUE` (space instead of '='): the next token is its value.
+            if m.group(3) is None and not m.group(1) and i + 1 < len(extra) \
+                    and not extra[i + 1].startswith("--"):
+                overrides.append(extra[i + 1])
+                i += 1
+        else:
+            unknown.append(token)
+        i += 1
+    if unknown:
+        guess = difflib.get_close_matches(unknown[0].split("=")[0], _documented_options(p), n=1)
+        hint = f" (did you mean {guess[0]}?)" if guess else ""
+        p.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    return args, overrides
+
+
+def _documented_options(p: argparse.ArgumentParser) -> list[str]:
+    """Option strings shown in --help, subcommands' included (old spellings are not suggested)."""
+    out = []
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out += _documented_options(sub)
+        elif action.help != argparse.SUPPRESS:
+            out += action.option_strings
+    return out
+
+
+# --- configs ------------------------------------------------------------------------------------
+
+def _load_module(path: str):
+    name = "_config_" + hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:10]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def config_variants(module) -> tuple[str, ...]:
+    """The ARGs a config file declares (`VARIANTS`), or () when it does not say."""
+    return tuple(getattr(module, "VARIANTS", ()))
+
+
+def build_config(spec: str, *, example: str = "configs/gpt.py:VARIANT"):
+    """`FILE[:ARG]` -> the ConfigDict its get_config(ARG) returns (unlocked, no overrides)."""
+    path, _, arg = spec.partition(":")
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} not found; pass --config {example}")
+    module = _load_module(path)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"{path} has no get_config(arg); define one returning a ConfigDict")
+    variants = config_variants(module)
+    if arg and variants and arg not in variants:
+        guess = difflib.get_close_matches(arg, variants, n=1)
+        hint = f"did you mean {path}:{guess[0]}? " if guess else ""
+        raise ConfigError(f"unknown variant {arg!r} in {path}; {hint}"
+                          f"choose one of: {', '.join(variants)}")
+    return module.get_config(arg) if arg else module.get_config()
+
+
+def config_keys(config, prefix: str = "") -> list[str]:
+    """Every key path of a ConfigDict, sections included: ['model', 'model.d_model', ...]."""
+    out = []
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        out.append(path)
+        if hasattr(value, "items") and not isinstance(value, (tuple, list)):
+            out += config_keys(value, path + ".")
+    return out
+
+
+def apply_overrides(config, tokens: list[str]):
+    """config_flags semantics for `--config.KEY=VALUE` tokens on a locked copy of `config`."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    keys = set(config_keys(config))
+    for token in tokens:
+        m = OVERRIDE.match(token)
+        if m is None:
+            continue  # a value given as the next token
+        key = m.group(2)
+        if key not in keys:
+            guess = difflib.get_close_matches(key, sorted(keys), n=1)
+            hint = f"did you mean --config.{guess[0]}?" if guess else "see the config file for its keys"
+            raise ConfigError(f"unknown config key {key!r}; {hint}")
+    argv = ["config", *tokens]
+    values = flags.FlagValues()
+    try:
+        holder = config_flags.DEFINE_config_dict("config", config, flag_values=values,
+                                                 lock_config=True, sys_argv=argv)
+        values(argv)
+    except (flags.Error, ValueError, TypeError, KeyError, AttributeError) as e:
+        message = " ".join(str(e).split()) or type(e).__name__
+        m = re.search(r"--config\.([A-Za-z0-9_.]+)", message)
+        hint = "give a value of the key's type"
+        if m and m.group(1) in keys:
+            current = _value_at(config, m.group(1))
+            hint = f"config.{m.group(1)} is {type(current).__name__} (now {current!r})"
+        raise ConfigError(f"bad override ({message.removeprefix('flag ')}); {hint}") from None
+    return holder.value
+
+
+def _value_at(config, key: str):
+    for part in key.split("."):
+        config = config[part]
+    return config
+
+
+def load_config(spec: str, overrides: list[str] = (), *, example: str = "configs/gpt.py:VARIANT"):
+    """`--config FILE[:ARG]` and its `--config.KEY=VALUE` tokens -> a locked ConfigDict."""
+    return apply_overrides(build_config(spec, example=example), list(overrides))
+
+
+def set_to_override(item: str) -> str:
+    """Deprecated sweep `--set KEY=VALUE` (a Python literal or a bare word) -> `--config.KEY=...`."""
+    key, sep, text = item.partition("=")
+    if not sep:
+        raise ConfigError(f"--set {item!r} is not KEY=VALUE; write e.g. --config.executor.workers=2")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text
+    # A quoted string ('wsd') is the word itself to config_flags; anything else is parsed by type.
+    return f"--config.{key.strip()}={value if isinstance(value, str) else text}"
+
+
+# --- running a command --------------------------------------------------------------------------
+
+def run(main, argv=None) -> None:
+    """Run `main(argv) -> exit code`; a UserError is one line and its exit code, a bug a traceback."""
+    sys.exit(guarded(main, argv))
+
+
+def guarded(main, argv=None) -> int:
+    try:
+        return int(main(sys.argv[1:] if argv is None else argv) or 0)
+    except UserError as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def one_line(e: BaseException) -> str:
+    text = str(e)
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def quiet_absl(level: str = "warning") -> None:
+    """What absl.app.run did for these commands: library log lines at `level` and up only."""
+    from absl import flags, logging
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()  # libraries reading absl flags get their defaults
+    logging.set_verbosity(level)
 
 
 def maybe_initialize_distributed(coordinator: str, num_processes: int, process_id: int) -> None:

@@ -1,39 +1,54 @@
-"""Continue a prompt from a run's latest checkpoint: python -m experiments.sample --workdir DIR
---prompt TEXT [--temperature T --top_k K --top_p P --max_new_tokens M --seed S].
+"""Continue a prompt from a run's latest checkpoint; prints the prompt and its continuation.
 
-Prints the prompt followed by its continuation. An empty prompt starts a new document.
+  python -m experiments.sample RUN_DIR --prompt TEXT [--temperature T --top-k K --top-p P
+                               --max-new-tokens M --seed S]
+
+An empty prompt starts a new document.
 """
 
-from experiments import cli  # noqa: F401  (sets quiet logging before jax loads)
+from __future__ import annotations
 
 import os
 import sys
 
-from absl import flags, logging
+from experiments import cli
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory holding checkpoints.",
-                               required=True)
-_PROMPT = flags.DEFINE_string("prompt", "", "Text to continue ('' = start a new document).")
-_TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "Softmax temperature; 0 = greedy.")
-_TOP_K = flags.DEFINE_integer("top_k", 0, "Sample among the k most likely tokens; 0 = off.")
-_TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus: the smallest set of most likely tokens "
-                            "reaching this probability; 1 = off.")
-_MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 200, "Tokens to generate.")
-_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+PROG = "python -m experiments.sample"
 
 
-def main(argv):
-    del argv
-    workdir = _WORKDIR.value
+def build_parser() -> cli.ArgumentParser:
+    p = cli.parser(PROG, __doc__)
+    p.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
+                   help="a training run's directory (the --workdir it was trained in)")
+    cli.deprecated_alias(p, "--workdir", dest="workdir_alias", new="the positional RUN_DIR",
+                         metavar="DIR")
+    p.add_argument("--prompt", default="", help="text to continue ('' = start a new document)")
+    p.add_argument("--temperature", type=float, default=0.8, help="softmax temperature; 0 = greedy")
+    cli.deprecated_alias(p, "--top_k", p.add_argument(
+        "--top-k", type=int, default=0, metavar="K",
+        help="sample among the K most likely tokens; 0 = off"))
+    cli.deprecated_alias(p, "--top_p", p.add_argument(
+        "--top-p", type=float, default=1.0, metavar="P",
+        help="nucleus: the smallest set of most likely tokens reaching probability P; 1 = off"))
+    cli.deprecated_alias(p, "--max_new_tokens", p.add_argument(
+        "--max-new-tokens", type=int, default=200, metavar="M", help="tokens to generate"))
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    return p
+
+
+def main(argv) -> int:
+    args, _ = cli.parse(build_parser(), argv, allow_overrides=False)
+    workdir = args.run_dir or getattr(args, "workdir_alias", None)
+    if not workdir:
+        cli.fail(f"no run directory given; {PROG} RUN_DIR --prompt TEXT")
     if not os.path.isdir(workdir):
-        cli.fail(f"workdir {workdir} does not exist; pass the directory of a training run")
+        cli.fail(f"run directory {workdir} does not exist; pass the directory of a training run")
 
     import numpy as np
     from research import checkpoint, sample, tokenizer
     from research.model import ModelConfig
 
-    logging.set_verbosity(logging.ERROR)  # the output is the text, not checkpoint chatter
-
+    cli.quiet_absl("error")  # the output is the text, not checkpoint chatter
     checkpoints = checkpoint.checkpoint_dir(workdir)
     # Orbax names each finished step's directory by its number (unfinished ones carry a suffix).
     if not os.path.isdir(checkpoints) or not any(n.isdigit() for n in os.listdir(checkpoints)):
@@ -42,22 +57,23 @@ def main(argv):
     try:
         config, params = checkpoint.load_for_inference(workdir)
     except FileNotFoundError as e:  # e.g. no config.json next to the checkpoints
-        cli.fail(str(e).splitlines()[0])
+        cli.fail(cli.one_line(e))
     tok = tokenizer.load_tokenizer(workdir, config.data)
-    prompt_ids = np.asarray(tok.encode(_PROMPT.value), np.int32)
+    prompt_ids = np.asarray(tok.encode(args.prompt), np.int32)
     # The model has to condition on something: an empty prompt is a document boundary.
     context_ids = prompt_ids if prompt_ids.size else np.array([tok.eod_id], np.int32)
-    room = int(config.model.context_length) - _MAX_NEW_TOKENS.value
+    room = int(config.model.context_length) - args.max_new_tokens
     if 0 < room < context_ids.size:
         print(f"note: the model sees only the prompt's last {room} tokens (context "
-              f"{config.model.context_length}, {_MAX_NEW_TOKENS.value} new)", file=sys.stderr)
+              f"{config.model.context_length}, {args.max_new_tokens} new)", file=sys.stderr)
     new_ids = sample.generate(
         ModelConfig.from_config(config.model), params, context_ids,
-        max_new_tokens=_MAX_NEW_TOKENS.value, temperature=_TEMPERATURE.value,
-        top_k=_TOP_K.value, top_p=_TOP_P.value, seed=_SEED.value)
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+        top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     # Decoding prompt and continuation together keeps a character split across them whole.
     print(tok.decode(np.concatenate([prompt_ids, new_ids])))
+    return 0
 
 
 if __name__ == "__main__":
-    cli.run_main(main)
+    cli.run(main)

@@ -1,12 +1,14 @@
-"""Sweep runner CLI.
+"""Sweep runner: expand a sweep config into training runs, run them (surviving crashes, kills
+and restarts), collect results.csv and fit the scaling law.
 
-  python -m experiments.sweep plan   --config configs/sweeps/NAME.py --workdir DIR [--no-bench]
-  python -m experiments.sweep run    --config configs/sweeps/NAME.py --workdir DIR [--workers K]
-  python -m experiments.sweep status --workdir DIR
+  python -m experiments.sweep plan   --config configs/sweeps/NAME.py[:ARG] --workdir DIR [--no-bench]
+  python -m experiments.sweep run    --config configs/sweeps/NAME.py[:ARG] --workdir DIR [--workers K]
+  python -m experiments.sweep status DIR
 
 `run` again on the same DIR skips finished runs, resumes interrupted ones from their checkpoints
 and retries crashed ones up to runner.retries; `--retry-failed` grants failed runs new attempts.
-Any config key can be overridden: `--set executor.workers=2 --set analysis.bootstrap=50`.
+Any sweep config key can be overridden: `--config.executor.workers=2 --config.analysis.bootstrap=50`
+(the old `--set KEY=VALUE` still works, with a deprecation notice).
 Exit status of `run`: 0 every run done, 1 some runs failed (listed), 2 bad input, 130 interrupted.
 """
 
@@ -19,40 +21,85 @@ import sys
 
 import ml_collections
 
+from experiments import cli
 from experiments.sweeplib import estimate, executors, ledger, plan, report, spec
 from experiments.sweeplib.errors import SweepError
 from experiments.sweeplib.finish import finalize
 from experiments.sweeplib.layout import SweepDir, read_json, write_atomic
 
+PROG = "python -m experiments.sweep"
+EXAMPLE = "configs/sweeps/NAME.py"
+OVERRIDE_EXAMPLE = "--config.analysis.bootstrap=50 or --config.base.train.batch_size=32"
+COMMANDS = {
+    "plan": "print what would run (runs, N, D, C, steps) and a wall-time estimate from a short "
+            "benchmark of each model shape",
+    "run": "run the sweep: skip finished runs, resume interrupted ones, retry crashed ones; then "
+           "write results.csv and fit the law",
+    "status": "done / running / failed (with reasons) / waiting / pending, and each running "
+              "run's step",
+}
 
-def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m experiments.sweep", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    for name in ("plan", "run", "status"):
-        s = sub.add_parser(name)
-        s.add_argument("--config", required=name != "status", help="configs/sweeps/NAME.py[:ARG]")
-        s.add_argument("--workdir", required=True, help="the sweep directory")
-        s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+
+class _SetAlias(argparse.Action):
+    """Deprecated `--set KEY=VALUE`: the same as `--config.KEY=VALUE`."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        cli.note(f"warning: --set {values} is deprecated; use {cli.set_to_override(values)}")
+        getattr(namespace, self.dest).append(cli.set_to_override(values))
+
+
+def build_parser() -> cli.ArgumentParser:
+    p = cli.parser(PROG, __doc__)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           parser_class=cli.ArgumentParser)
+    for name, text in COMMANDS.items():
+        s = sub.add_parser(name, help=text, description=text, prog=f"{PROG} {name}")
+        if name == "status":
+            s.add_argument("sweep_dir", nargs="?", metavar="DIR", help="the sweep directory")
+            cli.deprecated_alias(s, "--workdir", dest="workdir", new=f"{PROG} status DIR",
+                                 metavar="DIR")
+            cli.add_config(s, None, f"{EXAMPLE}[:ARG] to read the plan from, instead of DIR/sweep.json",
+                           example=OVERRIDE_EXAMPLE)
+        else:
+            cli.add_config(s, None, f"sweep config, {EXAMPLE}[:ARG]", required=True,
+                           example=OVERRIDE_EXAMPLE)
+            s.add_argument("--workdir", required=True, metavar="DIR",
+                           help="the sweep directory (created; the same command again resumes it)")
+        s.add_argument("--set", action=_SetAlias, dest="set_overrides", default=[],
+                       help=argparse.SUPPRESS)
         if name == "plan":
             s.add_argument("--no-bench", action="store_true", help="skip the timing benchmark")
         if name == "run":
-            s.add_argument("--workers", type=int, help="local worker count (executor.workers)")
-            s.add_argument("--executor", choices=spec.EXECUTORS, help="executor.kind")
+            s.add_argument("--workers", type=int, metavar="K",
+                           help="local parallel workers (executor.workers)")
+            s.add_argument("--executor", choices=spec.EXECUTORS, help="where runs execute (executor.kind)")
             s.add_argument("--retry-failed", action="store_true", help="give failed runs new attempts")
             s.add_argument("--no-analysis", action="store_true", help="skip the fit at the end")
             s.add_argument("--quiet", action="store_true", help="no per-run training output")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv):
+    p = build_parser()
+    args, overrides = cli.parse(p, argv)
+    args.overrides = list(args.set_overrides) + overrides
+    if args.command == "status":
+        args.workdir = args.sweep_dir or getattr(args, "workdir", None)
+        if not args.workdir:
+            raise SweepError(f"no sweep directory given; {PROG} status DIR")
+    return args
 
 
 def load(args, checks: bool = True):
-    overrides = list(args.set)
+    sweep = cli.build_config(args.config, example=EXAMPLE)
+    sweep = cli.apply_overrides(sweep, args.overrides)
     if getattr(args, "workers", None) is not None:
-        overrides.append(f"executor.workers={args.workers}")
+        sweep.executor.workers = args.workers
     if getattr(args, "executor", None):
-        overrides.append(f"executor.kind={args.executor!r}")
+        sweep.executor.kind = args.executor
     if getattr(args, "no_analysis", False):
-        overrides.append("analysis.enabled=False")
-    sweep = spec.load(args.config, overrides)
+        sweep.analysis.enabled = False
+    spec.check(sweep)
     runs = plan.expand(sweep)
     if checks:  # plan and run: refuse what cannot run here, before anything runs
         executors.check_available(sweep)
@@ -64,14 +111,16 @@ def check_trainer_configs(sweep, runs) -> None:
     """The trainer's own config checks on every run, before anything runs (real trainer only)."""
     if sweep.runner.train_fn != spec.TRAINER:
         return
-    from research import train
+    from research import metrics, train
+    from research.errors import UserError
 
     for run in runs:
         config = copy.deepcopy(run.config)
         config.train.init_from = ""  # a branch's parent has no checkpoints yet
         try:
             train.validate(config)
-        except ValueError as e:
+            metrics.check_tracking(config)
+        except UserError as e:
             raise SweepError(f"run {run.name}: {e}") from None
 
 
@@ -113,7 +162,7 @@ def cmd_run(args) -> int:
     if sweep.executor.kind == "slurm":
         jobs = executors.submit_slurm(sweep_dir, runs, sweep)
         print(f"submitted {len(jobs)} Slurm jobs ({', '.join(jobs[:5])}{'...' if len(jobs) > 5 else ''}); "
-              f"follow with: python -m experiments.sweep status --workdir {sweep_dir.root}")
+              f"follow with: python -m experiments.sweep status {sweep_dir.root}")
         return 0
     progress = report.Progress(sweep_dir, runs, claims, int(sweep.runner.retries), int(sweep.executor.workers),
                                estimate.cached_estimates(runs, sweep_dir))
@@ -143,13 +192,14 @@ def cmd_status(args) -> int:
     return 0
 
 
+def _main(argv) -> int:
+    args = parse_args(argv)
+    return {"plan": cmd_plan, "run": cmd_run, "status": cmd_status}[args.command](args)
+
+
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        return {"plan": cmd_plan, "run": cmd_run, "status": cmd_status}[args.command](args)
-    except SweepError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    """The exit code; a UserError is one line on stderr (tests call this in-process)."""
+    return cli.guarded(_main, argv)
 
 
 if __name__ == "__main__":

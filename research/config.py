@@ -161,6 +161,15 @@ class MeshConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class LogConfig:
+    """Optional tracking beside metrics.jsonl and tb/ (never part of the config hash)."""
+
+    wandb: bool = False  # also log to Weights & Biases (pip install wandb; WANDB_MODE=offline works)
+    wandb_project: str = "scaling-lab"
+    wandb_entity: str = ""  # W&B team or user; "" = your default
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     """One training run: what `python -m experiments.train` and each sweep child train."""
 
@@ -169,6 +178,7 @@ class RunConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    log: LogConfig = dataclasses.field(default_factory=LogConfig)
 
     def __post_init__(self):
         per_step = self.train.batch_size * self.model.context_length

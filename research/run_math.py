@@ -24,7 +24,8 @@ from research.flops import run_flops, train_flops_per_token  # noqa: F401  (re-e
 
 HASH_HEX = 12  # hex digits of sha256 in run names and config_hash
 # Keys that do not change what a run computes: they neither enter the hash nor block resume.
-VOLATILE = (("train", "allow_config_change"),)
+VOLATILE = (("train", "allow_config_change"), ("log", "wandb"), ("log", "wandb_project"),
+            ("log", "wandb_entity"))
 
 
 # ---------------------------------------------------------------- identity
@@ -36,6 +37,8 @@ def identity(config) -> dict:
     d = json.loads(json.dumps(RunConfig.from_configdict(config).to_dict()))
     for section, key in VOLATILE:
         d[section].pop(key, None)
+        if not d[section]:  # a section of only volatile keys (log) leaves no trace
+            del d[section]
     if d["train"]["init_from"]:
         d["train"]["init_from"] = os.path.basename(os.path.normpath(d["train"]["init_from"]))
     return d

@@ -10,11 +10,11 @@ import time
 import jax
 import numpy as np
 
-from research import checkpoint, config_checks, data as data_lib, files, flops, run_dir, run_math
-from research import sharding
+from research import checkpoint, config_checks, data as data_lib, files, flops, provenance
+from research import run_dir, run_math, sharding
 from research.config import RunConfig
 from research.config_checks import ConfigError
-from research.metrics import MetricsWriter
+from research.metrics import MetricsWriter, progress as progress_output, wandb_settings
 from research.train_state import build_trainer, put_batch
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
     eval_set = data_lib.eval_batches(
         data, n_batches=t.eval_batches, batch_size=t.batch_size, context_length=m.context_length,
         process_index=jax.process_index(), process_count=jax.process_count())
-    writer = MetricsWriter(workdir, is_writer)
+    writer = MetricsWriter(workdir, is_writer, config=cfg, wandb=wandb_settings(cfg))
     tokens_per_step = run_math.tokens_per_step(t, m)
     bar = _progress_bar(progress and is_writer, start, total_steps)
     started_wall = t0 = time.time()
@@ -171,6 +171,7 @@ def _result(cfg: RunConfig, workdir, data, status, loss, err, wall_s, steps_done
         "context_length": m.context_length, "batch_size": t.batch_size,
         "learning_rate": t.learning_rate, "schedule": t.schedule,
         "config_hash": run_math.config_hash(cfg),
+        "provenance": provenance.collect(),
     }
     if t.init_from:
         result["branched_from"] = {"run": os.path.abspath(t.init_from), "step": t.init_step}
@@ -182,6 +183,4 @@ def _result(cfg: RunConfig, workdir, data, status, loss, err, wall_s, steps_done
 
 
 def _progress_bar(enabled, start, total):
-    from tqdm import tqdm
-    return tqdm(total=total, initial=start, disable=not enabled, unit="step", dynamic_ncols=True,
-                mininterval=1.0)
+    return progress_output(total, start, enabled)  # a bar on a terminal, lines in a log file

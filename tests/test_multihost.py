@@ -11,7 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = ["--config", "configs/gpt.py:tiny", "--config.model.n_layers=1",
         "--config.model.d_model=32", "--config.model.n_heads=2",
         "--config.model.context_length=16", "--config.train.batch_size=8",
-        "--config.train.tokens=2048", "--config.train.eval_batches=2", "--progress=false"]
+        "--config.train.tokens=2048", "--config.train.eval_batches=2", "--no-progress"]
 
 
 def _free_port():
@@ -35,7 +35,7 @@ def test_two_processes_equal_one(tmp_path):
 
     port = _free_port()
     procs = [subprocess.Popen(
-        cmd + [f"--workdir={tmp_path / 'multi'}", "--num_processes=2", f"--process_id={i}",
+        cmd + [f"--workdir={tmp_path / 'multi'}", "--num-processes=2", f"--process-id={i}",
                f"--coordinator=127.0.0.1:{port}"],
         cwd=ROOT, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(2)]

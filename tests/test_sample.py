@@ -273,10 +273,10 @@ def run_cli(*args):
 
 
 def test_cli_missing_workdir_and_missing_checkpoint_are_one_line_errors(tmp_path):
-    missing = run_cli("--workdir", str(tmp_path / "nope"), "--prompt", "To be")
+    missing = run_cli(str(tmp_path / "nope"), "--prompt", "To be")
     assert missing.returncode == 2
-    assert missing.stderr.startswith("error: workdir") and missing.stderr.count("\n") == 1
-    empty = run_cli("--workdir", str(tmp_path), "--prompt", "To be")
+    assert missing.stderr.startswith("error: run directory") and missing.stderr.count("\n") == 1
+    empty = run_cli(str(tmp_path), "--prompt", "To be")
     assert empty.returncode == 2
     assert empty.stderr.startswith("error: no checkpoint") and empty.stderr.count("\n") == 1
 
@@ -296,9 +296,10 @@ def test_cli_continues_a_prompt_from_a_trained_run(tmp_path):
     assert train_lib.train(c, workdir, progress=False)["status"] == "done"
 
     text = "ROMEO:\nWhat light"
-    result = run_cli("--workdir", workdir, "--prompt", text, "--temperature", "0",
-                     "--max_new_tokens", "20", "--seed", "3")
+    result = run_cli(workdir, "--prompt", text, "--temperature", "0",
+                     "--max-new-tokens", "20", "--seed", "3")
     assert result.returncode == 0, result.stderr
+    assert "deprecated" not in result.stderr  # the documented spellings are the current ones
 
     config, params = checkpoint.load_for_inference(workdir)
     tok = tokenizer.load_tokenizer(workdir, config.data)

@@ -7,7 +7,7 @@
 - a diverging run is recorded as failed with its reason and the sweep goes on;
 - results.csv loads in the analysis.
 
-Run names depend only on run configs, so a sub-sweep (`--set variants=...`) has the same runs,
+Run names depend only on run configs, so a sub-sweep (`--config.variants=...`) has the same runs,
 under the same names, as the reference smoke sweep. Losses of the same run must agree within
 LOSS_TOL: a resumed run restores its exact state and its batches are a pure function of
 (seed, step), so the only allowed difference is float noise.
@@ -29,10 +29,10 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = "configs/sweeps/smoke.py"
 LOSS_TOL = 1e-4
-SUBSET = "variants=('100k',)"  # 2 of the smoke sweep's runs (24 and 48 steps)
+SUBSET = "--config.variants=('100k',)"  # 2 of the smoke sweep's runs (24 and 48 steps)
 # The kill test's victim is the slower model's 48-step run: its window between the first
 # checkpoint (step 16) and the end is the widest the smoke sweep offers.
-KILL_SUBSET = "variants=('300k',)"
+KILL_SUBSET = "--config.variants=('300k',)"
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,9 @@ def env(tmp_path_factory):
 
 
 def sweep_cmd(command, workdir, *extra):
-    config = ["--config", SMOKE] if command != "status" else []  # status reads DIR/sweep.json
-    return [sys.executable, "-m", "experiments.sweep", command, *config, "--workdir", str(workdir), *extra]
+    if command == "status":  # status reads DIR/sweep.json
+        return [sys.executable, "-m", "experiments.sweep", "status", str(workdir), *extra]
+    return [sys.executable, "-m", "experiments.sweep", command, "--config", SMOKE, "--workdir", str(workdir), *extra]
 
 
 def run_sweep(env, workdir, *extra, timeout=300):
@@ -121,7 +122,7 @@ def test_results_csv_loads_in_the_analysis(reference):
 def test_killed_sweep_resumes_and_matches_uninterrupted(reference, env, tmp_path):
     ref_dir, _ = reference
     workdir = tmp_path / "killed"
-    proc = subprocess.Popen(sweep_cmd("run", workdir, "--quiet", "--set", KILL_SUBSET), cwd=ROOT, env=env,
+    proc = subprocess.Popen(sweep_cmd("run", workdir, "--quiet", KILL_SUBSET), cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     # Wait until the first run is done and the second has saved a checkpoint, then kill the lot.
     deadline = time.time() + 240
@@ -138,7 +139,7 @@ def test_killed_sweep_resumes_and_matches_uninterrupted(reference, env, tmp_path
     metrics = workdir / "runs" / victim / "metrics.jsonl"
     lines_before = len(metrics.read_text().splitlines()) if metrics.exists() else 0
 
-    again = run_sweep(env, workdir, "--set", KILL_SUBSET)
+    again = run_sweep(env, workdir, KILL_SUBSET)
     assert again.returncode == 0, again.stderr[-3000:]
     rows = results(workdir)
     assert len(rows) == 2 and victim in rows
@@ -157,7 +158,7 @@ def test_killed_sweep_resumes_and_matches_uninterrupted(reference, env, tmp_path
 def test_two_workers_share_a_sweep_and_run_each_run_once(reference, env, tmp_path):
     ref_dir, _ = reference
     workdir = tmp_path / "shared"
-    procs = [subprocess.Popen(sweep_cmd("run", workdir, "--quiet", "--set", SUBSET), cwd=ROOT, env=env,
+    procs = [subprocess.Popen(sweep_cmd("run", workdir, "--quiet", SUBSET), cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
@@ -175,8 +176,8 @@ def test_two_workers_share_a_sweep_and_run_each_run_once(reference, env, tmp_pat
 
 def test_diverging_run_is_recorded_and_the_sweep_goes_on(env, tmp_path):
     workdir = tmp_path / "diverge"
-    proc = run_sweep(env, workdir, "--set", SUBSET, "--set", "tokens=(12288,)",
-                     "--set", "learning_rates=(0.003, 10000.0)")
+    proc = run_sweep(env, workdir, SUBSET, "--config.tokens=(12288,)",
+                     "--config.learning_rates=(0.003, 10000.0)")
     assert proc.returncode == 1, proc.stderr[-3000:]  # some run failed, the sweep still finished
     assert "1/2 runs done, 1 failed" in proc.stdout
     rows = results(workdir)
@@ -191,10 +192,9 @@ def test_wsd_branches_restore_the_parents_checkpoints(env, tmp_path):
     from experiments.sweeplib import plan, spec
 
     workdir = tmp_path / "wsd"
-    sets = ["--set", "kind='wsd'", "--set", SUBSET]
-    proc = run_sweep(env, workdir, *sets)
+    proc = run_sweep(env, workdir, "--config.kind=wsd", SUBSET)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    sweep = spec.load(SMOKE, ["kind='wsd'", SUBSET])
+    sweep = spec.load(SMOKE, ["kind='wsd'", "variants=('100k',)"])
     parent, *branches = plan.expand(sweep)
     assert len(branches) == 2 and set(results(workdir)) == {b.name for b in branches}
     kept = {int(p.name) for p in (workdir / "runs" / parent.name / "checkpoints").iterdir() if p.name.isdigit()}

@@ -144,8 +144,9 @@ def test_unavailable_executor_and_misspelt_override_refused(tmp_path, capsys, mo
     assert sweep_cli.main(["run", "--config", cfg, "--workdir", str(tmp_path / "w"), "--executor", "slurm"]) == 2
     assert "executor 'slurm' is not available here" in capsys.readouterr().err
     assert sweep_cli.main(["plan", "--config", cfg, "--workdir", str(tmp_path / "w"),
-                           "--no-bench", "--set", "runner.retires=3"]) == 2
-    assert "cannot set 'runner.retires'" in capsys.readouterr().err
+                           "--no-bench", "--config.runner.retires=3"]) == 2
+    assert capsys.readouterr().err == ("error: unknown config key 'runner.retires'; "
+                                       "did you mean --config.runner.retries?\n")
     assert not (tmp_path / "w").exists()
 
 
