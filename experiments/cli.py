@@ -263,8 +263,8 @@ def guarded(main, argv=None) -> int:
     except UserError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume", file=sys.stderr)
+    except KeyboardInterrupt:  # train resumes from its last checkpoint when run again
+        print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
