@@ -150,7 +150,6 @@ def _make_run(role, c, steps, runner, readable, seed, *, budget=0.0, parent="", 
     c.train.init_from = parent  # the parent's name; the child resolves it to its directory
     _cadence(c, steps - start, runner)
     cfg = typed(c)
-    assert run_math.steps(cfg) == steps
     counts = flops_lib.param_counts(cfg.model)
     name = f"{readable}-s{seed}-{run_math.config_hash(cfg)}"
     return Run(
