@@ -47,6 +47,9 @@ def _parser():
     f.add_argument("--x", choices=["params", "tokens", "flops"], default=None,
                    help="variable of a one-variable law (power: default params; kaplan: "
                         "none means the joint L(N, D))")
+    f.add_argument("--base-law", default=None, metavar="FIT_JSON",
+                   help="data-constrained law: hold the base law fixed at this chinchilla "
+                        "fit.json (default: fit it jointly with R_D*, R_N*)")
     f.add_argument("--out", required=True, help="output directory")
     f.add_argument("--bootstrap", type=int, default=1000, help="resamples (0 to skip)")
     f.add_argument("--huber-delta", type=float, default=1e-3,
@@ -93,7 +96,8 @@ def main(argv=None):
                                  holdout_above_params=args.holdout_above_params, seed=args.seed,
                                  params_column=args.params_column,
                                  reference_flops=args.reference_flops, compute=args.compute,
-                                 select=args.select, select_by=args.select_by)
+                                 select=args.select, select_by=args.select_by,
+                                 base_law=args.base_law)
             print(summary)
         elif args.command == "isoflop":
             from .pipeline import run_isoflop

@@ -203,13 +203,16 @@ def prepare(table, params_column="params", compute="auto", select="best", select
 
 def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, bootstrap=1000,
             seed=0, reference_flops=None, holdout_above_flops=None, holdout_above_params=None,
-            params_column="params", compute="auto", select="best", select_by=None, starts=None):
+            params_column="params", compute="auto", select="best", select_by=None, starts=None,
+            base_law=None):
     """Fit `law` to a results table. Returns a JSON-ready dict (the content of fit.json).
 
     compute: "auto" (the flops column when present, else 6ND), "flops" or "6nd".
     select: "best" keeps the lowest-loss run per (N, D) over `select_by` columns
     (default learning_rate); "all" fits every row. starts: optional (S, P) start points
-    in the law's log-space coordinates instead of its full grid.
+    in the law's log-space coordinates instead of its full grid. base_law: for
+    law="data-constrained", a dict of E, A, B, alpha, beta (or a chinchilla fit.json path)
+    to hold fixed; without it the base law is fitted jointly.
     """
     if holdout_above_flops is not None and holdout_above_params is not None:
         raise AnalysisError("--holdout-above-flops and --holdout-above-params both given; "
@@ -218,7 +221,7 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
         raise AnalysisError(f"--huber-delta must be positive, got {huber_delta}")
     if bootstrap < 0:
         raise AnalysisError(f"--bootstrap must be >= 0, got {bootstrap}")
-    law_obj = make_law(law, x) if isinstance(law, str) else law
+    law_obj = make_law(law, x, base=_base_params(base_law)) if isinstance(law, str) else law
     table, cost, selection, scan = prepare(table, params_column, compute, select, select_by)
     logX, logL = design(table, law_obj, params_column)
     C = compute_column(table, cost)
@@ -230,6 +233,10 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
     if not res.converged[best]:
         warnings.append("the best start hit the iteration cap before converging")
     warnings += edge_warnings(scan)
+    if law_obj.name == "data-constrained":
+        from .constrained import flatness_warnings
+        warnings += flatness_warnings(law_obj, theta, lambda t: objective_value(
+            law_obj, t, logX, logL, huber_delta))
     n_capped = int((~res.converged).sum())
 
     out = dict(
@@ -283,6 +290,30 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
             out["extrapolation"] = extrapolation_check(table, law_obj, threshold, huber_delta,
                                                        params_column, by=by, C=C)
     return out
+
+
+def _base_params(base_law):
+    if base_law is None or isinstance(base_law, dict):
+        return base_law
+    import json
+    try:
+        with open(base_law, encoding="utf-8") as fh:
+            fit = json.load(fh)
+    except (OSError, json.JSONDecodeError) as e:
+        raise AnalysisError(f"--base-law {base_law}: unreadable ({e}); give a chinchilla "
+                            f"fit.json") from None
+    if fit.get("law") != "chinchilla":
+        raise AnalysisError(f"--base-law {base_law}: law is {fit.get('law')!r}, not chinchilla; "
+                            f"fit the base law with --law chinchilla first")
+    return fit["params"]
+
+
+def objective_value(law, theta, logX, logL, huber_delta):
+    """The fit objective at one parameter vector (numpy)."""
+    r = np.log(law.predict(theta, logX)) - logL
+    ar = np.abs(r)
+    return float(np.sum(np.where(ar <= huber_delta, 0.5 * r * r,
+                                 huber_delta * (ar - 0.5 * huber_delta))))
 
 
 def _residuals(law, theta, logX, logL):

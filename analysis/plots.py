@@ -54,7 +54,18 @@ def fit_plots(fit: dict, out_dir: str) -> list:
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
     x = np.exp(logX[:, 0])
-    if logX.shape[1] == 2:
+    if logX.shape[1] > 2:  # e.g. the data-constrained law: observed against predicted
+        pred = law.predict(theta, logX)
+        epochs = np.exp(logX[:, 1] - logX[:, 2])
+        sc = ax.scatter(pred, loss, c=epochs, cmap="viridis", norm=_log_norm(epochs), s=14)
+        fig.colorbar(sc, ax=ax, label="epochs (tokens / unique_tokens)")
+        lim = [min(pred.min(), loss.min()), max(pred.max(), loss.max())]
+        ax.plot(lim, lim, "k-", lw=0.8)
+        ax.set(xscale="log", yscale="log", xlabel="predicted loss", ylabel="loss",
+               title=f"{law.name} fit{_identified_note(fit)}")
+        _plain_log_ticks(ax)
+        pngs.append(_save(fig, out_dir, "loss_vs_x"))
+    elif logX.shape[1] == 2:
         second = np.exp(logX[:, 1])
         norm = _log_norm(second)
         sc = ax.scatter(x, loss, c=second, cmap="viridis", norm=norm, s=14)
@@ -73,10 +84,11 @@ def fit_plots(fit: dict, out_dir: str) -> list:
         xs = np.linspace(logX[:, 0].min(), logX[:, 0].max(), 100)
         ax.plot(np.exp(xs), law.predict(theta, xs[:, None]), color="C1", lw=1.5, label="fit")
         ax.legend()
-    ax.set(xscale="log", yscale="log", xlabel=_x_label(fit, law), ylabel="loss",
-           title=f"{law.name} fit{_identified_note(fit)}")
-    _plain_log_ticks(ax)
-    pngs.append(_save(fig, out_dir, "loss_vs_x"))
+    if logX.shape[1] <= 2:
+        ax.set(xscale="log", yscale="log", xlabel=_x_label(fit, law), ylabel="loss",
+               title=f"{law.name} fit{_identified_note(fit)}")
+        _plain_log_ticks(ax)
+        pngs.append(_save(fig, out_dir, "loss_vs_x"))
 
     if law.name == "chinchilla":
         params = fit["params"]
