@@ -76,6 +76,16 @@ def _parser():
     e = sub.add_parser("envelope", help="lower envelope of training curves (Approach 1)",
                        formatter_class=fmt)
     _common(e, selection=False)
+    e.add_argument("--source", choices=["auto", "eval", "train"], default="auto",
+                   help="for a sweep or run directory: which loss rows make the curves "
+                        "(auto: eval rows when every run has 2+, else train rows)")
+    c = sub.add_parser("curves", help="training curves of a sweep as the table Approach 1 reads",
+                       formatter_class=fmt)
+    c.add_argument("sweep", help="a sweep directory (or one run directory)")
+    c.add_argument("--out", required=True, help="output directory (writes curves.csv)")
+    c.add_argument("--source", choices=["auto", "eval", "train"], default="auto",
+                   help="which loss rows make the curves (auto: eval rows when every run has "
+                        "2+, else train rows)")
     b = sub.add_parser("bench", help="time the vectorised fit against a plain scipy loop",
                        formatter_class=fmt)
     b.add_argument("--points", type=int, default=300, help="synthetic points")
@@ -108,10 +118,18 @@ def main(argv=None):
                                      reference_flops=args.reference_flops)
             print(summary)
         elif args.command == "envelope":
-            from .data import load_results
-            from .envelope import envelope
-            print(json.dumps(envelope(load_results(args.results), params_column=args.params_column,
-                                      compute=args.compute), indent=2))
+            from .envelope import envelope, envelope_input
+            print(json.dumps(envelope(envelope_input(args.results, args.source),
+                                      params_column=args.params_column, compute=args.compute),
+                             indent=2))
+        elif args.command == "curves":
+            from .curves import write_curves
+            path, table = write_curves(args.sweep, args.out, args.source)
+            runs = len(set(table.text("run")))
+            print(f"curves: {len(table)} rows from {runs} runs "
+                  f"({table.columns['loss_source'][0]}) -> {path}")
+            for n in table.notes:
+                print(f"  note: {n}")
         else:
             from .bench import main as bench
             bench(args.points, args.bootstrap, args.scipy_starts)

@@ -17,6 +17,8 @@ import numpy as np
 from .errors import AnalysisError
 
 MAX_ROWS_NAMED = 8
+# Older run records name a column differently: read the old name when the new one is absent.
+ALIASES = {"unique_tokens": "unique_train_tokens"}
 
 
 @dataclass
@@ -30,6 +32,11 @@ class Results:
         return len(self.labels)
 
     def has(self, name):
+        if name in ALIASES and not self._has(name) and self._has(ALIASES[name]):
+            return True
+        return self._has(name)
+
+    def _has(self, name):
         return name in self.columns and any(v not in (None, "") for v in self.columns[name])
 
     def subset(self, keep):
@@ -48,6 +55,8 @@ class Results:
         """Column as float64, validated: present, numeric, finite, and (by default) > 0."""
         if name == "flops" and not self.has("flops"):
             return 6.0 * self.numeric("params") * self.numeric("tokens")
+        if name in ALIASES and not self._has(name) and self._has(ALIASES[name]):
+            name = ALIASES[name]
         if not self.has(name):
             raise AnalysisError(
                 f"{self.source}: missing column '{name}' (have: {', '.join(sorted(self.columns))}); "
@@ -82,10 +91,17 @@ class Results:
 
 
 def load_results(path) -> Results:
-    """Read a CSV, JSONL or JSON-list file, or a sweep directory of `*/result.json`."""
+    """Read a CSV, JSONL or JSON-list file, a sweep directory (its results.csv, else
+    runs/*/result.json or */result.json), or one run directory (its result.json)."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        return _load_sweep(path)
+        if os.path.isfile(os.path.join(path, "result.json")):
+            return _load_run(path)
+        if os.path.isfile(os.path.join(path, "results.csv")):
+            table = load_results(os.path.join(path, "results.csv"))
+            table.notes.insert(0, f"read the sweep's results.csv in {path}")
+            return table
+        return _load_sweep(run_root(path))
     if not os.path.exists(path):
         raise AnalysisError(f"results not found: {path}; pass a CSV/JSONL file or a sweep directory")
     with open(path, encoding="utf-8") as fh:
@@ -130,6 +146,27 @@ def _parse_json_records(text, path):
     return records
 
 
+def run_root(path):
+    """Where a sweep keeps its run directories: SWEEP/runs when present, else SWEEP."""
+    runs = os.path.join(path, "runs")
+    return runs if os.path.isdir(runs) else path
+
+
+def _load_run(path):
+    result = os.path.join(path, "result.json")
+    try:
+        with open(result, encoding="utf-8") as fh:
+            record = json.load(fh)
+    except (OSError, json.JSONDecodeError) as e:
+        raise AnalysisError(f"{result}: unreadable ({e}); rerun that run") from None
+    if record.get("status", "done") != "done":
+        raise AnalysisError(f"{path}: status '{record.get('status')}', not done; finish the run "
+                            f"or pass a sweep directory")
+    name = os.path.basename(os.path.normpath(path))
+    record.setdefault("run", name)
+    return _to_results([record], [name], path, [])
+
+
 def _load_sweep(path):
     records, labels, notes = [], [], []
     for name in sorted(os.listdir(path)):
@@ -149,7 +186,8 @@ def _load_sweep(path):
         records.append(record)
         labels.append(name)
     if not records:
-        raise AnalysisError(f"{path}: no finished runs (no */result.json with status 'done')"
+        raise AnalysisError(f"{path}: no finished runs (no results.csv, runs/*/result.json or "
+                            f"*/result.json with status 'done')"
                             + (f"; {len(notes)} excluded" if notes else ""))
     return _to_results(records, labels, path, notes)
 

@@ -15,6 +15,18 @@ from .data import Results
 from .errors import AnalysisError
 
 
+def envelope_input(path, source="auto"):
+    """A curves table from a file, or built from a sweep/run directory's metrics."""
+    import os
+    from .curves import curves_table
+    from .data import load_results
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "curves.csv")):
+        return curves_table(path, source)
+    if os.path.isdir(path):
+        return load_results(os.path.join(path, "curves.csv"))
+    return load_results(path)
+
+
 def envelope(table: Results, *, n_points=30, params_column="params", compute="auto"):
     """Returns a JSON-ready dict; needs `run` and `step` columns (several rows per run)."""
     if not (table.has("run") and table.has("step")):
@@ -56,5 +68,6 @@ def envelope(table: Results, *, n_points=30, params_column="params", compute="au
     return dict(method="lower envelope of training curves (Hoffmann et al. 2022, Approach 1)",
                 a=float(a), b=float(b), N_coeff=float(np.exp(ka)), D_coeff=float(np.exp(kb)),
                 n_runs=len(curves), envelope=points, compute=cost.describe(),
+                notes=list(table.notes),
                 note="D along the envelope is the best run's tokens at that compute "
                      "(interpolated in log C)")
