@@ -92,6 +92,7 @@ def base_config() -> ml_collections.ConfigDict:
     t.b2 = 0.95
     t.grad_clip = 1.0
     t.eval_every = 200  # steps; evaluation also runs at the end
+    t.eval_points = 8  # plus this many log-spaced evaluations (a loss curve; 0: none)
     t.eval_batches = 8
     t.log_every = 10
     t.checkpoint_every = 200

@@ -10,7 +10,7 @@ import time
 import jax
 import numpy as np
 
-from research import checkpoint, config_checks, data as data_lib, flops, run_dir, sharding
+from research import checkpoint, config_checks, data as data_lib, evals, flops, run_dir, sharding
 from research.config_checks import ConfigError
 from research.metrics import MetricsWriter
 from research.train_state import build_trainer, put_batch
@@ -99,6 +99,9 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
         process_index=jax.process_index(), process_count=jax.process_count())
     writer = MetricsWriter(workdir, is_writer)
     tokens_per_step = int(t.batch_size) * int(config.model.context_length)
+    # Issue 9: log-spaced evaluations; each eval row carries tokens and FLOPs (research/evals.py).
+    eval_at = evals.eval_steps(total_steps, int(t.eval_points), int(t.eval_every))
+    flops_per_token = flops.train_flops_per_token(config.model)
     bar = _progress_bar(progress and is_writer, start, total_steps)
     started_wall = t0 = time.time()
     status, prev = "done", None
@@ -127,9 +130,10 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
         prev = (step, metrics)
         bar.update(1)
         done_steps = step + 1
-        if done_steps % int(t.eval_every) == 0 and done_steps < total_steps:
+        if done_steps in eval_at and done_steps < total_steps:
             loss, err = evaluate(trainer, state["params"], eval_set)
-            writer.write(done_steps, {"eval/loss": loss, "eval/loss_stderr": err})
+            writer.write(done_steps, evals.eval_row(loss, err, done_steps, tokens_per_step,
+                                                    flops_per_token))
         checkpoint.save(manager, done_steps, state)
     if status == "done" and prev is not None and not check(*prev):
         status = "diverged"
@@ -138,7 +142,8 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
     if status == "done":
         checkpoint.save(manager, total_steps, state, force=total_steps not in manager.all_steps())
         loss, err = evaluate(trainer, state["params"], eval_set)
-        writer.write(total_steps, {"eval/loss": loss, "eval/loss_stderr": err})
+        writer.write(total_steps, evals.eval_row(loss, err, total_steps, tokens_per_step,
+                                                 flops_per_token))
     else:
         loss, err = float("nan"), float("nan")
         log.error("loss is NaN/Inf at step %d: run diverged (lower train.learning_rate)", prev[0] + 1)
@@ -148,6 +153,8 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
 
     result = _result(config, workdir, data, status, loss, err, time.time() - started_wall,
                      steps_done=total_steps if status == "done" else prev[0] + 1)
+    result.update(evals.result_fields(len(eval_set), int(t.batch_size),
+                                      int(config.model.context_length), len(data.train)))
     if is_writer:
         run_dir.write_json_atomic(os.path.join(workdir, "result.json"), result)
     return result
