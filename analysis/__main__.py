@@ -26,6 +26,9 @@ def _common(p, *, selection=True):
                    help="compute convention: auto = the table's flops column when present "
                         "(N_opt then uses C = f(N) D with f inferred from the table), else "
                         "C = 6ND; 6nd forces C = 6ND")
+    p.add_argument("--duplicates", choices=["drop", "refuse"], default="drop",
+                   help="repeated rows (exact duplicates, or a run name given twice): drop "
+                        "them with a warning, keeping the later row, or refuse with their rows")
     if selection:
         p.add_argument("--select", choices=["best", "all"], default="best",
                        help="best: keep the lowest-loss run among runs at one point that "
@@ -107,7 +110,7 @@ def main(argv=None):
                                  params_column=args.params_column,
                                  reference_flops=args.reference_flops, compute=args.compute,
                                  select=args.select, select_by=args.select_by,
-                                 base_law=args.base_law)
+                                 base_law=args.base_law, duplicates=args.duplicates)
             print(summary)
         elif args.command == "isoflop":
             from .pipeline import run_isoflop
@@ -115,11 +118,12 @@ def main(argv=None):
                                      seed=args.seed, bin_width_dex=args.bin_width,
                                      params_column=args.params_column, compute=args.compute,
                                      select=args.select, select_by=args.select_by,
-                                     reference_flops=args.reference_flops)
+                                     reference_flops=args.reference_flops,
+                                     duplicates=args.duplicates)
             print(summary)
         elif args.command == "envelope":
             from .envelope import envelope, envelope_input
-            print(json.dumps(envelope(envelope_input(args.results, args.source),
+            print(json.dumps(envelope(envelope_input(args.results, args.source, args.duplicates),
                                       params_column=args.params_column, compute=args.compute),
                              indent=2))
         elif args.command == "curves":

@@ -27,6 +27,9 @@ class Results:
     labels: list              # how to name each row in errors: "row 3" or a run directory
     source: str = ""
     notes: list = field(default_factory=list)
+    dropped: list = field(default_factory=list)  # {"row": label, "reason": why} per row left out
+    n_read: int | None = None                     # rows read before any were left out
+    warnings: list = field(default_factory=list)
 
     def __len__(self):
         return len(self.labels)
@@ -43,7 +46,20 @@ class Results:
         keep = np.asarray(keep)
         idx = np.flatnonzero(keep) if keep.dtype == bool else keep
         return Results({k: [v[i] for i in idx] for k, v in self.columns.items()},
-                       [self.labels[i] for i in idx], self.source, list(self.notes))
+                       [self.labels[i] for i in idx], self.source, list(self.notes),
+                       list(self.dropped), self.read, list(self.warnings))
+
+    @property
+    def read(self):
+        return len(self) if self.n_read is None else self.n_read
+
+    def drop(self, keep, reasons):
+        """Subset to `keep` (bool mask), recording a reason for each row left out."""
+        keep = np.asarray(keep, bool)
+        out = self.subset(keep)
+        out.dropped += [dict(row=self.labels[i], reason=reasons[i])
+                        for i in np.flatnonzero(~keep)]
+        return out
 
     def text(self, name):
         """Column as strings ('' where missing), e.g. run names."""
@@ -90,15 +106,22 @@ class Results:
         return shown + more
 
 
-def load_results(path) -> Results:
+DUPLICATES = ("drop", "refuse")
+
+
+def load_results(path, duplicates="drop") -> Results:
     """Read a CSV, JSONL or JSON-list file, a sweep directory (its results.csv, else
-    runs/*/result.json or */result.json), or one run directory (its result.json)."""
-    path = os.fspath(path)
+    runs/*/result.json or */result.json), or one run directory (its result.json).
+    Repeated rows are dropped with a note (duplicates="drop") or refused ("refuse")."""
+    return deduplicate(_load(os.fspath(path)), duplicates)
+
+
+def _load(path) -> Results:
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "result.json")):
             return _load_run(path)
         if os.path.isfile(os.path.join(path, "results.csv")):
-            table = load_results(os.path.join(path, "results.csv"))
+            table = _load(os.path.join(path, "results.csv"))
             table.notes.insert(0, f"read the sweep's results.csv in {path}")
             return table
         return _load_sweep(run_root(path))
@@ -122,7 +145,11 @@ def load_results(path) -> Results:
              for i in range(len(records)) if i not in set(keep)]
     if not keep:
         raise AnalysisError(f"{path}: no rows with status 'done' ({len(records)} rows read)")
-    return _to_results([records[i] for i in keep], [labels[i] for i in keep], path, notes)
+    out = _to_results([records[i] for i in keep], [labels[i] for i in keep], path, notes)
+    out.dropped = [dict(row=labels[i], reason=f"status '{records[i]['status']}'")
+                   for i in range(len(records)) if i not in set(keep)]
+    out.n_read = len(records)
+    return out
 
 
 def _parse_json_records(text, path):
@@ -168,7 +195,7 @@ def _load_run(path):
 
 
 def _load_sweep(path):
-    records, labels, notes = [], [], []
+    records, labels, notes, dropped = [], [], [], []
     for name in sorted(os.listdir(path)):
         result = os.path.join(path, name, "result.json")
         if not os.path.isfile(result):
@@ -181,6 +208,7 @@ def _load_sweep(path):
         status = record.get("status", "done")
         if status != "done":
             notes.append(f"excluded {name}: status '{status}'")
+            dropped.append(dict(row=name, reason=f"status '{status}'"))
             continue
         record.setdefault("run", name)
         records.append(record)
@@ -189,7 +217,47 @@ def _load_sweep(path):
         raise AnalysisError(f"{path}: no finished runs (no results.csv, runs/*/result.json or "
                             f"*/result.json with status 'done')"
                             + (f"; {len(notes)} excluded" if notes else ""))
-    return _to_results(records, labels, path, notes)
+    out = _to_results(records, labels, path, notes)
+    out.dropped, out.n_read = dropped, len(records) + len(dropped)
+    return out
+
+
+def deduplicate(table: Results, mode="drop") -> Results:
+    """Exact duplicate rows, and rows repeating a run name (a (run, step) pair for curves),
+    are dropped keeping the last (a rerun appended later), with a note; or refused."""
+    if mode not in DUPLICATES:
+        raise AnalysisError(f"unknown --duplicates '{mode}'; use drop or refuse")
+    names = list(table.columns)
+    rows = [tuple(str(table.columns[k][i]) for k in names) for i in range(len(table))]
+    key_cols = [c for c in ("run", "step") if table.has(c)] if table.has("run") else []
+    keys = [tuple(table.text(c)[i] for c in key_cols) for i in range(len(table))]
+    last_row, last_key = {}, {}
+    for i in range(len(table)):
+        last_row[rows[i]] = i
+        if key_cols:
+            last_key[keys[i]] = i
+    reasons, exact, renamed = {}, [], []
+    for i in range(len(table)):
+        if last_row[rows[i]] != i:
+            reasons[i] = f"exact duplicate of {table.labels[last_row[rows[i]]]}"
+            exact.append(i)
+        elif key_cols and last_key[keys[i]] != i:
+            j = last_key[keys[i]]
+            reasons[i] = (f"repeats {'/'.join(key_cols)} {'/'.join(keys[i])} of "
+                          f"{table.labels[j]} (the later row is kept)")
+            renamed.append(i)
+    if not reasons:
+        return table
+    listed = "; ".join(f"{table.labels[i]}: {r}" for i, r in list(reasons.items())[:MAX_ROWS_NAMED])
+    if mode == "refuse":
+        raise AnalysisError(f"{table.source}: {len(reasons)} repeated rows ({listed}); remove them "
+                            f"or pass --duplicates drop")
+    keep = np.ones(len(table), bool)
+    keep[list(reasons)] = False
+    out = table.drop(keep, [reasons.get(i, "") for i in range(len(table))])
+    out.warnings.append(f"dropped {len(exact)} exact duplicate rows and {len(renamed)} rows repeating "
+                     f"a run name ({listed})")
+    return out
 
 
 def _to_results(records, labels, source, notes):

@@ -15,16 +15,17 @@ from .data import Results
 from .errors import AnalysisError
 
 
-def envelope_input(path, source="auto"):
+def envelope_input(path, source="auto", duplicates="drop"):
     """A curves table from a file, or built from a sweep/run directory's metrics."""
     import os
     from .curves import curves_table
     from .data import load_results
+    from .data import deduplicate
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "curves.csv")):
-        return curves_table(path, source)
+        return deduplicate(curves_table(path, source), duplicates)
     if os.path.isdir(path):
-        return load_results(os.path.join(path, "curves.csv"))
-    return load_results(path)
+        return load_results(os.path.join(path, "curves.csv"), duplicates)
+    return load_results(path, duplicates)
 
 
 def envelope(table: Results, *, n_points=30, params_column="params", compute="auto"):
@@ -68,6 +69,6 @@ def envelope(table: Results, *, n_points=30, params_column="params", compute="au
     return dict(method="lower envelope of training curves (Hoffmann et al. 2022, Approach 1)",
                 a=float(a), b=float(b), N_coeff=float(np.exp(ka)), D_coeff=float(np.exp(kb)),
                 n_runs=len(curves), envelope=points, compute=cost.describe(),
-                notes=list(table.notes),
+                notes=list(table.notes), warnings=list(table.warnings),
                 note="D along the envelope is the best run's tokens at that compute "
                      "(interpolated in log C)")

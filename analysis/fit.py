@@ -18,6 +18,7 @@ from .data import Results, final_rows, load_results
 from .errors import AnalysisError
 from .laws import Law, make_law
 from .optimize import minimize, minimize_lanes
+from .provenance import provenance
 from .select import edge_warnings, lr_scan, select_best
 
 NEAR_BEST_RTOL = 1e-6      # starts within this relative gap of the best objective "reached" it
@@ -230,6 +231,7 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
     params = {k: float(v) for k, v in law_obj.to_natural(theta).items()}
 
     warnings, disagree = disagreement(law_obj, res.x[near], theta)
+    warnings = list(table.warnings) + warnings + _degenerate_warnings(law_obj, theta, logL)
     if not res.converged[best]:
         warnings.append("the best start hit the iteration cap before converging")
     warnings += edge_warnings(scan)
@@ -249,6 +251,7 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
         objective_note="sum over points of Huber(log L_pred - log L), parameters in log space",
         selection=selection, lr_scan=scan,
         source=table.source, notes=list(table.notes), warnings=warnings,
+        provenance=provenance(table.source, table.read, len(logL), table.dropped),
     )
     cost_kp = (cost.k, cost.p)
     if law_obj.name == "chinchilla":
@@ -289,6 +292,25 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
         if threshold is not None:  # at most one is set (checked above)
             out["extrapolation"] = extrapolation_check(table, law_obj, threshold, huber_delta,
                                                        params_column, by=by, C=C)
+    return out
+
+
+BOUND_EXPONENT = 10.0  # an exponent beyond this (or a scale beyond 1e-30..1e30) ran to a bound
+
+
+def _degenerate_warnings(law, theta, logL):
+    """Loss that does not vary, and parameters that ran to a bound of what a law can mean."""
+    out = []
+    if np.ptp(logL) < 1e-12:
+        out.append(f"the loss does not vary across the {len(logL)} rows (all "
+                   f"{np.exp(logL[0]):.6g}); no law can be identified from them")
+    for name, v in law.to_natural(np.asarray(theta)[None]).items():
+        v = float(np.asarray(v).ravel()[0])
+        exponent = name in law.fitted  # fitted as is (alpha, beta); the rest as logs
+        if not np.isfinite(v) or (exponent and abs(v) > BOUND_EXPONENT) or \
+                (not exponent and not uncertainty.TINY <= abs(v) <= uncertainty.HUGE):
+            out.append(f"{name} ran to a bound ({uncertainty.num(v)}); the fit is degenerate "
+                       f"in it, and plots that need it may be skipped")
     return out
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from .compute import compute_column, cost_model
 from .data import Results, final_rows, load_results
 from .errors import AnalysisError
+from .provenance import provenance
 from .select import edge_warnings, lr_scan, select_best
 
 MIN_RUNS_PER_BUDGET = 3
@@ -111,6 +112,7 @@ def isoflop(table: Results, *, bootstrap=1000, seed=0, bin_width_dex=None, param
     warnings += [f"budget {np.exp(o['log_budget']):.3g}: optimum N outside the sampled sizes; "
                  f"not used for the exponents" for o in opt if not o["inside"]]
     warnings += edge_warnings(scan)
+    warnings = list(table.warnings) + warnings
     notes = list(table.notes)
     if planned is None:
         notes.append(f"grouping: {grouping}")
@@ -128,7 +130,8 @@ def isoflop(table: Results, *, bootstrap=1000, seed=0, bin_width_dex=None, param
                       D_opt=float(np.exp(o["log_D_opt"])), loss_opt=float(o["loss_opt"]),
                       n_runs=o["n_runs"], used=o["inside"]) for o in opt],
         n_points=int(len(loss)), selection=selection, lr_scan=scan, source=table.source,
-        notes=notes, warnings=warnings)
+        notes=notes, warnings=warnings,
+        provenance=provenance(table.source, table.read, len(loss), table.dropped))
     if samples is not None:
         out["stderr"] = {k: float(np.std(v, ddof=1)) for k, v in samples.items()}
         out["ci95"] = {k: [float(q) for q in np.percentile(v, [2.5, 97.5])]

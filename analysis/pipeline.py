@@ -12,8 +12,8 @@ from .fit import fit_law
 from .isoflop import isoflop
 
 
-def _table(results):
-    return results if isinstance(results, Results) else load_results(results)
+def _table(results, duplicates="drop"):
+    return results if isinstance(results, Results) else load_results(results, duplicates)
 
 
 def _out_dir(out_dir):
@@ -26,9 +26,9 @@ def _out_dir(out_dir):
 def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber_delta=1e-3,
             holdout_above_flops=None, holdout_above_params=None, seed=0,
             params_column="params", reference_flops=None, compute="auto", select="best",
-            select_by=None, base_law=None):
+            select_by=None, base_law=None, duplicates="drop"):
     """Writes out_dir/fit.json, plots (PNG+SVG), report.md, report.html. Returns (fit, summary)."""
-    table = _table(results)
+    table = _table(results, duplicates)
     fit = fit_law(table, law, x, huber_delta=huber_delta, bootstrap=bootstrap, seed=seed,
                   holdout_above_flops=holdout_above_flops,
                   holdout_above_params=holdout_above_params, params_column=params_column,
@@ -42,6 +42,7 @@ def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber
     _out_dir(out_dir)
     report.write_json(fit, os.path.join(out_dir, "fit.json"))
     pngs = plots.fit_plots(fit, out_dir)
+    report.write_json(fit, os.path.join(out_dir, "fit.json"))  # with any plot warnings
     extra = []
     if "extrapolation" in fit:
         extra.append(("Extrapolation check", report.extrapolation_text(fit["extrapolation"])))
@@ -58,9 +59,9 @@ def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber
 
 def run_isoflop(results, out_dir, *, bootstrap=1000, seed=0, bin_width_dex=None,
                 params_column="params", compute="auto", select="best", select_by=None,
-                reference_flops=None):
+                reference_flops=None, duplicates="drop"):
     """Writes out_dir/isoflop.json, plots and report. Returns (result, summary)."""
-    table = _table(results)
+    table = _table(results, duplicates)
     res = isoflop(table, bootstrap=bootstrap, seed=seed, bin_width_dex=bin_width_dex,
                   params_column=params_column, compute=compute, select=select,
                   select_by=select_by, reference_flops=reference_flops)

@@ -46,12 +46,27 @@ def _plain_log_ticks(ax):
 
 def fit_plots(fit: dict, out_dir: str) -> list:
     """Loss vs N (coloured by D) with fitted curves, loss vs compute with the frontier,
-    N_opt(C)/D_opt(C) with bootstrap bands, and residuals. Returns the PNG paths."""
+    N_opt(C)/D_opt(C) with bootstrap bands, the loss-vs-LR scan, and residuals. A plot that
+    cannot be drawn (e.g. a parameter ran to a bound) is skipped with a warning in `fit`.
+    Returns the PNG paths."""
+    pngs = []
+    for name, draw in (("loss_vs_x", _plot_loss_vs_x), ("frontier", _plot_frontier),
+                       ("residuals", _plot_residuals)):
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                pngs += draw(fit, out_dir)
+        except (ValueError, OverflowError, FloatingPointError, ZeroDivisionError) as e:
+            plt.close("all")
+            fit.setdefault("warnings", []).append(f"plot {name} skipped: it cannot be drawn "
+                                                  f"for this fit ({str(e).splitlines()[0]})")
+    return pngs
+
+
+def _plot_loss_vs_x(fit, out_dir):
     d = fit["_data"]
     law, theta, logX, logL = d["law"], d["theta"], d["logX"], d["logL"]
     loss = np.exp(logL)
     pngs = []
-
     fig, ax = plt.subplots(figsize=(6, 4.2))
     x = np.exp(logX[:, 0])
     if logX.shape[1] > 2:  # e.g. the data-constrained law: observed against predicted
@@ -90,6 +105,14 @@ def fit_plots(fit: dict, out_dir: str) -> list:
         _plain_log_ticks(ax)
         pngs.append(_save(fig, out_dir, "loss_vs_x"))
 
+    return pngs
+
+
+def _plot_frontier(fit, out_dir):
+    d = fit["_data"]
+    law, theta, logX, logL = d["law"], d["theta"], d["logX"], d["logL"]
+    loss = np.exp(logL)
+    pngs = []
     if law.name == "chinchilla":
         params = fit["params"]
         logC, cost = d["logC"], d["cost"]
@@ -126,6 +149,14 @@ def fit_plots(fit: dict, out_dir: str) -> list:
     if fit.get("lr_scan"):
         pngs.append(lr_plot(fit["lr_scan"], out_dir, "D"))
 
+    return pngs
+
+
+def _plot_residuals(fit, out_dir):
+    d = fit["_data"]
+    law, theta, logX, logL = d["law"], d["theta"], d["logX"], d["logL"]
+    loss = np.exp(logL)
+    pngs = []
     fig, ax = plt.subplots(figsize=(6, 3.5))
     resid = np.asarray(fit["residuals"]["log_loss"])
     ax.scatter(np.exp(logX[:, 0]), resid, s=12)

@@ -64,7 +64,8 @@ def select_best(table: Results, point, point_names, *, mode="best", by=None):
                      f"(--select all fits them all)")
     keep = np.ones(len(table), bool)
     keep[drop] = False
-    out = table.subset(keep)
+    why = f"not the lowest loss among runs at its ({', '.join(point_names)}) over {', '.join(by)}"
+    out = table.drop(keep, [why] * len(table))
     out.notes.append(f"selection: {info['note']}")
     return out, info
 
