@@ -15,13 +15,18 @@ package does not change JAX's global precision.
 
 import importlib
 
+# Modules named like the functions they export are imported now (numpy only), so the
+# names stay bound to the functions; the rest load on first use.
+from .envelope import envelope
+from .isoflop import isoflop
+
 # Lazy: `python -m analysis curves` or `--help` should not pay for importing JAX.
-_WHERE = {"Results": "data", "load_results": "data", "envelope": "envelope",
-          "AnalysisError": "errors", "fit_law": "fit", "isoflop": "isoflop", "make_law": "laws",
+_WHERE = {"Results": "data", "load_results": "data",
+          "AnalysisError": "errors", "fit_law": "fit", "make_law": "laws",
           "fit_summary": "report", "isoflop_summary": "report", "run_fit": "pipeline",
           "run_isoflop": "pipeline"}
 
-__all__ = sorted(_WHERE)
+__all__ = sorted([*_WHERE, "envelope", "isoflop"])
 
 
 def __getattr__(name):

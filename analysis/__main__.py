@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .errors import AnalysisError
@@ -98,8 +99,18 @@ def _parser():
     return p
 
 
+def _compile_cache():
+    """A persistent JAX compilation cache, so a second `fit` skips XLA compilation
+    (set before JAX is imported; JAX_COMPILATION_CACHE_DIR chooses another place)."""
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(base, "scaling-analysis", "jax")
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
+    if args.command in ("fit", "isoflop", "bench"):
+        _compile_cache()
     try:
         if args.command == "fit":
             from .pipeline import run_fit
