@@ -13,14 +13,23 @@ JAX runs in float64 only inside the fits (a scoped setting), so importing this
 package does not change JAX's global precision.
 """
 
-from .data import Results, load_results
-from .envelope import envelope
-from .errors import AnalysisError
-from .fit import fit_law
-from .isoflop import isoflop
-from .laws import make_law
-from .report import fit_summary, isoflop_summary
-from .pipeline import run_fit, run_isoflop
+import importlib
 
-__all__ = ["AnalysisError", "Results", "envelope", "fit_law", "fit_summary", "isoflop",
-           "isoflop_summary", "load_results", "make_law", "run_fit", "run_isoflop"]
+# Modules named like the functions they export are imported now (numpy only), so the
+# names stay bound to the functions; the rest load on first use.
+from .envelope import envelope
+from .isoflop import isoflop
+
+# Lazy: `python -m analysis curves` or `--help` should not pay for importing JAX.
+_WHERE = {"Results": "data", "load_results": "data",
+          "AnalysisError": "errors", "fit_law": "fit", "make_law": "laws",
+          "fit_summary": "report", "isoflop_summary": "report", "run_fit": "pipeline",
+          "run_isoflop": "pipeline"}
+
+__all__ = sorted([*_WHERE, "envelope", "isoflop"])
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module 'analysis' has no attribute {name!r}")

@@ -1,12 +1,15 @@
-"""Command line: python -m analysis {fit,isoflop,envelope,bench} ..."""
+"""Command line: python -m analysis {fit,isoflop,envelope,curves,bench} ..."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .errors import AnalysisError
+
+INPUT_HELP = "a results file (CSV, JSONL), a sweep directory, or one run directory"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -16,49 +19,98 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _common(p, *, selection=True):
+    p.add_argument("results", help=INPUT_HELP)
+    p.add_argument("--params-column", default="params",
+                   help="column used as N (e.g. nonembedding_params)")
+    p.add_argument("--compute", choices=["auto", "flops", "6nd"], default="auto",
+                   help="compute convention: auto = the table's flops column when present "
+                        "(N_opt then uses C = f(N) D with f inferred from the table), else "
+                        "C = 6ND; 6nd forces C = 6ND")
+    p.add_argument("--duplicates", choices=["drop", "refuse"], default="drop",
+                   help="repeated rows (exact duplicates, or a run name given twice): drop "
+                        "them with a warning, keeping the later row, or refuse with their rows")
+    if selection:
+        p.add_argument("--select", choices=["best", "all"], default="best",
+                       help="best: keep the lowest-loss run among runs at one point that "
+                            "differ in --select-by; all: fit every run")
+        p.add_argument("--select-by", nargs="+", default=None,
+                       help="hyperparameter columns to select over (default: learning_rate)")
+
+
 def _parser():
-    p = _Parser(prog="python -m analysis", description=__doc__)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = _Parser(prog="python -m analysis", description=__doc__, formatter_class=fmt)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    f = sub.add_parser("fit", help="fit a loss law (Approach 3) with bootstrap intervals")
-    f.add_argument("results", help="CSV, JSONL, or a sweep directory of */result.json")
-    f.add_argument("--law", default="chinchilla", choices=["chinchilla", "power", "kaplan"])
+    f = sub.add_parser("fit", help="fit a loss law (Approach 3) with bootstrap intervals",
+                       formatter_class=fmt)
+    _common(f)
+    f.add_argument("--law", default="chinchilla",
+                   choices=["chinchilla", "power", "kaplan", "data-constrained"],
+                   help="law to fit")
     f.add_argument("--x", choices=["params", "tokens", "flops"], default=None,
                    help="variable of a one-variable law (power: default params; kaplan: "
                         "none means the joint L(N, D))")
+    f.add_argument("--base-law", default=None, metavar="FIT_JSON",
+                   help="data-constrained law: hold the base law fixed at this chinchilla "
+                        "fit.json (default: fit it jointly with R_D*, R_N*)")
     f.add_argument("--out", required=True, help="output directory")
     f.add_argument("--bootstrap", type=int, default=1000, help="resamples (0 to skip)")
-    f.add_argument("--huber-delta", type=float, default=1e-3)
+    f.add_argument("--huber-delta", type=float, default=1e-3,
+                   help="Huber threshold on log-loss residuals")
     f.add_argument("--holdout-above-flops", type=float, default=None,
                    help="also fit runs with C <= this and report errors on the others")
     f.add_argument("--holdout-above-params", type=float, default=None,
                    help="also fit runs with N <= this (N from --params-column), i.e. without "
                         "the largest models, and report errors on the others")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--params-column", default="params",
-                   help="column used as N (e.g. nonembedding_params)")
+    f.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     f.add_argument("--reference-flops", type=float, nargs="+", default=None,
                    help="computes at which to report N_opt, D_opt (default: max C x 1, 10, 100)")
-    i = sub.add_parser("isoflop", help="iso-FLOP parabolas (Approach 2)")
-    i.add_argument("results")
-    i.add_argument("--out", required=True)
-    i.add_argument("--bootstrap", type=int, default=1000)
-    i.add_argument("--seed", type=int, default=0)
+    i = sub.add_parser("isoflop", help="iso-FLOP parabolas (Approach 2)", formatter_class=fmt)
+    _common(i)
+    i.add_argument("--out", required=True, help="output directory")
+    i.add_argument("--bootstrap", type=int, default=1000, help="resamples (0 to skip)")
+    i.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     i.add_argument("--bin-width", type=float, default=None,
-                   help="group budgets in log10 bins of this width (default: exact budgets)")
-    i.add_argument("--params-column", default="params")
-    e = sub.add_parser("envelope", help="lower envelope of training curves (Approach 1)")
-    e.add_argument("results")
-    e.add_argument("--params-column", default="params")
-    b = sub.add_parser("bench", help="time the vectorised fit against a plain scipy loop")
-    b.add_argument("--points", type=int, default=300)
-    b.add_argument("--bootstrap", type=int, default=1000)
+                   help="group actual FLOPs in log10 bins of this width instead of the planned "
+                        "compute_budget (default: compute_budget when present, else exact "
+                        "shared values, else 0.1 dex bins)")
+    i.add_argument("--reference-flops", type=float, nargs="+", default=None,
+                   help="computes at which to report N_opt, D_opt (default: max C x 1, 10, 100)")
+    e = sub.add_parser("envelope", help="lower envelope of training curves (Approach 1)",
+                       formatter_class=fmt)
+    _common(e, selection=False)
+    e.add_argument("--source", choices=["auto", "eval", "train"], default="auto",
+                   help="for a sweep or run directory: which loss rows make the curves "
+                        "(auto: eval rows when every run has 2+, else train rows)")
+    c = sub.add_parser("curves", help="training curves of a sweep as the table Approach 1 reads",
+                       formatter_class=fmt)
+    c.add_argument("sweep", help="a sweep directory (or one run directory)")
+    c.add_argument("--out", required=True, help="output directory (writes curves.csv)")
+    c.add_argument("--source", choices=["auto", "eval", "train"], default="auto",
+                   help="which loss rows make the curves (auto: eval rows when every run has "
+                        "2+, else train rows)")
+    b = sub.add_parser("bench", help="time the vectorised fit against a plain scipy loop",
+                       formatter_class=fmt)
+    b.add_argument("--points", type=int, default=300, help="synthetic points")
+    b.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     b.add_argument("--scipy-starts", type=int, default=450,
                    help="grid starts timed with scipy (the rest extrapolated)")
     return p
 
 
+def _compile_cache():
+    """A persistent JAX compilation cache, so a second `fit` skips XLA compilation
+    (set before JAX is imported; JAX_COMPILATION_CACHE_DIR chooses another place)."""
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(base, "scaling-analysis", "jax")
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
+    if args.command in ("fit", "isoflop", "bench"):
+        _compile_cache()
     try:
         if args.command == "fit":
             from .pipeline import run_fit
@@ -67,19 +119,32 @@ def main(argv=None):
                                  holdout_above_flops=args.holdout_above_flops,
                                  holdout_above_params=args.holdout_above_params, seed=args.seed,
                                  params_column=args.params_column,
-                                 reference_flops=args.reference_flops)
+                                 reference_flops=args.reference_flops, compute=args.compute,
+                                 select=args.select, select_by=args.select_by,
+                                 base_law=args.base_law, duplicates=args.duplicates)
             print(summary)
         elif args.command == "isoflop":
             from .pipeline import run_isoflop
             _, summary = run_isoflop(args.results, args.out, bootstrap=args.bootstrap,
                                      seed=args.seed, bin_width_dex=args.bin_width,
-                                     params_column=args.params_column)
+                                     params_column=args.params_column, compute=args.compute,
+                                     select=args.select, select_by=args.select_by,
+                                     reference_flops=args.reference_flops,
+                                     duplicates=args.duplicates)
             print(summary)
         elif args.command == "envelope":
-            from .data import load_results
-            from .envelope import envelope
-            print(json.dumps(envelope(load_results(args.results),
-                                      params_column=args.params_column), indent=2))
+            from .envelope import envelope, envelope_input
+            print(json.dumps(envelope(envelope_input(args.results, args.source, args.duplicates),
+                                      params_column=args.params_column, compute=args.compute),
+                             indent=2))
+        elif args.command == "curves":
+            from .curves import write_curves
+            path, table = write_curves(args.sweep, args.out, args.source)
+            runs = len(set(table.text("run")))
+            print(f"curves: {len(table)} rows from {runs} runs "
+                  f"({table.columns['loss_source'][0]}) -> {path}")
+            for n in table.notes:
+                print(f"  note: {n}")
         else:
             from .bench import main as bench
             bench(args.points, args.bootstrap, args.scipy_starts)

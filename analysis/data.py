@@ -17,6 +17,8 @@ import numpy as np
 from .errors import AnalysisError
 
 MAX_ROWS_NAMED = 8
+# Older run records name a column differently: read the old name when the new one is absent.
+ALIASES = {"unique_tokens": "unique_train_tokens"}
 
 
 @dataclass
@@ -25,18 +27,39 @@ class Results:
     labels: list              # how to name each row in errors: "row 3" or a run directory
     source: str = ""
     notes: list = field(default_factory=list)
+    dropped: list = field(default_factory=list)  # {"row": label, "reason": why} per row left out
+    n_read: int | None = None                     # rows read before any were left out
+    warnings: list = field(default_factory=list)
 
     def __len__(self):
         return len(self.labels)
 
     def has(self, name):
+        if name in ALIASES and not self._has(name) and self._has(ALIASES[name]):
+            return True
+        return self._has(name)
+
+    def _has(self, name):
         return name in self.columns and any(v not in (None, "") for v in self.columns[name])
 
     def subset(self, keep):
         keep = np.asarray(keep)
         idx = np.flatnonzero(keep) if keep.dtype == bool else keep
         return Results({k: [v[i] for i in idx] for k, v in self.columns.items()},
-                       [self.labels[i] for i in idx], self.source, list(self.notes))
+                       [self.labels[i] for i in idx], self.source, list(self.notes),
+                       list(self.dropped), self.read, list(self.warnings))
+
+    @property
+    def read(self):
+        return len(self) if self.n_read is None else self.n_read
+
+    def drop(self, keep, reasons):
+        """Subset to `keep` (bool mask), recording a reason for each row left out."""
+        keep = np.asarray(keep, bool)
+        out = self.subset(keep)
+        out.dropped += [dict(row=self.labels[i], reason=reasons[i])
+                        for i in np.flatnonzero(~keep)]
+        return out
 
     def text(self, name):
         """Column as strings ('' where missing), e.g. run names."""
@@ -48,6 +71,8 @@ class Results:
         """Column as float64, validated: present, numeric, finite, and (by default) > 0."""
         if name == "flops" and not self.has("flops"):
             return 6.0 * self.numeric("params") * self.numeric("tokens")
+        if name in ALIASES and not self._has(name) and self._has(ALIASES[name]):
+            name = ALIASES[name]
         if not self.has(name):
             raise AnalysisError(
                 f"{self.source}: missing column '{name}' (have: {', '.join(sorted(self.columns))}); "
@@ -81,11 +106,25 @@ class Results:
         return shown + more
 
 
-def load_results(path) -> Results:
-    """Read a CSV, JSONL or JSON-list file, or a sweep directory of `*/result.json`."""
-    path = os.fspath(path)
+DUPLICATES = ("drop", "refuse")
+
+
+def load_results(path, duplicates="drop") -> Results:
+    """Read a CSV, JSONL or JSON-list file, a sweep directory (its results.csv, else
+    runs/*/result.json or */result.json), or one run directory (its result.json).
+    Repeated rows are dropped with a note (duplicates="drop") or refused ("refuse")."""
+    return deduplicate(_load(os.fspath(path)), duplicates)
+
+
+def _load(path) -> Results:
     if os.path.isdir(path):
-        return _load_sweep(path)
+        if os.path.isfile(os.path.join(path, "result.json")):
+            return _load_run(path)
+        if os.path.isfile(os.path.join(path, "results.csv")):
+            table = _load(os.path.join(path, "results.csv"))
+            table.notes.insert(0, f"read the sweep's results.csv in {path}")
+            return table
+        return _load_sweep(run_root(path))
     if not os.path.exists(path):
         raise AnalysisError(f"results not found: {path}; pass a CSV/JSONL file or a sweep directory")
     with open(path, encoding="utf-8") as fh:
@@ -106,7 +145,11 @@ def load_results(path) -> Results:
              for i in range(len(records)) if i not in set(keep)]
     if not keep:
         raise AnalysisError(f"{path}: no rows with status 'done' ({len(records)} rows read)")
-    return _to_results([records[i] for i in keep], [labels[i] for i in keep], path, notes)
+    out = _to_results([records[i] for i in keep], [labels[i] for i in keep], path, notes)
+    out.dropped = [dict(row=labels[i], reason=f"status '{records[i]['status']}'")
+                   for i in range(len(records)) if i not in set(keep)]
+    out.n_read = len(records)
+    return out
 
 
 def _parse_json_records(text, path):
@@ -130,8 +173,29 @@ def _parse_json_records(text, path):
     return records
 
 
+def run_root(path):
+    """Where a sweep keeps its run directories: SWEEP/runs when present, else SWEEP."""
+    runs = os.path.join(path, "runs")
+    return runs if os.path.isdir(runs) else path
+
+
+def _load_run(path):
+    result = os.path.join(path, "result.json")
+    try:
+        with open(result, encoding="utf-8") as fh:
+            record = json.load(fh)
+    except (OSError, json.JSONDecodeError) as e:
+        raise AnalysisError(f"{result}: unreadable ({e}); rerun that run") from None
+    if record.get("status", "done") != "done":
+        raise AnalysisError(f"{path}: status '{record.get('status')}', not done; finish the run "
+                            f"or pass a sweep directory")
+    name = os.path.basename(os.path.normpath(path))
+    record.setdefault("run", name)
+    return _to_results([record], [name], path, [])
+
+
 def _load_sweep(path):
-    records, labels, notes = [], [], []
+    records, labels, notes, dropped = [], [], [], []
     for name in sorted(os.listdir(path)):
         result = os.path.join(path, name, "result.json")
         if not os.path.isfile(result):
@@ -144,14 +208,56 @@ def _load_sweep(path):
         status = record.get("status", "done")
         if status != "done":
             notes.append(f"excluded {name}: status '{status}'")
+            dropped.append(dict(row=name, reason=f"status '{status}'"))
             continue
         record.setdefault("run", name)
         records.append(record)
         labels.append(name)
     if not records:
-        raise AnalysisError(f"{path}: no finished runs (no */result.json with status 'done')"
+        raise AnalysisError(f"{path}: no finished runs (no results.csv, runs/*/result.json or "
+                            f"*/result.json with status 'done')"
                             + (f"; {len(notes)} excluded" if notes else ""))
-    return _to_results(records, labels, path, notes)
+    out = _to_results(records, labels, path, notes)
+    out.dropped, out.n_read = dropped, len(records) + len(dropped)
+    return out
+
+
+def deduplicate(table: Results, mode="drop") -> Results:
+    """Exact duplicate rows, and rows repeating a run name (a (run, step) pair for curves),
+    are dropped keeping the last (a rerun appended later), with a note; or refused."""
+    if mode not in DUPLICATES:
+        raise AnalysisError(f"unknown --duplicates '{mode}'; use drop or refuse")
+    names = list(table.columns)
+    rows = [tuple(str(table.columns[k][i]) for k in names) for i in range(len(table))]
+    key_cols = [c for c in ("run", "step") if table.has(c)] if table.has("run") else []
+    keys = [tuple(table.text(c)[i] for c in key_cols) for i in range(len(table))]
+    last_row, last_key = {}, {}
+    for i in range(len(table)):
+        last_row[rows[i]] = i
+        if key_cols:
+            last_key[keys[i]] = i
+    reasons, exact, renamed = {}, [], []
+    for i in range(len(table)):
+        if last_row[rows[i]] != i:
+            reasons[i] = f"exact duplicate of {table.labels[last_row[rows[i]]]}"
+            exact.append(i)
+        elif key_cols and last_key[keys[i]] != i:
+            j = last_key[keys[i]]
+            reasons[i] = (f"repeats {'/'.join(key_cols)} {'/'.join(keys[i])} of "
+                          f"{table.labels[j]} (the later row is kept)")
+            renamed.append(i)
+    if not reasons:
+        return table
+    listed = "; ".join(f"{table.labels[i]}: {r}" for i, r in list(reasons.items())[:MAX_ROWS_NAMED])
+    if mode == "refuse":
+        raise AnalysisError(f"{table.source}: {len(reasons)} repeated rows ({listed}); remove them "
+                            f"or pass --duplicates drop")
+    keep = np.ones(len(table), bool)
+    keep[list(reasons)] = False
+    out = table.drop(keep, [reasons.get(i, "") for i in range(len(table))])
+    out.warnings.append(f"dropped {len(exact)} exact duplicate rows and {len(renamed)} rows repeating "
+                     f"a run name ({listed})")
+    return out
 
 
 def _to_results(records, labels, source, notes):

@@ -12,11 +12,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import allocation
+from . import allocation, uncertainty
+from .compute import compute_column, cost_model
 from .data import Results, final_rows, load_results
 from .errors import AnalysisError
 from .laws import Law, make_law
 from .optimize import minimize, minimize_lanes
+from .provenance import provenance
+from .select import edge_warnings, lr_scan, select_best
 
 NEAR_BEST_RTOL = 1e-6      # starts within this relative gap of the best objective "reached" it
 NEAR_BEST_ATOL = 1e-12     # absolute floor for that gap (noise-free fits reach ~0)
@@ -27,9 +30,10 @@ BOOT_STARTS = 8            # starts per bootstrap refit: the full-data optimum +
 
 @functools.lru_cache(maxsize=None)
 def objective(log_pred):
-    """value_and_grad(z (lanes,P), w, logX, y, delta, T, c) for a law's log_pred,
-    in the optimiser's coordinates z (theta = z T^T + c, see Law.centring)."""
-    def value_and_grad(z, w, logX, y, delta, T, c):
+    """value_and_grad(z (lanes,P), w, y, logX, delta, T, c) for a law's log_pred,
+    in the optimiser's coordinates z (theta = z T^T + c, see Law.centring).
+    w and y are (n,) or per lane (lanes, n)."""
+    def value_and_grad(z, w, y, logX, delta, T, c):
         pred, vjp = jax.vjp(lambda z: log_pred(z @ T.T + c, logX), z)
         r = pred - y
         ar = jnp.abs(r)
@@ -54,11 +58,11 @@ def pad_points(logX, logL, weights):
     Zero weight removes them from objective and gradient; the common sizes let
     fits on different numbers of points reuse one compilation.
     """
-    n = len(logL)
+    n = logX.shape[0]
     size = -(-n // PAD) * PAD
     extra = size - n
     logX = np.concatenate([logX, np.zeros((extra, logX.shape[1]))])
-    logL = np.concatenate([logL, np.zeros(extra)])
+    logL = np.concatenate([logL, np.zeros(logL.shape[:-1] + (extra,))], axis=-1)
     weights = np.concatenate([weights, np.zeros(weights.shape[:-1] + (extra,))], axis=-1)
     return logX, logL, weights
 
@@ -67,17 +71,14 @@ def to_z(theta, T, c):
     return np.linalg.solve(T, (np.asarray(theta) - c).T).T
 
 
-def _swap(padded):
-    logX, logL, w = padded
-    return w, logX, logL
-
-
-def fit_points(law: Law, logX, logL, huber_delta=1e-3, weights=None):
-    """Multi-start fit on arrays; returns the optimiser result and diagnostics."""
+def fit_points(law: Law, logX, logL, huber_delta=1e-3, weights=None, starts=None):
+    """Multi-start fit on arrays (from law.grid unless `starts` is given);
+    returns the optimiser result and diagnostics."""
     w = np.ones(len(logL)) if weights is None else np.asarray(weights, float)
     T, c = law.change_of_variables(logX.mean(axis=0))
-    res = minimize(objective(law.log_pred), to_z(law.grid, T, c),
-                   (*_swap(pad_points(logX, logL, w)), huber_delta, T, c))
+    logX, logL, w = pad_points(logX, logL, w)
+    grid = law.grid if starts is None else np.asarray(starts, float)
+    res = minimize(objective(law.log_pred), to_z(grid, T, c), (w, logL, logX, huber_delta, T, c))
     res = res._replace(x=res.x @ T.T + c)
     f = np.where(np.isfinite(res.f), res.f, np.inf)
     best = int(np.argmin(f))
@@ -85,24 +86,43 @@ def fit_points(law: Law, logX, logL, huber_delta=1e-3, weights=None):
     return res, best, near
 
 
-def disagreement_warnings(law: Law, x_near: np.ndarray, best_x: np.ndarray):
-    """Warn for each parameter whose near-best optima spread by more than DISAGREE_RTOL."""
+def disagreement(law: Law, x_near: np.ndarray, best_x: np.ndarray):
+    """(warnings, names) for each parameter whose near-best optima spread by more than
+    DISAGREE_RTOL."""
     if len(x_near) < 2:
-        return []
+        return [], []
     vals = law.to_natural(x_near)
     best = law.to_natural(best_x)
-    out = []
+    out, names = [], []
     for name in law.natural:
         lo, hi = float(np.min(vals[name])), float(np.max(vals[name]))
         if hi - lo > DISAGREE_RTOL * max(abs(float(best[name])), 1e-12):
+            names.append(name)
             out.append(f"non-identifiable: {len(x_near)} starts reach the best objective but "
-                       f"disagree on {name} ({lo:.4g} to {hi:.4g}); the data do not pin it down")
-    return out
+                       f"disagree on {name} ({uncertainty.num(lo)} to {uncertainty.num(hi)}); "
+                       f"the data do not pin it down")
+    return out, names
+
+
+def disagreement_warnings(law: Law, x_near: np.ndarray, best_x: np.ndarray):
+    return disagreement(law, x_near, best_x)[0]
+
+
+PARENT_COLUMNS = ("branched_from", "parent")
 
 
 def bootstrap_groups(table: Results):
-    """Group index per row: by run when runs have several rows, otherwise one per row."""
+    """Group index per row. Correlated rows are resampled together: WSD branches with
+    their parent (a `branched_from` or `parent` column), rows of one run (training
+    curves) together; otherwise every row is its own unit."""
     runs = table.text("run")
+    parent_col = next((c for c in PARENT_COLUMNS if table.has(c)), None)
+    if parent_col:
+        parents = table.text(parent_col)
+        own = runs if table.has("run") else [str(i) for i in range(len(table))]
+        keys = [p or r for p, r in zip(parents, own)]
+        names = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+        return np.array([names[k] for k in keys]), "runs (WSD branches with their parent)"
     if table.has("run") and len(set(runs)) < len(runs):
         names = {r: i for i, r in enumerate(dict.fromkeys(runs))}
         return np.array([names[r] for r in runs]), "runs"
@@ -132,14 +152,25 @@ def bootstrap_starts(law: Law, res, best, max_starts=BOOT_STARTS):
 
 
 def bootstrap_fits(law, logX, logL, weights, starts, huber_delta):
-    """Refit every resample from `starts`; returns (n_boot, P) best points."""
-    n_boot, n_starts = len(weights), len(starts)
+    """Refit every resample from `starts`; returns (n_boot, P) best points.
+
+    `starts` is (S, P) for every resample or (n_boot, S, P); `logL` is (n,), or
+    (n_boot, n) to refit many data sets on one design at once (simulation tests)."""
+    n_boot = len(weights)
+    starts = np.asarray(starts, float)
+    if starts.ndim == 2:
+        starts = np.broadcast_to(starts, (n_boot,) + starts.shape)
+    n_starts = starts.shape[1]
     lane_w = np.repeat(weights, n_starts, axis=0)
-    lane_x = np.tile(starts, (n_boot, 1))
+    lane_x = starts.reshape(n_boot * n_starts, -1)
     T, c = law.change_of_variables(logX.mean(axis=0))
+    per_lane_y = np.ndim(logL) == 2
+    if per_lane_y:
+        logL = np.repeat(logL, n_starts, axis=0)
     logX, logL, lane_w = pad_points(logX, logL, lane_w)
-    res = minimize_lanes(objective(law.log_pred), to_z(lane_x, T, c), (lane_w,),
-                         (logX, logL, huber_delta, T, c))
+    lane_args, shared = ((lane_w, logL), (logX,)) if per_lane_y else ((lane_w,), (logL, logX))
+    res = minimize_lanes(objective(law.log_pred), to_z(lane_x, T, c), lane_args,
+                         (*shared, huber_delta, T, c))
     res = res._replace(x=res.x @ T.T + c)
     f = np.where(np.isfinite(res.f), res.f, np.inf).reshape(n_boot, n_starts)
     pick = np.argmin(f, axis=1)
@@ -157,10 +188,33 @@ def summarise(samples: dict):
     return stderr, ci95
 
 
+def prepare(table, params_column="params", compute="auto", select="best", select_by=None):
+    """The rows a fit uses: final rows of curves, best-of-hyperparameter selection per
+    (N, D). Returns (table, cost model, selection info, LR scan)."""
+    if not isinstance(table, Results):
+        table = load_results(table)  # a path: CSV, JSONL or sweep directory
+    table = final_rows(table)
+    cost = cost_model(table, params_column, compute)
+    N, D = table.numeric(params_column), table.numeric("tokens")
+    scan = lr_scan(table, N, D)
+    table, selection = select_best(table, [N, D], [params_column, "tokens"], mode=select,
+                                   by=select_by)
+    return table, cost, selection, scan
+
+
 def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, bootstrap=1000,
             seed=0, reference_flops=None, holdout_above_flops=None, holdout_above_params=None,
-            params_column="params"):
-    """Fit `law` to a results table. Returns a JSON-ready dict (the content of fit.json)."""
+            params_column="params", compute="auto", select="best", select_by=None, starts=None,
+            base_law=None):
+    """Fit `law` to a results table. Returns a JSON-ready dict (the content of fit.json).
+
+    compute: "auto" (the flops column when present, else 6ND), "flops" or "6nd".
+    select: "best" keeps the lowest-loss run per (N, D) over `select_by` columns
+    (default learning_rate); "all" fits every row. starts: optional (S, P) start points
+    in the law's log-space coordinates instead of its full grid. base_law: for
+    law="data-constrained", a dict of E, A, B, alpha, beta (or a chinchilla fit.json path)
+    to hold fixed; without it the base law is fitted jointly.
+    """
     if holdout_above_flops is not None and holdout_above_params is not None:
         raise AnalysisError("--holdout-above-flops and --holdout-above-params both given; "
                             "choose one extrapolation check")
@@ -168,82 +222,131 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
         raise AnalysisError(f"--huber-delta must be positive, got {huber_delta}")
     if bootstrap < 0:
         raise AnalysisError(f"--bootstrap must be >= 0, got {bootstrap}")
-    law_obj = make_law(law, x) if isinstance(law, str) else law
-    if not isinstance(table, Results):
-        table = load_results(table)  # a path: CSV, JSONL or sweep directory
-    table = final_rows(table)
+    law_obj = make_law(law, x, base=_base_params(base_law)) if isinstance(law, str) else law
+    table, cost, selection, scan = prepare(table, params_column, compute, select, select_by)
     logX, logL = design(table, law_obj, params_column)
-    res, best, near = fit_points(law_obj, logX, logL, huber_delta)
+    C = compute_column(table, cost)
+    res, best, near = fit_points(law_obj, logX, logL, huber_delta, starts=starts)
     theta = res.x[best]
     params = {k: float(v) for k, v in law_obj.to_natural(theta).items()}
 
-    warnings = disagreement_warnings(law_obj, res.x[near], theta)
+    warnings, disagree = disagreement(law_obj, res.x[near], theta)
+    warnings = list(table.warnings) + warnings + _degenerate_warnings(law_obj, theta, logL)
     if not res.converged[best]:
         warnings.append("the best start hit the iteration cap before converging")
+    warnings += edge_warnings(scan)
+    if law_obj.name == "data-constrained":
+        from .constrained import flatness_warnings
+        warnings += flatness_warnings(law_obj, theta, lambda t: objective_value(
+            law_obj, t, logX, logL, huber_delta))
     n_capped = int((~res.converged).sum())
 
     out = dict(
         law=law_obj.name, x=list(law_obj.x), params_column=params_column,
-        formula=law_obj.formula, params=params,
+        formula=law_obj.formula, params=params, compute=cost.describe(),
         fitted_log_space=dict(zip(law_obj.fitted, map(float, theta))),
-        n_points=int(len(logL)), n_starts=int(len(law_obj.grid)),
+        n_points=int(len(logL)), n_starts=int(len(res.x)),
         n_starts_at_best=int(near.sum()), n_starts_not_converged=n_capped,
         objective=float(res.f[best]), huber_delta=float(huber_delta),
         objective_note="sum over points of Huber(log L_pred - log L), parameters in log space",
+        selection=selection, lr_scan=scan,
         source=table.source, notes=list(table.notes), warnings=warnings,
+        provenance=provenance(table.source, table.read, len(logL), table.dropped),
     )
+    cost_kp = (cost.k, cost.p)
     if law_obj.name == "chinchilla":
-        out.update(allocation.chinchilla(params, _reference_flops(table, reference_flops,
-                                                                  params_column)))
+        refs = [float(c) for c in reference_flops] if reference_flops else \
+            [float(np.max(C)) * m for m in (1, 10, 100)]
+        out.update(allocation.chinchilla(params, refs, cost_kp))
     resid = _residuals(law_obj, theta, logX, logL)
     out["residuals"] = dict(log_loss=resid.tolist(), rmse_log=float(np.sqrt(np.mean(resid ** 2))))
 
     if bootstrap:
         groups, unit = bootstrap_groups(table)
         weights = bootstrap_weights(groups, bootstrap, seed)
-        starts = bootstrap_starts(law_obj, res, best)
-        boot = bootstrap_fits(law_obj, logX, logL, weights, starts, huber_delta)
+        boot_starts = bootstrap_starts(law_obj, res, best)
+        boot = bootstrap_fits(law_obj, logX, logL, weights, boot_starts, huber_delta)
         samples = dict(law_obj.to_natural(boot))
         if law_obj.name == "chinchilla":
-            samples.update(allocation.chinchilla_samples(samples, out["reference_flops"]))
+            samples.update(allocation.chinchilla_samples(samples, out["reference_flops"], cost_kp))
         stderr, ci95 = summarise(samples)
         out.update(stderr=stderr, ci95=ci95, bootstrap=dict(
             n=int(bootstrap), seed=int(seed), unit=unit, n_units=int(groups.max() + 1),
-            starts_per_refit=int(len(starts)),
+            starts_per_refit=int(len(boot_starts)),
             starts_note="each refit starts from the full-data optimum and the best distinct "
                         "other optima of the full-grid fit (not the full grid)",
             interval="percentile, 2.5% to 97.5%"))
         out["_samples"] = samples
     else:
         out.update(stderr={}, ci95={}, bootstrap=None)
-    out["_data"] = dict(law=law_obj, theta=theta, logX=logX, logL=logL)
+    out["identified"] = uncertainty.classify(uncertainty.quantities(out), out["stderr"], out["ci95"],
+                                             disagree)
+    not_ident = [k for k in law_obj.natural if not out["identified"][k]]
+    if not_ident:
+        warnings.append(f"not identified by these runs: {', '.join(not_ident)} (reported as "
+                        f"95% ranges, not values)")
+    out["_data"] = dict(law=law_obj, theta=theta, logX=logX, logL=logL, logC=np.log(C),
+                        cost=cost_kp)
 
     for by, threshold in (("flops", holdout_above_flops), ("params", holdout_above_params)):
         if threshold is not None:  # at most one is set (checked above)
             out["extrapolation"] = extrapolation_check(table, law_obj, threshold, huber_delta,
-                                                       params_column, by=by)
+                                                       params_column, by=by, C=C)
     return out
+
+
+BOUND_EXPONENT = 10.0  # an exponent beyond this (or a scale beyond 1e-30..1e30) ran to a bound
+
+
+def _degenerate_warnings(law, theta, logL):
+    """Loss that does not vary, and parameters that ran to a bound of what a law can mean."""
+    out = []
+    if np.ptp(logL) < 1e-12:
+        out.append(f"the loss does not vary across the {len(logL)} rows (all "
+                   f"{np.exp(logL[0]):.6g}); no law can be identified from them")
+    for name, v in law.to_natural(np.asarray(theta)[None]).items():
+        v = float(np.asarray(v).ravel()[0])
+        exponent = name in law.fitted  # fitted as is (alpha, beta); the rest as logs
+        if not np.isfinite(v) or (exponent and abs(v) > BOUND_EXPONENT) or \
+                (not exponent and not uncertainty.TINY <= abs(v) <= uncertainty.HUGE):
+            out.append(f"{name} ran to a bound ({uncertainty.num(v)}); the fit is degenerate "
+                       f"in it, and plots that need it may be skipped")
+    return out
+
+
+def _base_params(base_law):
+    if base_law is None or isinstance(base_law, dict):
+        return base_law
+    import json
+    try:
+        with open(base_law, encoding="utf-8") as fh:
+            fit = json.load(fh)
+    except (OSError, json.JSONDecodeError) as e:
+        raise AnalysisError(f"--base-law {base_law}: unreadable ({e}); give a chinchilla "
+                            f"fit.json") from None
+    if fit.get("law") != "chinchilla":
+        raise AnalysisError(f"--base-law {base_law}: law is {fit.get('law')!r}, not chinchilla; "
+                            f"fit the base law with --law chinchilla first")
+    return fit["params"]
+
+
+def objective_value(law, theta, logX, logL, huber_delta):
+    """The fit objective at one parameter vector (numpy)."""
+    r = np.log(law.predict(theta, logX)) - logL
+    ar = np.abs(r)
+    return float(np.sum(np.where(ar <= huber_delta, 0.5 * r * r,
+                                 huber_delta * (ar - 0.5 * huber_delta))))
 
 
 def _residuals(law, theta, logX, logL):
     return np.log(law.predict(theta, logX)) - logL
 
 
-def _reference_flops(table, given, params_column):
-    if given:
-        return [float(c) for c in given]
-    flops = (table.numeric("flops") if table.has("flops")
-             else 6.0 * table.numeric(params_column) * table.numeric("tokens"))
-    top = float(np.max(flops))
-    return [top, 10 * top, 100 * top]
-
-
 def extrapolation_check(table, law, threshold, huber_delta=1e-3, params_column="params",
-                        by="flops"):
+                        by="flops", C=None):
     """Fit on runs with C <= threshold (by="flops") or N <= threshold (by="params", i.e.
     without the largest models), predict the others, report relative errors."""
-    flops = (table.numeric("flops") if table.has("flops")
-             else 6.0 * table.numeric(params_column) * table.numeric("tokens"))
+    flops = C if C is not None else compute_column(table, cost_model(table, params_column))
     split_on = flops if by == "flops" else table.numeric(params_column)
     below = split_on <= threshold
     if not (~below).any():

@@ -11,21 +11,30 @@ from __future__ import annotations
 
 import numpy as np
 
+from .compute import compute_column, cost_model
 from .data import Results, final_rows, load_results
 from .errors import AnalysisError
+from .provenance import provenance
+from .select import edge_warnings, lr_scan, select_best
 
 MIN_RUNS_PER_BUDGET = 3
 
 
-def group_budgets(flops, bin_width_dex=None):
-    """Budget label per run: exact values when shared, else log10 bins of `bin_width_dex`."""
+def group_budgets(flops, bin_width_dex=None, planned=None):
+    """Budget label (log10 C) per run, and how it was grouped.
+
+    The planned `compute_budget` when the table has one (runs never share exact actual
+    FLOPs once steps are rounded); otherwise exact values when shared, else log10 bins."""
+    if planned is not None and bin_width_dex is None:
+        return np.round(np.log10(planned), 6), "planned compute_budget column"
     rounded = np.round(np.log10(flops), 6)
     values, counts = np.unique(rounded, return_counts=True)
     if bin_width_dex is None and (counts >= MIN_RUNS_PER_BUDGET).sum() >= 2:
-        return rounded, "exact"
+        return rounded, "exact actual FLOPs"
     width = bin_width_dex or 0.1
     centre = np.round(np.log10(flops) / width) * width
-    return np.round(centre, 6), f"log10 bins of {width:g} dex"
+    why = "" if bin_width_dex else " (no compute_budget column and no shared exact FLOPs)"
+    return np.round(centre, 6), f"actual FLOPs binned in log10 bins of {width:g} dex{why}"
 
 
 def _parabola_min(x, loss):
@@ -69,16 +78,27 @@ def _slopes(opt):
     return a, b, ka, kb
 
 
-def isoflop(table: Results, *, bootstrap=1000, seed=0, bin_width_dex=None, params_column="params"):
+def isoflop(table: Results, *, bootstrap=1000, seed=0, bin_width_dex=None, params_column="params",
+            compute="auto", select="best", select_by=None, reference_flops=None):
     """Approach 2 fit; returns a JSON-ready dict (the content of isoflop.json)."""
     if not isinstance(table, Results):
         table = load_results(table)  # a path: CSV, JSONL or sweep directory
     table = final_rows(table)
+    cost = cost_model(table, params_column, compute)
+    C = compute_column(table, cost)
+    planned = table.numeric("compute_budget") if table.has("compute_budget") else None
+    labels, grouping = group_budgets(C, bin_width_dex, planned)
+    N = table.numeric(params_column)
+    scan = lr_scan(table, N, labels)
+    keep_table, selection = select_best(table, [N, labels], [params_column, "compute_budget"],
+                                        mode=select, by=select_by)
+    if len(keep_table) < len(table):
+        kept = np.isin(np.arange(len(table)),
+                       [table.labels.index(lab) for lab in keep_table.labels])
+        table, C, labels = keep_table, C[kept], labels[kept]
     N = table.numeric(params_column)
     D = table.numeric("tokens")
-    C = table.numeric("flops") if table.has("flops") else 6.0 * N * D
     loss = table.numeric("loss")
-    labels, grouping = group_budgets(C, bin_width_dex)
     logC, logN, logD = np.log(C), np.log(N), np.log(D)
     opt, skipped = budget_optima(logC, logN, logD, loss, labels)
     fitted = _slopes(opt)
@@ -91,22 +111,35 @@ def isoflop(table: Results, *, bootstrap=1000, seed=0, bin_width_dex=None, param
     warnings = [f"skipped {s}" for s in skipped]
     warnings += [f"budget {np.exp(o['log_budget']):.3g}: optimum N outside the sampled sizes; "
                  f"not used for the exponents" for o in opt if not o["inside"]]
+    warnings += edge_warnings(scan)
+    warnings = list(table.warnings) + warnings
+    notes = list(table.notes)
+    if planned is None:
+        notes.append(f"grouping: {grouping}")
+    refs = [float(c) for c in reference_flops] if reference_flops else \
+        [float(np.max(C)) * m for m in (1, 10, 100)]
 
     samples = _bootstrap(logC, logN, logD, loss, labels, bootstrap, seed)
     out = dict(
         method="iso-FLOP parabolas (Hoffmann et al. 2022, Approach 2)", grouping=grouping,
+        compute=cost.describe(),
         a=float(a), b=float(b), N_coeff=float(np.exp(ka)), D_coeff=float(np.exp(kb)),
+        compute_optimal={f"{c:.3g}": dict(flops=c, N_opt=float(np.exp(ka) * c ** a),
+                                          D_opt=float(np.exp(kb) * c ** b)) for c in refs},
         budgets=[dict(budget=float(np.exp(o["log_budget"])), N_opt=float(np.exp(o["log_N_opt"])),
                       D_opt=float(np.exp(o["log_D_opt"])), loss_opt=float(o["loss_opt"]),
                       n_runs=o["n_runs"], used=o["inside"]) for o in opt],
-        n_points=int(len(loss)), source=table.source, notes=list(table.notes), warnings=warnings)
+        n_points=int(len(loss)), selection=selection, lr_scan=scan, source=table.source,
+        notes=notes, warnings=warnings,
+        provenance=provenance(table.source, table.read, len(loss), table.dropped))
     if samples is not None:
         out["stderr"] = {k: float(np.std(v, ddof=1)) for k, v in samples.items()}
         out["ci95"] = {k: [float(q) for q in np.percentile(v, [2.5, 97.5])]
                        for k, v in samples.items()}
         out["bootstrap"] = dict(n=int(bootstrap), n_valid=int(len(samples["a"])), seed=int(seed),
                                 unit="runs within each budget", interval="percentile, 2.5% to 97.5%")
-    out["_curves"] = dict(opt=opt, logC=logC, logN=logN, loss=loss, labels=labels)
+    out["_curves"] = dict(opt=opt, logC=logC, logN=logN, loss=loss, labels=labels,
+                          axis=cost.axis_label())
     return out
 
 

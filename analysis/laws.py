@@ -91,8 +91,9 @@ def _pure_power_log_pred(theta, logX):
     return alpha * (c - logX[None, :, 0])
 
 
-def make_law(name: str, x: str | None = None) -> Law:
-    """The law called `name`; `x` picks the variable of one-variable laws."""
+def make_law(name: str, x: str | None = None, base: dict | None = None) -> Law:
+    """The law called `name`; `x` picks the variable of one-variable laws; `base` fixes the
+    base law of the data-constrained law."""
     if x is not None and x not in X_COLUMNS:
         raise AnalysisError(f"unknown --x '{x}'; use params, tokens or flops")
     if name == "chinchilla":
@@ -129,4 +130,10 @@ def make_law(name: str, x: str | None = None) -> Law:
                    _pure_power_log_pred,
                    lambda t: {f"{v}_c": np.exp(t[..., 0]), f"alpha_{v}": t[..., 1]},
                    grid, f"L({v}) = ({{{v}_c}} / {v})^{{alpha_{v}}}", ((0, None, 0),))
-    raise AnalysisError(f"unknown law '{name}'; use chinchilla, power or kaplan")
+    if name == "data-constrained":
+        if x is not None:
+            raise AnalysisError("--x does not apply to --law data-constrained")
+        from . import constrained
+        return constrained.make(base)
+    raise AnalysisError(f"unknown law '{name}'; use chinchilla, power, kaplan or "
+                        f"data-constrained")

@@ -12,8 +12,8 @@ from .fit import fit_law
 from .isoflop import isoflop
 
 
-def _table(results):
-    return results if isinstance(results, Results) else load_results(results)
+def _table(results, duplicates="drop"):
+    return results if isinstance(results, Results) else load_results(results, duplicates)
 
 
 def _out_dir(out_dir):
@@ -25,21 +25,24 @@ def _out_dir(out_dir):
 
 def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber_delta=1e-3,
             holdout_above_flops=None, holdout_above_params=None, seed=0,
-            params_column="params", reference_flops=None):
+            params_column="params", reference_flops=None, compute="auto", select="best",
+            select_by=None, base_law=None, duplicates="drop"):
     """Writes out_dir/fit.json, plots (PNG+SVG), report.md, report.html. Returns (fit, summary)."""
-    table = _table(results)
+    table = _table(results, duplicates)
     fit = fit_law(table, law, x, huber_delta=huber_delta, bootstrap=bootstrap, seed=seed,
                   holdout_above_flops=holdout_above_flops,
                   holdout_above_params=holdout_above_params, params_column=params_column,
-                  reference_flops=reference_flops)
+                  reference_flops=reference_flops, compute=compute, select=select,
+                  select_by=select_by, base_law=base_law)
     if table.has("step") and table.has("run"):
         try:
-            fit["approach1"] = envelope(table, params_column=params_column)
+            fit["approach1"] = envelope(table, params_column=params_column, compute=compute)
         except AnalysisError as e:
             fit["notes"].append(f"Approach 1 skipped: {e}")
     _out_dir(out_dir)
     report.write_json(fit, os.path.join(out_dir, "fit.json"))
     pngs = plots.fit_plots(fit, out_dir)
+    report.write_json(fit, os.path.join(out_dir, "fit.json"))  # with any plot warnings
     extra = []
     if "extrapolation" in fit:
         extra.append(("Extrapolation check", report.extrapolation_text(fit["extrapolation"])))
@@ -55,11 +58,13 @@ def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber
 
 
 def run_isoflop(results, out_dir, *, bootstrap=1000, seed=0, bin_width_dex=None,
-                params_column="params"):
+                params_column="params", compute="auto", select="best", select_by=None,
+                reference_flops=None, duplicates="drop"):
     """Writes out_dir/isoflop.json, plots and report. Returns (result, summary)."""
-    table = _table(results)
+    table = _table(results, duplicates)
     res = isoflop(table, bootstrap=bootstrap, seed=seed, bin_width_dex=bin_width_dex,
-                  params_column=params_column)
+                  params_column=params_column, compute=compute, select=select,
+                  select_by=select_by, reference_flops=reference_flops)
     _out_dir(out_dir)
     report.write_json(res, os.path.join(out_dir, "isoflop.json"))
     pngs = plots.isoflop_plots(res, out_dir)

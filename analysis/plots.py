@@ -46,15 +46,41 @@ def _plain_log_ticks(ax):
 
 def fit_plots(fit: dict, out_dir: str) -> list:
     """Loss vs N (coloured by D) with fitted curves, loss vs compute with the frontier,
-    N_opt(C)/D_opt(C) with bootstrap bands, and residuals. Returns the PNG paths."""
+    N_opt(C)/D_opt(C) with bootstrap bands, the loss-vs-LR scan, and residuals. A plot that
+    cannot be drawn (e.g. a parameter ran to a bound) is skipped with a warning in `fit`.
+    Returns the PNG paths."""
+    pngs = []
+    for name, draw in (("loss_vs_x", _plot_loss_vs_x), ("frontier", _plot_frontier),
+                       ("residuals", _plot_residuals)):
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                pngs += draw(fit, out_dir)
+        except (ValueError, OverflowError, FloatingPointError, ZeroDivisionError) as e:
+            plt.close("all")
+            fit.setdefault("warnings", []).append(f"plot {name} skipped: it cannot be drawn "
+                                                  f"for this fit ({str(e).splitlines()[0]})")
+    return pngs
+
+
+def _plot_loss_vs_x(fit, out_dir):
     d = fit["_data"]
     law, theta, logX, logL = d["law"], d["theta"], d["logX"], d["logL"]
     loss = np.exp(logL)
     pngs = []
-
     fig, ax = plt.subplots(figsize=(6, 4.2))
     x = np.exp(logX[:, 0])
-    if logX.shape[1] == 2:
+    if logX.shape[1] > 2:  # e.g. the data-constrained law: observed against predicted
+        pred = law.predict(theta, logX)
+        epochs = np.exp(logX[:, 1] - logX[:, 2])
+        sc = ax.scatter(pred, loss, c=epochs, cmap="viridis", norm=_log_norm(epochs), s=14)
+        fig.colorbar(sc, ax=ax, label="epochs (tokens / unique_tokens)")
+        lim = [min(pred.min(), loss.min()), max(pred.max(), loss.max())]
+        ax.plot(lim, lim, "k-", lw=0.8)
+        ax.set(xscale="log", yscale="log", xlabel="predicted loss", ylabel="loss",
+               title=f"{law.name} fit{_identified_note(fit)}")
+        _plain_log_ticks(ax)
+        pngs.append(_save(fig, out_dir, "loss_vs_x"))
+    elif logX.shape[1] == 2:
         second = np.exp(logX[:, 1])
         norm = _log_norm(second)
         sc = ax.scatter(x, loss, c=second, cmap="viridis", norm=norm, s=14)
@@ -73,41 +99,64 @@ def fit_plots(fit: dict, out_dir: str) -> list:
         xs = np.linspace(logX[:, 0].min(), logX[:, 0].max(), 100)
         ax.plot(np.exp(xs), law.predict(theta, xs[:, None]), color="C1", lw=1.5, label="fit")
         ax.legend()
-    ax.set(xscale="log", yscale="log", xlabel=_x_label(fit, law), ylabel="loss",
-           title=f"{law.name} fit")
-    _plain_log_ticks(ax)
-    pngs.append(_save(fig, out_dir, "loss_vs_x"))
+    if logX.shape[1] <= 2:
+        ax.set(xscale="log", yscale="log", xlabel=_x_label(fit, law), ylabel="loss",
+               title=f"{law.name} fit{_identified_note(fit)}")
+        _plain_log_ticks(ax)
+        pngs.append(_save(fig, out_dir, "loss_vs_x"))
 
+    return pngs
+
+
+def _plot_frontier(fit, out_dir):
+    d = fit["_data"]
+    law, theta, logX, logL = d["law"], d["theta"], d["logX"], d["logL"]
+    loss = np.exp(logL)
+    pngs = []
     if law.name == "chinchilla":
         params = fit["params"]
-        logC = np.log(6.0) + logX[:, 0] + logX[:, 1]
+        logC, cost = d["logC"], d["cost"]
+        c_label = "compute C (FLOPs, 6ND)" if fit["compute"]["name"] == "6ND" else \
+            "compute C (FLOPs, flops column)"
         fig, ax = plt.subplots(figsize=(6, 4.2))
         n = np.exp(logX[:, 0])
         sc = ax.scatter(np.exp(logC), loss, c=n, cmap="plasma", s=14,
                         norm=_log_norm(n))
         fig.colorbar(sc, ax=ax, label=_x_label(fit, law))
         cs = np.exp(np.linspace(logC.min(), np.log(max(fit["reference_flops"])), 100))
-        _, _, frontier = allocation.optimum(params, cs)
-        ax.plot(cs, frontier, "k-", lw=1.5, label="compute-optimal frontier (6ND)")
-        ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="loss")
+        _, _, frontier = allocation.optimum(params, cs, cost)
+        ax.plot(cs, frontier, "k-", lw=1.5, label="compute-optimal frontier")
+        ax.set(xscale="log", yscale="log", xlabel=c_label, ylabel="loss",
+               title=f"frontier{_identified_note(fit)}")
         _plain_log_ticks(ax)
         ax.legend()
         pngs.append(_save(fig, out_dir, "loss_vs_compute"))
 
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        n_opt, d_opt, _ = allocation.optimum(params, cs)
+        n_opt, d_opt, _ = allocation.optimum(params, cs, cost)
         samples = fit.get("_samples")
         for ax, val, name, key in ((axes[0], n_opt, "N_opt", 0), (axes[1], d_opt, "D_opt", 1)):
             ax.plot(cs, val, "C0-", label=name)
             if samples is not None:
                 sn, sd, _ = allocation.optimum({k: np.asarray(samples[k])[:, None]
-                                                for k in ("E", "A", "B", "alpha", "beta")}, cs[None])
+                                                for k in ("E", "A", "B", "alpha", "beta")}, cs[None],
+                                                cost)
                 band = np.nanpercentile(sn if key == 0 else sd, [2.5, 97.5], axis=0)
                 ax.fill_between(cs, band[0], band[1], alpha=0.3, label="95% bootstrap")
-            ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel=name)
+            ax.set(xscale="log", yscale="log", xlabel=c_label, ylabel=name)
             ax.legend()
         pngs.append(_save(fig, out_dir, "compute_optimal"))
+    if fit.get("lr_scan"):
+        pngs.append(lr_plot(fit["lr_scan"], out_dir, "D"))
 
+    return pngs
+
+
+def _plot_residuals(fit, out_dir):
+    d = fit["_data"]
+    law, theta, logX, logL = d["law"], d["theta"], d["logX"], d["logL"]
+    loss = np.exp(logL)
+    pngs = []
     fig, ax = plt.subplots(figsize=(6, 3.5))
     resid = np.asarray(fit["residuals"]["log_loss"])
     ax.scatter(np.exp(logX[:, 0]), resid, s=12)
@@ -115,6 +164,36 @@ def fit_plots(fit: dict, out_dir: str) -> list:
     ax.set(xscale="log", xlabel=_x_label(fit, law), ylabel="log L_pred − log L", title="residuals")
     pngs.append(_save(fig, out_dir, "residuals"))
     return pngs
+
+
+def _identified_note(fit):
+    missing = [k for k, ok in fit.get("identified", {}).items() if not ok and k in fit["params"]]
+    return f"\n(not identified: {', '.join(missing)})" if missing else ""
+
+
+def lr_plot(scan: dict, out_dir: str, group_name: str) -> str:
+    """Loss against learning rate, one panel per size, one line per D (or budget); the best
+    point of each line is ringed, and a size whose best LR is at its grid's edge says so."""
+    sizes = scan["sizes"]
+    cols = min(4, len(sizes))
+    rows = -(-len(sizes) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+    for ax, size in zip(axes.flat, sizes):
+        for i, c in enumerate(size["curves"]):
+            ax.plot(c["lr"], c["loss"], "o-", ms=3, color=f"C{i % 10}",
+                    label=f"{group_name}={c['group']:.3g}")
+            ax.plot(c["best_lr"], min(c["loss"]), "o", mfc="none", ms=9, color="k" if not
+                    c["at_edge"] else "r")
+        title = f"N={size['N']:.3g}"
+        if size["best_at_edge"]:
+            title += "\nbest LR at grid edge: widen the grid"
+        ax.set_title(title, fontsize=9, color="r" if size["best_at_edge"] else "k")
+        ax.set(xscale="log", xlabel=scan["column"], ylabel="loss")
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(sizes):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, out_dir, "loss_vs_lr")
 
 
 def isoflop_plots(result: dict, out_dir: str) -> list:
@@ -150,7 +229,9 @@ def isoflop_plots(result: dict, out_dir: str) -> list:
             centre = result[coeff] * ref ** result[exp_key]
             ax.fill_between(grid, centre * (grid / ref) ** lo, centre * (grid / ref) ** hi,
                             alpha=0.25, label="95% interval of exponent")
-        ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel=key)
+        ax.set(xscale="log", yscale="log", xlabel=cur.get("axis", "compute C (FLOPs)"), ylabel=key)
         ax.legend()
     pngs.append(_save(fig, out_dir, "isoflop_optima"))
+    if result.get("lr_scan"):
+        pngs.append(lr_plot(result["lr_scan"], out_dir, "log10 C"))
     return pngs

@@ -9,6 +9,8 @@ import os
 
 import numpy as np
 
+from .uncertainty import describe, num, quantities, rounded
+
 
 def public(result: dict) -> dict:
     """The JSON-ready part of a result (internal keys start with '_')."""
@@ -46,34 +48,43 @@ def _jsonable(v):
 
 def _interval(result, name):
     ci = (result.get("ci95") or {}).get(name)
-    return f" [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else ""
+    return f" [{num(ci[0])}, {num(ci[1])}]" if ci else ""
 
 
 def fit_table_rows(fit: dict):
-    """(name, value, stderr, 95% interval) for every parameter and derived quantity."""
+    """(name, value, stderr, 95% interval, identified) for every parameter and derived
+    quantity; value and stderr are None for a quantity the data do not identify."""
     rows = []
-    names = list(fit["params"]) + [k for k in ("a", "b", "G") if k in fit]
-    values = dict(fit["params"], **{k: fit[k] for k in ("a", "b", "G") if k in fit})
-    for c in fit.get("compute_optimal", {}).values():
-        key = f"{c['flops']:.3g}"
-        for q in ("N_opt", "D_opt", "tokens_per_param", "loss_opt"):
-            names.append(f"{q}@{key}")
-            values[f"{q}@{key}"] = c[q]
-    for n in names:
+    ident = fit.get("identified", {})
+    for n, v in quantities(fit).items():
         se = (fit.get("stderr") or {}).get(n)
         ci = (fit.get("ci95") or {}).get(n)
-        rows.append((n, values[n], se, ci))
+        ok = ident.get(n, True)
+        rows.append((n, v if ok else None, se if ok else None, ci, ok))
     return rows
+
+
+def headline(fit: dict) -> str:
+    """The law with identified values filled in; unidentified terms keep their symbol."""
+    ident = fit.get("identified", {})
+    vals = {k: (num(v) if ident.get(k, True) else f"{k}*") for k, v in fit["params"].items()}
+    law = fit["formula"].format(**vals)
+    missing = [k for k in fit["params"] if not ident.get(k, True)]
+    if missing:
+        law += f"   (* not identified: {', '.join(missing)})"
+    return law
 
 
 def fit_summary(fit: dict, report_path: str | None = None) -> str:
     """The fitted law with its 95% intervals, diagnostics, and where the report is."""
-    p = fit["params"]
-    law = fit["formula"].format(**{k: f"{v:.4g}" for k, v in p.items()})
-    lines = [f"{fit['law']} fit on {fit['n_points']} points: {law}"]
-    for n, v, se, ci in fit_table_rows(fit):
-        extra = f" ± {se:.3g} (95% CI {ci[0]:.4g} .. {ci[1]:.4g})" if ci else ""
-        lines.append(f"  {n:>24} = {v:.6g}{extra}")
+    lines = [f"{fit['law']} fit on {fit['n_points']} points: {headline(fit)}"]
+    if "compute" in fit:
+        lines.append(f"  compute convention: {fit['compute']['formula']}")
+    for n, v, se, ci, ok in fit_table_rows(fit):
+        if ok and v is not None:
+            lines.append(f"  {describe(n, v, se, ci, True)}")
+        else:
+            lines.append(f"  {describe(n, v, se, ci, False)}")
     lines.append(f"  starts: {fit['n_starts']}, at best objective: {fit['n_starts_at_best']}, "
                  f"objective {fit['objective']:.6g}")
     if fit.get("bootstrap"):
@@ -106,17 +117,23 @@ def isoflop_summary(res: dict, path: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def _fmt(v):
-    return "" if v is None else f"{v:.5g}"
+def _cells(row):
+    """(value, stderr, interval) cells of a table row; unidentified rows say so."""
+    n, v, se, ci = row[:4]
+    ok = row[4] if len(row) > 4 else True
+    rng = "" if not ci else f"{num(ci[0], 3)} .. {num(ci[1], 3)}"
+    if not ok:
+        return "not identified", "", rng
+    return rounded(v, se), ("" if se is None else num(se, 2)), rng
 
 
 def markdown(title: str, summary: str, table_rows, pngs, extra_sections=()) -> str:
     out = [f"# {title}", "", "```", summary, "```", ""]
     if table_rows:
         out += ["| quantity | value | stderr | 95% CI |", "|---|---|---|---|"]
-        for n, v, se, ci in table_rows:
-            out.append(f"| {n} | {_fmt(v)} | {_fmt(se)} | "
-                       f"{'' if not ci else f'{ci[0]:.5g} .. {ci[1]:.5g}'} |")
+        for row in table_rows:
+            v, se, rng = _cells(row)
+            out.append(f"| {row[0]} | {v} | {se} | {rng} |")
         out.append("")
     for head, body in extra_sections:
         out += [f"## {head}", "", body, ""]
@@ -135,10 +152,10 @@ def html_page(title: str, summary: str, table_rows, pngs, extra_sections=()) -> 
              f"<h1>{esc(title)}</h1><pre>{esc(summary)}</pre>"]
     if table_rows:
         parts.append("<table><tr><th>quantity</th><th>value</th><th>stderr</th><th>95% CI</th></tr>")
-        for n, v, se, ci in table_rows:
-            ci_s = "" if not ci else f"{ci[0]:.5g} .. {ci[1]:.5g}"
-            parts.append(f"<tr><td>{esc(n)}</td><td>{_fmt(v)}</td><td>{_fmt(se)}</td>"
-                         f"<td>{ci_s}</td></tr>")
+        for row in table_rows:
+            v, se, rng = _cells(row)
+            parts.append(f"<tr><td>{esc(row[0])}</td><td>{esc(v)}</td><td>{esc(se)}</td>"
+                         f"<td>{esc(rng)}</td></tr>")
         parts.append("</table>")
     for head, body in extra_sections:
         parts.append(f"<h2>{esc(head)}</h2><pre>{esc(body)}</pre>")

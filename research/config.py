@@ -112,6 +112,7 @@ class TrainConfig:
     b2: float = 0.95
     grad_clip: float = 1.0
     eval_every: int = 200  # steps; evaluation also runs at the end
+    eval_points: int = 8  # plus this many log-spaced evaluations (a loss curve; 0: none)
     eval_batches: int = 8
     log_every: int = 10
     checkpoint_every: int = 200

@@ -10,7 +10,7 @@ import time
 import jax
 import numpy as np
 
-from research import checkpoint, config_checks, data as data_lib, files, flops, provenance
+from research import checkpoint, config_checks, data as data_lib, evals, files, flops, provenance
 from research import run_dir, run_math, sharding
 from research.config import RunConfig
 from research.config_checks import ConfigError
@@ -90,6 +90,9 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
         process_index=jax.process_index(), process_count=jax.process_count())
     writer = MetricsWriter(workdir, is_writer, config=cfg, wandb=wandb_settings(cfg))
     tokens_per_step = run_math.tokens_per_step(t, m)
+    # Log-spaced evaluations besides the regular ones; each eval row carries tokens and FLOPs.
+    eval_at = evals.eval_steps(total_steps, t.eval_points, t.eval_every)
+    flops_per_token = run_math.train_flops_per_token(m)
     bar = _progress_bar(progress and is_writer, start, total_steps)
     started_wall = t0 = time.time()
     status, prev = "done", None
@@ -117,9 +120,10 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
         prev = (step, metrics)
         bar.update(1)
         done_steps = step + 1
-        if done_steps % t.eval_every == 0 and done_steps < total_steps:
+        if done_steps in eval_at and done_steps < total_steps:
             loss, err = evaluate(trainer, state["params"], eval_set)
-            writer.write(done_steps, {"eval/loss": loss, "eval/loss_stderr": err})
+            writer.write(done_steps, evals.eval_row(loss, err, done_steps, tokens_per_step,
+                                                    flops_per_token))
         checkpoint.save(manager, done_steps, state)
     if status == "done" and prev is not None and not check(*prev):
         status = "diverged"
@@ -128,7 +132,8 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
     if status == "done":
         checkpoint.save(manager, total_steps, state, force=total_steps not in manager.all_steps())
         loss, err = evaluate(trainer, state["params"], eval_set)
-        writer.write(total_steps, {"eval/loss": loss, "eval/loss_stderr": err})
+        writer.write(total_steps, evals.eval_row(loss, err, total_steps, tokens_per_step,
+                                                 flops_per_token))
     else:
         loss, err = float("nan"), float("nan")
         log.error("loss is NaN/Inf at step %d: run diverged (lower train.learning_rate)", prev[0] + 1)
@@ -138,6 +143,8 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
 
     result = _result(cfg, workdir, data, status, loss, err, time.time() - started_wall,
                      steps_done=total_steps if status == "done" else prev[0] + 1)
+    result.update(evals.result_fields(len(eval_set), t.batch_size, m.context_length,
+                                      len(data.train)))
     if is_writer:
         files.write_json(os.path.join(workdir, "result.json"), result)
     return result

@@ -99,7 +99,7 @@ def test_isoflop_recovers_known_exponent(tmp_path):
     a_true = P["beta"] / (P["alpha"] + P["beta"])
     assert res["a"] == pytest.approx(a_true, abs=0.01)
     assert res["b"] == pytest.approx(1 - a_true, abs=0.01)
-    assert len(res["budgets"]) == 3 and res["grouping"] == "exact"
+    assert len(res["budgets"]) == 3 and res["grouping"] == "exact actual FLOPs"
     assert res["ci95"]["a"][0] <= res["a"] <= res["ci95"]["a"][1]
 
 
@@ -117,7 +117,7 @@ def test_envelope_of_training_curves_follows_optimal_allocation():
 
 
 def run_cli(*args):
-    return subprocess.run([os.path.join(ROOT, ".venv", "bin", "python"), "-m", "analysis", *args],
+    return subprocess.run([sys.executable, "-m", "analysis", *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 

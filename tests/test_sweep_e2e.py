@@ -204,3 +204,29 @@ def test_wsd_branches_restore_the_parents_checkpoints(env, tmp_path):
         assert b.start_step in kept and result["tokens"] == b.tokens and result["steps"] == b.steps
         logged = [json.loads(x)["step"] for x in (workdir / "runs" / b.name / "metrics.jsonl").read_text().splitlines()]
         assert min(logged) > b.start_step  # trained only its decay, from the parent's state
+
+
+def test_analysis_reads_the_sweep_directory_and_its_curves(reference, tmp_path):
+    """`analysis fit SWEEP_DIR`, `analysis curves SWEEP_DIR` then `analysis envelope` (issue 9)."""
+    workdir, _ = reference
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+
+    def analysis(*args):
+        return subprocess.run([sys.executable, "-m", "analysis", *map(str, args)], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=300)
+
+    fit = analysis("fit", workdir, "--law", "power", "--bootstrap", "0", "--out", tmp_path / "fit")
+    assert fit.returncode == 0, fit.stderr
+    assert json.loads((tmp_path / "fit" / "fit.json").read_text())["n_points"] == 4
+    curves = analysis("curves", workdir, "--out", tmp_path / "curves")
+    assert curves.returncode == 0, curves.stderr
+    with open(tmp_path / "curves" / "curves.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["run"] for r in rows} == set(results(workdir))
+    for r in rows:  # the run's own arithmetic: tokens per step and FLOPs per token
+        res = json.loads((workdir / "runs" / r["run"] / "result.json").read_text())
+        assert int(r["tokens"]) == int(r["step"]) * res["batch_size"] * res["context_length"]
+        assert float(r["flops"]) == pytest.approx(res["flops"] / res["tokens"] * int(r["tokens"]))
+    env_out = analysis("envelope", tmp_path / "curves" / "curves.csv")
+    assert env_out.returncode == 0, env_out.stderr
+    assert json.loads(env_out.stdout)["n_runs"] == 4

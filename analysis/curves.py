@@ -1,0 +1,145 @@
+"""Training curves as data: a sweep's metrics.jsonl files -> the table Approach 1 reads.
+
+Each run directory holds metrics.jsonl (rows with `step` and `eval/loss` or
+`train/loss`) and result.json (params, nonembedding_params, flops_per_token,
+batch_size, context_length). Rows that already carry `tokens` and `flops` are
+taken as they are; otherwise tokens = step x batch_size x context_length and
+flops = flops_per_token x tokens, the same arithmetic the run used for its total.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+from .data import Results, run_root
+from .errors import AnalysisError
+
+COLUMNS = ("run", "params", "nonembedding_params", "tokens", "flops", "loss", "loss_stderr",
+           "step", "learning_rate", "branched_from", "loss_source")
+SOURCES = ("auto", "eval", "train")
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _metrics(path):
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill: the rest of the file is still good
+            if isinstance(row, dict) and "step" in row:
+                rows.append(row)
+    return rows
+
+
+def _run_facts(run_dir, result):
+    """params, nonembedding_params, flops_per_token, tokens_per_step for one run."""
+    cfg = _read_json(os.path.join(run_dir, "config.json")) or {}
+    train, model = cfg.get("train", {}), cfg.get("model", {})
+    batch = result.get("batch_size", train.get("batch_size"))
+    ctx = result.get("context_length", model.get("context_length"))
+    fpt = result.get("flops_per_token")
+    if fpt is None and result.get("flops") and result.get("tokens"):
+        fpt = float(result["flops"]) / float(result["tokens"])
+    return dict(params=result.get("params"), nonembedding_params=result.get("nonembedding_params"),
+                flops_per_token=fpt, tokens_per_step=(batch * ctx) if batch and ctx else None,
+                learning_rate=result.get("learning_rate", train.get("learning_rate")))
+
+
+def collect(sweep_dir, source="auto"):
+    """(records, notes): one record per eval (or train) row of every finished run."""
+    if source not in SOURCES:
+        raise AnalysisError(f"unknown --source '{source}'; use auto, eval or train")
+    if not os.path.isdir(sweep_dir):
+        raise AnalysisError(f"{sweep_dir}: not a directory; pass a sweep or run directory")
+    root = run_root(sweep_dir)
+    if os.path.isfile(os.path.join(sweep_dir, "metrics.jsonl")):
+        run_dirs = [sweep_dir]  # one run directory
+    else:
+        run_dirs = [os.path.join(root, n) for n in sorted(os.listdir(root))
+                    if os.path.isfile(os.path.join(root, n, "metrics.jsonl"))]
+    parents = _parents(sweep_dir)
+    runs, notes = {}, []
+    for d in run_dirs:
+        name = os.path.basename(os.path.normpath(d))
+        result = _read_json(os.path.join(d, "result.json"))
+        if not result or result.get("status", "done") != "done":
+            notes.append(f"skipped {name}: not finished (no result.json with status 'done')")
+            continue
+        runs[name] = (_run_facts(d, result), _metrics(os.path.join(d, "metrics.jsonl")))
+    if not runs:
+        raise AnalysisError(f"{sweep_dir}: no finished runs with metrics.jsonl; run the sweep first")
+    n_eval = {r: sum("eval/loss" in m for m in ms) for r, (_, ms) in runs.items()}
+    if source == "auto":
+        source = "eval" if min(n_eval.values()) >= 2 else "train"
+        if source == "train":
+            notes.append(f"loss from train/loss rows: {sum(v < 2 for v in n_eval.values())} runs "
+                         f"have fewer than 2 eval rows (set train.eval_points to evaluate along "
+                         f"the run)")
+    key = f"{source}/loss"
+    records = []
+    for name, (facts, rows) in runs.items():
+        for m in rows:
+            if key not in m:
+                continue
+            step = int(m["step"])
+            tokens = m.get("tokens")
+            if tokens is None:
+                if facts["tokens_per_step"] is None:
+                    raise AnalysisError(f"{name}: no tokens in metrics rows and no batch_size/"
+                                        f"context_length in result.json or config.json")
+                tokens = step * facts["tokens_per_step"]
+            flops = m.get("flops")
+            if flops is None and facts["flops_per_token"] is not None:
+                flops = facts["flops_per_token"] * tokens
+            if step <= 0 or not tokens:
+                continue  # the loss before training is not a point of any curve
+            records.append(dict(run=name, params=facts["params"],
+                                nonembedding_params=facts["nonembedding_params"], tokens=tokens,
+                                flops=flops, loss=m[key], loss_stderr=m.get(f"{source}/loss_stderr"),
+                                step=step, learning_rate=facts["learning_rate"],
+                                branched_from=parents.get(name, ""), loss_source=key))
+    return records, notes
+
+
+def _parents(sweep_dir):
+    """run -> WSD parent, from the sweep's results.csv when there is one."""
+    path = os.path.join(sweep_dir, "results.csv")
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as fh:
+        return {r["run"]: r.get("branched_from") or "" for r in csv.DictReader(fh) if r.get("run")}
+
+
+def curves_table(sweep_dir, source="auto") -> Results:
+    records, notes = collect(sweep_dir, source)
+    if not records:
+        raise AnalysisError(f"{sweep_dir}: no loss rows in any metrics.jsonl; run the sweep first")
+    columns = {k: [r[k] for r in records] for k in COLUMNS}
+    labels = [f"{r['run']} step {r['step']}" for r in records]
+    return Results(columns, labels, sweep_dir, notes)
+
+
+def write_curves(sweep_dir, out_dir, source="auto"):
+    """Writes out_dir/curves.csv; returns (path, table)."""
+    table = curves_table(sweep_dir, source)
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "curves.csv")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(COLUMNS)
+        for i in range(len(table)):
+            w.writerow(["" if table.columns[k][i] is None else table.columns[k][i] for k in COLUMNS])
+    os.replace(tmp, path)
+    return path, table
