@@ -67,14 +67,24 @@ def base_config() -> ml_collections.ConfigDict:
     m.scan_layers = True
 
     c.data = d = ml_collections.ConfigDict()
-    # "shakespeare" (the embedded default), a folder of .txt files, or "tfds:NAME" (already
-    # prepared in array_record under data.data_dir, text in feature data.text_feature).
+    # "shakespeare" (the embedded default), a folder of .txt files, a .jsonl / .jsonl.gz /
+    # .jsonl.zst / .parquet file or a glob of them, or "tfds:NAME" (already prepared in
+    # array_record under data.data_dir). README "Your own data" has the details.
     d.corpus = "shakespeare"
-    d.data_dir = ""  # where prepared datasets live; "" = ~/.cache/scaling_lab/datasets
-    d.text_feature = "text"
+    d.data_dir = ""  # prepared datasets and token stores; "" = ~/.cache/scaling_lab/datasets
+    d.text_feature = "text"  # JSONL field, Parquet column or TFDS feature holding the text
+    d.bad_records = "fail"  # "fail" (error naming file and line) or "skip" (counted)
     d.validation_fraction = 0.1  # of documents, held out whole
-    d.tokenizer = "byte"  # "byte" (vocab 256) or "bpe" (SentencePiece, trained on train split)
+    # "byte" (vocab 256), "bpe" (SentencePiece trained on the train split), or a path to an
+    # existing SentencePiece .model or Hugging Face tokenizer.json
+    d.tokenizer = "byte"
     d.bpe_vocab_size = 2048
+    d.eod_token = ""  # end-of-document token of a tokenizer file; "" = its eos / endoftext
+    d.store_workers = 0  # processes tokenizing into the token store; 0 = all cores
+    # Evaluation sets, each "NAME=SOURCE" or "SOURCE"; SOURCE "validation" is the held-out
+    # documents of data.corpus, anything else a corpus spec used whole. () = ("validation",).
+    # The first is result.json's `loss`; every set gets eval_<NAME>_loss(_stderr).
+    d.eval_sets = ()
 
     c.train = t = ml_collections.ConfigDict()
     t.tokens = 2_000_000  # the token budget D

@@ -10,7 +10,7 @@ import time
 import jax
 import numpy as np
 
-from research import checkpoint, config_checks, data as data_lib, flops, run_dir, sharding
+from research import checkpoint, config_checks, data as data_lib, flops, run_dir, sharding, sources
 from research.config_checks import ConfigError
 from research.metrics import MetricsWriter
 from research.train_state import build_trainer, put_batch
@@ -36,9 +36,9 @@ def validate(config, n_devices: int | None = None):
     config_checks.check_train(config.train, config.model.context_length,
                               sharding.data_parallel_size(mesh, rules))
     corpus = config.data.corpus
-    if corpus != "shakespeare" and not corpus.startswith("tfds:") and not os.path.isdir(corpus):
-        raise ConfigError(f"data.corpus={corpus!r} is neither 'shakespeare', 'tfds:NAME' nor a "
-                          "folder of .txt files; fix the path")
+    if corpus != "shakespeare" and not corpus.startswith("tfds:"):
+        sources.resolve(corpus)  # a missing file, folder or glob fails here, before any write
+    data_lib.parse_eval_sets(config.data.eval_sets)
     if config.train.init_from and not os.path.isdir(checkpoint.checkpoint_dir(config.train.init_from)):
         raise ConfigError(f"train.init_from={config.train.init_from!r} has no checkpoints/ folder; "
                           "train the parent run first")
@@ -84,19 +84,16 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
     if done is not None:
         return done
 
-    data = data_lib.load_token_data(config.data, workdir)
-    if data.tokenizer.vocab_size != config.model.vocab_size:
-        raise ConfigError(
-            f"model.vocab_size={config.model.vocab_size} but the {data.tokenizer.name} tokenizer "
-            f"has {data.tokenizer.vocab_size} tokens; set --config.model.vocab_size="
-            f"{data.tokenizer.vocab_size}")
+    data = data_lib.load_token_data(config.data, workdir, vocab_size=config.model.vocab_size,
+                                    progress=progress and is_writer)
     trainer = build_trainer(config, mesh, total_steps)
     manager = checkpoint.make_manager(workdir, t)
     state, start = _initial_state(trainer, config, manager)
-    eval_set = data_lib.eval_batches(
+    eval_sets = {name: data_lib.eval_batches(
         data, n_batches=int(t.eval_batches), batch_size=int(t.batch_size),
-        context_length=int(config.model.context_length),
+        context_length=int(config.model.context_length), eval_set=name,
         process_index=jax.process_index(), process_count=jax.process_count())
+        for name in data.eval_sets}
     writer = MetricsWriter(workdir, is_writer)
     tokens_per_step = int(t.batch_size) * int(config.model.context_length)
     bar = _progress_bar(progress and is_writer, start, total_steps)
@@ -128,8 +125,7 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
         bar.update(1)
         done_steps = step + 1
         if done_steps % int(t.eval_every) == 0 and done_steps < total_steps:
-            loss, err = evaluate(trainer, state["params"], eval_set)
-            writer.write(done_steps, {"eval/loss": loss, "eval/loss_stderr": err})
+            writer.write(done_steps, _eval_metrics(evaluate_sets(trainer, state["params"], eval_sets)))
         checkpoint.save(manager, done_steps, state)
     if status == "done" and prev is not None and not check(*prev):
         status = "diverged"
@@ -137,27 +133,53 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
 
     if status == "done":
         checkpoint.save(manager, total_steps, state, force=total_steps not in manager.all_steps())
-        loss, err = evaluate(trainer, state["params"], eval_set)
-        writer.write(total_steps, {"eval/loss": loss, "eval/loss_stderr": err})
+        evals = evaluate_sets(trainer, state["params"], eval_sets)
+        writer.write(total_steps, _eval_metrics(evals))
     else:
-        loss, err = float("nan"), float("nan")
+        evals = {name: (float("nan"), float("nan")) for name in eval_sets}
         log.error("loss is NaN/Inf at step %d: run diverged (lower train.learning_rate)", prev[0] + 1)
     manager.wait_until_finished()
     manager.close()
     writer.close()
 
-    result = _result(config, workdir, data, status, loss, err, time.time() - started_wall,
+    result = _result(config, workdir, data, status, evals, time.time() - started_wall,
                      steps_done=total_steps if status == "done" else prev[0] + 1)
     if is_writer:
         run_dir.write_json_atomic(os.path.join(workdir, "result.json"), result)
     return result
 
 
-def _result(config, workdir, data, status, loss, err, wall_s, steps_done) -> dict:
+def evaluate_sets(trainer, params, eval_sets) -> dict:
+    """{name: (loss, stderr)} for every evaluation set (data.eval_sets order)."""
+    return {name: evaluate(trainer, params, batches) for name, batches in eval_sets.items()}
+
+
+def _eval_metrics(evals) -> dict:
+    """The first set is eval/loss (as before); every other set is eval/<name>/loss."""
+    out = {}
+    for i, (name, (loss, err)) in enumerate(evals.items()):
+        prefix = "eval" if i == 0 else f"eval/{name}"
+        out.update({f"{prefix}/loss": loss, f"{prefix}/loss_stderr": err})
+    return out
+
+
+def _bits_per_byte(loss, bytes_per_token):
+    return loss / math.log(2) / bytes_per_token if math.isfinite(loss) else float("nan")
+
+
+def _result(config, workdir, data, status, evals, wall_s, steps_done) -> dict:
     m, t = config.model, config.train
     tokens = steps_done * int(t.batch_size) * int(m.context_length)
     counts = flops.param_counts(m)
-    bpt = data_lib.bytes_per_token(data)
+    first = next(iter(evals))
+    loss, err = evals[first]
+    bpt = data_lib.bytes_per_token(data, first)
+    per_set = {}  # eval_<name>_loss, _loss_stderr, _bits_per_byte for every set
+    for name, (set_loss, set_err) in evals.items():
+        per_set.update({
+            f"eval_{name}_loss": set_loss, f"eval_{name}_loss_stderr": set_err,
+            f"eval_{name}_bits_per_byte": _bits_per_byte(
+                set_loss, data_lib.bytes_per_token(data, name))})
     result = {
         "run": os.path.basename(os.path.abspath(workdir)),
         "variant": config.variant,
@@ -167,7 +189,9 @@ def _result(config, workdir, data, status, loss, err, wall_s, steps_done) -> dic
         "flops_per_token": flops.train_flops_per_token(m),
         "loss": loss,
         "loss_stderr": err,
-        "bits_per_byte": loss / math.log(2) / bpt if math.isfinite(loss) else float("nan"),
+        "bits_per_byte": _bits_per_byte(loss, bpt),
+        **per_set,
+        "eval_sets": {name: data.eval_info[name]["source"] for name in evals},
         "status": status,
         "seed": int(t.seed),
         "wall_s": round(wall_s, 3),
@@ -177,6 +201,8 @@ def _result(config, workdir, data, status, loss, err, wall_s, steps_done) -> dic
         "corpus": data.info.get("corpus"),
         "corpus_sha256": data.info.get("corpus_sha256"),
         "tokenizer": data.tokenizer.name,
+        "tokenizer_sha256": data.tokenizer.sha256,
+        "skipped_records": int((data.info.get("bad_records") or {}).get("skipped", 0)),
         "d_model": int(m.d_model), "n_layers": int(m.n_layers), "n_heads": int(m.n_heads),
         "context_length": int(m.context_length), "batch_size": int(t.batch_size),
         "learning_rate": float(t.learning_rate), "schedule": t.schedule,

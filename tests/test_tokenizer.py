@@ -103,7 +103,7 @@ def test_tokenizer_config_errors():
     class Unknown:
         tokenizer = "wordpiece"
 
-    with pytest.raises(tok.TokenizerError, match="unknown data.tokenizer"):
+    with pytest.raises(tok.TokenizerError, match="is not 'byte', 'bpe'"):
         tok.load_tokenizer(None, Unknown)
     with pytest.raises(tok.TokenizerError, match="too small"):
         tok.train_bpe(["some text"], vocab_size=100)
