@@ -220,7 +220,7 @@ def _builder_class():
             cfg = self.builder_config
             source = sources.Source(cfg.corpus, Path(cfg.root), tuple(Path(f) for f in cfg.files),
                                     cfg.records)
-            # Every split streams the whole source; only the first pass counts bad records.
+            # Record splits each stream the whole source; only the first pass counts.
             self.bad_records = sources.BadRecords(cfg.bad_records)
             first, again = self.bad_records, sources.BadRecords(cfg.bad_records)
             if cfg.eval_only:
@@ -237,10 +237,9 @@ def _builder_class():
             parts = {split: dataclasses.replace(source, files=tuple(
                 f for f in source.files if (source.name_of(f) in held) == (split == "validation")))
                 for split in ("train", "validation")}
-            return {
-                "train": self._generate_examples(parts["train"], first, lambda text: True),
-                "validation": self._generate_examples(parts["validation"], again, lambda text: True),
-            }
+            # The two parts hold different files: both count into one report.
+            return {split: self._generate_examples(part, first, lambda text: True)
+                    for split, part in parts.items()}
 
         def _generate_examples(self, source, bad, keep):
             field = self.builder_config.text_field
