@@ -38,8 +38,10 @@ import importlib.util
 import io
 import json
 import logging
+import os
 import re
 import shutil
+import types
 from pathlib import Path
 from typing import Iterator
 
@@ -242,10 +244,13 @@ def _builder_class():
                     for split, part in parts.items()}
 
         def _generate_examples(self, source, bad, keep):
+            # TFDS sorts examples by key (disable_shuffling uses keys as ints). Keys rise with
+            # the position in the source, spread over the 128-bit key space, so the order is
+            # the source's and TFDS's on-disk sort buckets each hold ~1/1000 of the corpus.
             field = self.builder_config.text_field
-            for name, text in sources.documents(source, field, bad):
+            for seq, (name, text, position) in enumerate(sources.documents(source, field, bad)):
                 if keep(text):
-                    yield name, {"name": name, "text": text}
+                    yield (int(position * 2**64) << 64) | seq, {"name": name, "text": text}
 
     _BUILDER_CLASS = (LocalText, LocalTextConfig)
     return _BUILDER_CLASS
@@ -305,7 +310,7 @@ def _prepare_local(corpus: str, data_cfg, *, eval_only: bool = False) -> Corpus:
     lock_dir.mkdir(parents=True, exist_ok=True)
     # One process builds while the others wait, then find it prepared. TFDS itself writes into
     # an `incomplete.*` directory and renames it into place when done.
-    with open(lock_dir / f".{config.name}.lock", "w") as lock, _quiet_tfds():
+    with open(lock_dir / f".{config.name}.lock", "w") as lock, _quiet_tfds(), _bounded_buffer():
         fcntl.flock(lock, fcntl.LOCK_EX)
         builder = builder_cls(config=config, data_dir=str(data_dir), file_format="array_record")
         if not builder.is_prepared():
@@ -321,9 +326,14 @@ def _prepare_local(corpus: str, data_cfg, *, eval_only: bool = False) -> Corpus:
                 )
             except Exception as e:  # TFDS may wrap our error; surface the one-line cause
                 cause = _user_cause(e)
-                if cause is None:
-                    raise
-                raise cause from None
+                if cause is not None:
+                    raise cause from None
+                if "No examples were yielded" in str(e):
+                    raise CorpusError(
+                        f"corpus {corpus!r} gives a split with no documents (all records bad, "
+                        "or too few to hold out); add documents or change "
+                        "data.validation_fraction") from None
+                raise
             report = builder.bad_records.report()
             _write_report(Path(builder.data_dir) / REPORT_FILENAME, report)
             if report["skipped"]:
@@ -348,6 +358,46 @@ def _prepare_local(corpus: str, data_cfg, *, eval_only: bool = False) -> Corpus:
         key=config.name,
         report=report,
     )
+
+
+@contextlib.contextmanager
+def _bounded_buffer():
+    """Bounded memory while TFDS writes a split.
+
+    TFDS keeps a split in memory until it passes shuffle.MAX_MEM_BUFFER_SIZE (1 GB), then
+    spills to sort buckets on disk through `tf.io.gfile`, which without TensorFlow fails with
+    ModuleNotFoundError: so no split over 1 GB could be built. During our builds the limit is
+    lowered and, when TensorFlow is absent, the buckets get plain local files.
+    """
+    from tensorflow_datasets.core import shuffle
+
+    before = shuffle.MAX_MEM_BUFFER_SIZE, shuffle.tf
+    shuffle.MAX_MEM_BUFFER_SIZE = min(before[0], BUILD_BUFFER_BYTES)
+    if importlib.util.find_spec("tensorflow") is None:
+        shuffle.tf = _LOCAL_TF
+    try:
+        yield
+    finally:
+        shuffle.MAX_MEM_BUFFER_SIZE, shuffle.tf = before
+
+
+BUILD_BUFFER_BYTES = 128 << 20
+
+
+class _NeverRaised(Exception):
+    pass
+
+
+def _local_gfile(path, mode):
+    return open(path, mode)
+
+
+# The part of `tf` that TFDS's sort buckets use (shuffle._Bucket), on the local file system.
+_LOCAL_TF = types.SimpleNamespace(
+    io=types.SimpleNamespace(gfile=types.SimpleNamespace(
+        GFile=_local_gfile, exists=os.path.exists, remove=os.remove)),
+    errors=types.SimpleNamespace(ResourceExhaustedError=_NeverRaised),
+)
 
 
 def _user_cause(error: BaseException):

@@ -115,23 +115,32 @@ class BadRecords:
                 "examples": list(self.examples)}
 
 
-def documents(source: Source, text_field: str, bad: BadRecords) -> Iterator[tuple[str, str]]:
-    """(name, text) of every good document, streaming, in file order then record order.
+def documents(source: Source, text_field: str, bad: BadRecords
+              ) -> Iterator[tuple[str, str, float]]:
+    """(name, text, position) of every good document, streaming, in file then record order.
 
     Record names are `<file without its format extension>/<line or row>`, so the same records
-    stored as .jsonl.zst or .parquet get the same names.
+    stored as .jsonl.zst or .parquet get the same names. `position` in [0, 1) grows with the
+    document's place in the source (bytes read so far over all files' sizes): the builder turns
+    it into ordered keys spread over TFDS's key space, which keeps its sort buckets small.
     """
-    for path in source.files:
+    sizes = [max(p.stat().st_size, 1) for p in source.files]
+    total, base = float(sum(sizes)), 0
+    for path, size in zip(source.files, sizes):
         name = source.name_of(path)
         fmt = format_of(path)
+        where = lambda offset: min((base + min(offset, size)) / total, 1.0 - 1e-12)  # noqa: E731
         if fmt == ".txt":
             text = _decode(path.read_bytes(), str(path), bad)
             if text is not None:
-                yield name, text
+                yield name, text, where(0)
         elif fmt == ".parquet":
-            yield from _parquet(path, strip_format(name), text_field, bad)
+            for doc, fraction in _parquet(path, strip_format(name), text_field, bad):
+                yield doc[0], doc[1], where(fraction * size)
         else:
-            yield from _jsonl(path, fmt, strip_format(name), text_field, bad)
+            for doc, offset in _jsonl(path, fmt, strip_format(name), text_field, bad):
+                yield doc[0], doc[1], where(offset)
+        base += size
 
 
 def _decode(raw: bytes, where: str, bad: BadRecords) -> str | None:
@@ -143,23 +152,27 @@ def _decode(raw: bytes, where: str, bad: BadRecords) -> str | None:
 
 
 def _open_binary(path: Path, fmt: str):
+    """(line stream, the underlying file whose tell() says how far we have read)."""
+    raw = open(path, "rb")
     if fmt == ".jsonl.gz":
-        return gzip.open(path, "rb")
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw
     if fmt == ".jsonl.zst":
         import zstandard
 
-        raw = open(path, "rb")
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
-    return open(path, "rb")
+        reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=False)
+        return io.BufferedReader(reader), raw
+    return raw, raw
 
 
 def _jsonl(path: Path, fmt: str, stem: str, field: str, bad: BadRecords):
-    with _open_binary(path, fmt) as f:
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.strip():
+    """((name, text), compressed bytes read so far) per good record."""
+    f, raw = _open_binary(path, fmt)
+    with raw, f:
+        for lineno, line_bytes in enumerate(f, start=1):
+            if not line_bytes.strip():
                 continue
             where = f"{path}:{lineno}"
-            line = _decode(raw, where, bad)
+            line = _decode(line_bytes, where, bad)
             if line is None:
                 continue
             try:
@@ -174,7 +187,7 @@ def _jsonl(path: Path, fmt: str, stem: str, field: str, bad: BadRecords):
             if not _encodable(text):
                 bad("invalid_utf8", where, "text holds an unpaired surrogate (invalid UTF-8)")
                 continue
-            yield f"{stem}/{lineno}", text
+            yield (f"{stem}/{lineno}", text), raw.tell()
 
 
 def _encodable(text: str) -> bool:
@@ -198,7 +211,7 @@ def _parquet(path: Path, stem: str, column: str, bad: BadRecords):
         raise CorpusError(
             f"{path} has no column {column!r} (it has {pf.schema_arrow.names}); set "
             "data.text_feature")
-    row = 0
+    row, n_rows = 0, max(pf.metadata.num_rows, 1)
     for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=[column]):
         for value in batch.column(0).to_pylist():
             row += 1
@@ -210,7 +223,7 @@ def _parquet(path: Path, stem: str, column: str, bad: BadRecords):
             if not isinstance(value, str):
                 bad("missing_field", where, f"column {column!r} is null or not text")
                 continue
-            yield f"{stem}/{row}", value
+            yield (f"{stem}/{row}", value), (row - 1) / n_rows
 
 
 def file_sha256(path: Path, cache_dir: Path) -> str:

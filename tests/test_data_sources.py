@@ -219,3 +219,25 @@ def test_file_hashes_are_cached_by_size_and_mtime(tmp_path, monkeypatch):
     monkeypatch.undo()
     write_jsonl(path, ["other text, longer"])
     assert sources.file_sha256(path, tmp_path / "cache") != first
+
+
+def test_spilled_build_keeps_source_order(tmp_path, monkeypatch):
+    """Past its memory buffer TFDS sorts through on-disk buckets: same documents, same order."""
+    docs = make_docs(60)
+    path = write_jsonl(tmp_path / "c.jsonl.zst", docs)
+    monkeypatch.setattr(corpus_lib, "BUILD_BUFFER_BYTES", 2000)  # spill almost at once
+    corpus = corpus_lib.prepare_corpus(cfg_for(path, tmp_path / "d", validation_fraction=0.2))
+    train = [t for _, t in corpus.documents("train")]
+    val = [t for _, t in corpus.documents("validation")]
+    assert train == [d for d in docs if not held_out(d, 0.2)]
+    assert val == [d for d in docs if held_out(d, 0.2)]
+    from tensorflow_datasets.core import shuffle
+    assert shuffle.MAX_MEM_BUFFER_SIZE == 1000 << 20  # restored after the build
+
+
+def test_a_source_with_no_good_records_is_a_one_line_error(tmp_path):
+    path = tmp_path / "allbad.jsonl"
+    path.write_bytes(b"not json\n{\"body\": 1}\n")
+    with pytest.raises(corpus_lib.CorpusError, match="split with no documents") as info:
+        data_lib.load_token_data(cfg_for(path, tmp_path / "d", bad_records="skip"))
+    assert "\n" not in str(info.value)
