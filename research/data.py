@@ -115,6 +115,14 @@ def parse_eval_sets(specs) -> list[tuple[str, str]]:
     return out
 
 
+def check_sources(data_cfg) -> None:
+    """Fail fast (before a run writes anything) on a missing corpus or eval-set path."""
+    for spec in [str(data_cfg.corpus)] + [s for _, s in parse_eval_sets(data_cfg.eval_sets)]:
+        if spec not in (HELD_OUT, corpus_lib.SHAKESPEARE) and not spec.startswith(
+                corpus_lib.TFDS_PREFIX):
+            corpus_lib.sources.resolve(spec)
+
+
 class VocabSizeError(DataError):
     """model.vocab_size differs from the tokenizer's vocabulary."""
 

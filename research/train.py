@@ -10,7 +10,7 @@ import time
 import jax
 import numpy as np
 
-from research import checkpoint, config_checks, data as data_lib, flops, run_dir, sharding, sources
+from research import checkpoint, config_checks, data as data_lib, flops, run_dir, sharding
 from research.config_checks import ConfigError
 from research.metrics import MetricsWriter
 from research.train_state import build_trainer, put_batch
@@ -35,10 +35,7 @@ def validate(config, n_devices: int | None = None):
             "width; choose a tensor-parallel size that divides the heads")
     config_checks.check_train(config.train, config.model.context_length,
                               sharding.data_parallel_size(mesh, rules))
-    corpus = config.data.corpus
-    if corpus != "shakespeare" and not corpus.startswith("tfds:"):
-        sources.resolve(corpus)  # a missing file, folder or glob fails here, before any write
-    data_lib.parse_eval_sets(config.data.eval_sets)
+    data_lib.check_sources(config.data)  # a missing file, folder or glob fails before any write
     if config.train.init_from and not os.path.isdir(checkpoint.checkpoint_dir(config.train.init_from)):
         raise ConfigError(f"train.init_from={config.train.init_from!r} has no checkpoints/ folder; "
                           "train the parent run first")

@@ -113,3 +113,19 @@ def test_vocab_size_mismatch_is_one_line_before_tokenizing(tmp_path, monkeypatch
         data_lib.load_token_data(cfg_for(corpus, tmp_path / "d"), vocab_size=512)
     assert str(info.value) == ("model.vocab_size=512 but the byte tokenizer has 256 tokens; "
                                "set --config.model.vocab_size=256")
+
+
+def test_eval_set_specs_are_named_and_checked(tmp_path):
+    assert data_lib.parse_eval_sets(()) == [("validation", "validation")]
+    assert data_lib.parse_eval_sets(("validation", "wiki=/x/a.jsonl.zst", "/y/books.parquet",
+                                     "/z/shard-*.jsonl")) == [
+        ("validation", "validation"), ("wiki", "/x/a.jsonl.zst"), ("books", "/y/books.parquet"),
+        ("shard-", "/z/shard-*.jsonl")]
+    with pytest.raises(data_lib.DataError, match="twice"):
+        data_lib.parse_eval_sets(("a=/x.jsonl", "a=/y.jsonl"))
+    with pytest.raises(data_lib.DataError, match="NAME=SOURCE"):
+        data_lib.parse_eval_sets(("bad name=/x.jsonl",))
+    cfg = cfg_for(write_jsonl(tmp_path / "c.jsonl", ["a", "b"]), tmp_path / "d",
+                  eval_sets=("validation", f"gone={tmp_path / 'missing.jsonl'}"))
+    with pytest.raises(data_lib.corpus_lib.CorpusError, match="missing.jsonl"):
+        data_lib.check_sources(cfg)
