@@ -134,6 +134,7 @@ def _child(phase: str, corpus: str, data_dir: Path, workdir: Path) -> dict:
         raise RuntimeError(f"{phase} phase failed:\n{proc.stderr[-3000:]}")
     result = json.loads(line[len("RESULT "):])
     result["process_s"] = time.time() - t0
+    print(f"  {phase}: {json.dumps(result)}", file=sys.stderr, flush=True)
     return result
 
 
@@ -144,6 +145,8 @@ def bench_size(size: int, out: Path) -> dict:
     root = out / label
     gen_start = time.time()
     n_docs, n_bytes = generate(root / "corpus", size)
+    print(f"{label}: generated {n_docs} documents, {n_bytes / 1e6:.1f} MB of text",
+          file=sys.stderr, flush=True)
     corpus = str(root / "corpus" / "shard-*.jsonl.zst")
     data_dir = root / "datasets"
     shutil.rmtree(data_dir, ignore_errors=True)  # a cold build every time
