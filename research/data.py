@@ -1,8 +1,12 @@
 """Token arrays, training batches as a pure function of (seed, step), and evaluation batches.
 
-Layout: each split is one flat token array (memory-mapped from the token store, see
-research/token_store.py), the documents in order, each followed by the tokenizer's end-of-document id (`tokenizer.eod_id`: byte 0xFF for the byte tokenizer, which
-never occurs in UTF-8, or SentencePiece's `</s>`), so the model can see document boundaries.
+Layout: each split is one flat token array, memory-mapped from the token store
+(research/token_store.py), the documents in order, each followed by the tokenizer's
+end-of-document id (`tokenizer.eod_id`: byte 0xFF for the byte tokenizer, which never occurs in
+UTF-8, or the tokenizer's eos), so the model can see document boundaries.
+
+Evaluation sets (`data.eval_sets`): the held-out split ("validation") and/or other sources
+tokenized whole, each a flat array like the splits, evaluated on a fixed list of windows.
 
 Packing: a sequence is `context_length + 1` consecutive tokens (inputs plus the targets shifted
 by one). Window w of a split starts at token `w * context_length`, so consecutive windows share

@@ -1,4 +1,4 @@
-"""The token store: each (corpus, tokenizer) pair tokenized once, on disk, memory-mapped by every run.
+"""The token store: each (corpus, tokenizer) pair tokenized once, on disk, memory-mapped by all runs.
 
 Layout of `<data_dir>/token_store/<corpus key>-<tokenizer name>/` (both parts carry content
 hashes, so a changed corpus or tokenizer gets a new store):
