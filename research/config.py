@@ -80,14 +80,24 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    # "shakespeare" (the embedded default), a folder of .txt files, or "tfds:NAME" (already
-    # prepared in array_record under data.data_dir, text in feature data.text_feature).
+    # "shakespeare" (the embedded default), a folder of .txt files, a .jsonl / .jsonl.gz /
+    # .jsonl.zst / .parquet file or a glob of them, or "tfds:NAME" (already prepared in
+    # array_record under data.data_dir). README "Your own data" has the details.
     corpus: str = "shakespeare"
-    data_dir: str = ""  # where prepared datasets live; "" = ~/.cache/scaling_lab/datasets
-    text_feature: str = "text"
+    data_dir: str = ""  # prepared datasets and token stores; "" = ~/.cache/scaling_lab/datasets
+    text_feature: str = "text"  # JSONL field, Parquet column or TFDS feature holding the text
+    bad_records: str = "fail"  # "fail" (error naming file and line) or "skip" (counted)
     validation_fraction: float = 0.1  # of documents, held out whole
-    tokenizer: str = "byte"  # "byte" (vocab 256) or "bpe" (SentencePiece, trained on train split)
+    # "byte" (vocab 256), "bpe" (SentencePiece trained on the train split), or a path to an
+    # existing SentencePiece .model or Hugging Face tokenizer.json
+    tokenizer: str = "byte"
     bpe_vocab_size: int = 2048
+    eod_token: str = ""  # end-of-document token of a tokenizer file; "" = its eos / endoftext
+    store_workers: int = 0  # processes tokenizing into the token store; 0 = all cores
+    # Evaluation sets, each "NAME=SOURCE" or "SOURCE"; SOURCE "validation" is the held-out
+    # documents of data.corpus, anything else a corpus spec used whole. () = ("validation",).
+    # The first is result.json's `loss`; every set gets eval_<NAME>_loss(_stderr).
+    eval_sets: tuple = ()
 
     def __post_init__(self):
         if not 0.0 < self.validation_fraction < 1.0:

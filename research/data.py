@@ -1,8 +1,12 @@
 """Token arrays, training batches as a pure function of (seed, step), and evaluation batches.
 
-Layout: each split is one flat token array, the documents in order, each followed by the
-tokenizer's end-of-document id (`tokenizer.eod_id`: byte 0xFF for the byte tokenizer, which
-never occurs in UTF-8, or SentencePiece's `</s>`), so the model can see document boundaries.
+Layout: each split is one flat token array, memory-mapped from the token store
+(research/token_store.py), the documents in order, each followed by the tokenizer's
+end-of-document id (`tokenizer.eod_id`: byte 0xFF for the byte tokenizer, which never occurs in
+UTF-8, or the tokenizer's eos), so the model can see document boundaries.
+
+Evaluation sets (`data.eval_sets`): the held-out split ("validation") and/or other sources
+tokenized whole, each a flat array like the splits, evaluated on a fixed list of windows.
 
 Packing: a sequence is `context_length + 1` consecutive tokens (inputs plus the targets shifted
 by one). Window w of a split starts at token `w * context_length`, so consecutive windows share
@@ -24,12 +28,13 @@ import fcntl
 import functools
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
 from research import corpus as corpus_lib
-from research import files
+from research import token_store
 from research import tokenizer as tokenizer_lib
 
 log = logging.getLogger(__name__)
@@ -43,69 +48,98 @@ class DataError(UserError):
 
 @dataclasses.dataclass
 class TokenData:
-    tokenizer: object  # ByteTokenizer | BpeTokenizer
-    train: np.ndarray  # flat token ids (uint16 or int32), documents separated by eod_id
-    val: np.ndarray
-    info: dict  # corpus, corpus_sha256, tokenizer, vocab_size, {split}_documents/tokens/bytes
+    tokenizer: object  # ByteTokenizer | BpeTokenizer | HfTokenizer
+    train: np.ndarray  # flat token ids (read-only memmap), documents separated by eod_id
+    val: np.ndarray  # the held-out documents of the training corpus
+    info: dict  # corpus, corpus_sha256, tokenizer(_sha256), vocab_size, {split}_documents/...
+    # name -> flat token ids of each evaluation set, in data.eval_sets order (first = `loss`)
+    eval_sets: dict = dataclasses.field(default_factory=dict)
+    eval_info: dict = dataclasses.field(default_factory=dict)  # name -> {source, bytes, tokens}
 
 
-def load_token_data(data_cfg, run_dir: str | os.PathLike | None = None) -> TokenData:
-    """Prepare the corpus, get the run's tokenizer, and return both splits tokenized.
+def load_token_data(data_cfg, run_dir: str | os.PathLike | None = None, *,
+                    vocab_size: int | None = None, progress: bool = True) -> TokenData:
+    """Prepare the corpus, get the run's tokenizer, and memory-map its token store (built on
+    first use) for the train split and every evaluation set.
 
     BPE: the model in `run_dir/tokenizer.model` is used when present (resume, sampling);
     otherwise one is trained on the train split (cached under data.data_dir per split contents
-    and vocabulary size) and saved there. Tokenized BPE arrays are cached under data.data_dir,
-    keyed by the split contents (corpus hash, held-out choice) and the tokenizer's identity;
-    bytes are cheap enough to recompute.
+    and vocabulary size) and saved there. `vocab_size` (model.vocab_size) is checked against
+    the tokenizer before anything is tokenized.
     """
     corpus = corpus_lib.prepare_corpus(data_cfg)
-    cache_root = corpus_lib.resolve_data_dir(data_cfg) / "token_cache"
-    tokenizer = _run_tokenizer(data_cfg, corpus, run_dir, cache_root)
-
-    cache_dir = cache_root / f"{corpus.key}-{tokenizer.name}"
-    if tokenizer.name != "byte" and (cache_dir / "info.json").is_file():
-        info = files.read_json(cache_dir / "info.json")
-        arrays = {s: np.load(cache_dir / f"{s}.npy", mmap_mode="r") for s in SPLITS}
-        return TokenData(tokenizer, arrays["train"], arrays["validation"], info)
-
-    info = {
-        "corpus": corpus.name,
-        "corpus_sha256": corpus.sha256,
-        "dataset_dir": corpus.dataset_dir,
-        "tokenizer": tokenizer.name,
-        "vocab_size": int(tokenizer.vocab_size),
-        "eod_id": int(tokenizer.eod_id),
-    }
-    arrays = {}
-    for split in SPLITS:
-        tokens, n_docs, n_bytes = _tokenize_split(corpus, split, tokenizer)
-        if n_docs == 0:
-            raise DataError(f"corpus {corpus.name!r} has no {split} documents; add documents")
-        arrays[split] = tokens
-        info[f"{split}_documents"] = n_docs
-        info[f"{split}_tokens"] = int(tokens.size)
-        info[f"{split}_bytes"] = n_bytes
-    if tokenizer.name != "byte":
-        _write_cache(cache_dir, arrays, info)
-    return TokenData(tokenizer, arrays["train"], arrays["validation"], info)
+    data_dir = corpus_lib.resolve_data_dir(data_cfg)
+    tokenizer = _run_tokenizer(data_cfg, corpus, run_dir, data_dir / "token_cache")
+    if vocab_size is not None and int(vocab_size) != int(tokenizer.vocab_size):
+        raise VocabSizeError(
+            f"model.vocab_size={vocab_size} but the {tokenizer.name} tokenizer has "
+            f"{tokenizer.vocab_size} tokens; set --config.model.vocab_size={tokenizer.vocab_size}")
+    store_root = data_dir / token_store.STORE_DIRNAME
+    workers = int(data_cfg.store_workers)
+    store = token_store.open_or_build(corpus, tokenizer, store_root, workers=workers,
+                                      progress=progress)
+    info = {k: v for k, v in store.info.items() if k != "splits"}
+    info["store"] = str(store.path)
+    data = TokenData(tokenizer, store.tokens["train"], store.tokens["validation"], info)
+    for name, spec in parse_eval_sets(data_cfg.eval_sets):
+        if spec == HELD_OUT:
+            tokens, n_bytes = store.tokens["validation"], info["validation_bytes"]
+            source_info = {"source": HELD_OUT}
+        else:
+            other = corpus_lib.prepare_corpus(data_cfg, spec, eval_only=True)
+            eval_store = token_store.open_or_build(other, tokenizer, store_root,
+                                                   workers=workers, progress=progress)
+            tokens, n_bytes = eval_store.tokens["validation"], eval_store.info["validation_bytes"]
+            source_info = {"source": spec, "corpus_sha256": other.sha256}
+        data.eval_sets[name] = tokens
+        data.eval_info[name] = {**source_info, "tokens": int(tokens.size), "bytes": int(n_bytes)}
+    return data
 
 
-def _tokenize_split(corpus, split, tokenizer) -> tuple[np.ndarray, int, int]:
-    dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.int32
-    eod = np.array([tokenizer.eod_id], dtype=dtype)
-    pieces, n_docs, n_bytes = [], 0, 0
-    for _, text in corpus.documents(split):
-        pieces += [np.asarray(tokenizer.encode(text)).astype(dtype), eod]
-        n_docs += 1
-        n_bytes += len(text.encode("utf-8"))
-    tokens = np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
-    return tokens, n_docs, n_bytes
+HELD_OUT = "validation"
+
+
+def parse_eval_sets(specs) -> list[tuple[str, str]]:
+    """data.eval_sets -> [(name, source)]: "NAME=SOURCE" or "SOURCE" (named after its file)."""
+    specs = [str(s) for s in (specs or ())] or [HELD_OUT]
+    out = []
+    for spec in specs:
+        name, sep, source = spec.partition("=")
+        if not sep:
+            source = spec
+            stem = corpus_lib.sources.strip_format(Path(source.split("*")[0].rstrip("/")).name)
+            name = HELD_OUT if source == HELD_OUT else stem
+        name = name.strip()
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not source:
+            raise DataError(f"data.eval_sets entry {spec!r} needs a name of letters, digits, "
+                            "'_', '.' or '-' and a source; write NAME=SOURCE")
+        if name in (n for n, _ in out):
+            raise DataError(f"data.eval_sets names {name!r} twice; give each set its own NAME=")
+        out.append((name, source))
+    return out
+
+
+def check_sources(data_cfg) -> None:
+    """Fail fast (before a run writes anything) on a missing corpus or eval-set path."""
+    from research.config_checks import ConfigError
+
+    for spec in [str(data_cfg.corpus)] + [s for _, s in parse_eval_sets(data_cfg.eval_sets)]:
+        if spec not in (HELD_OUT, corpus_lib.SHAKESPEARE) and not spec.startswith(
+                corpus_lib.TFDS_PREFIX):
+            try:
+                corpus_lib.sources.resolve(spec)
+            except corpus_lib.CorpusError as e:  # a config naming a missing path
+                raise ConfigError(str(e)) from None
+
+
+class VocabSizeError(DataError):
+    """model.vocab_size differs from the tokenizer's vocabulary."""
 
 
 def _run_tokenizer(data_cfg, corpus, run_dir, cache_root: Path):
-    kind = data_cfg.tokenizer
+    kind = str(data_cfg.tokenizer)
     if kind != "bpe":
-        return tokenizer_lib.load_tokenizer(run_dir, data_cfg)  # bytes, or a clear error
+        return tokenizer_lib.load_tokenizer(run_dir, data_cfg)  # bytes, a file, or a clear error
     run_model = Path(run_dir) / tokenizer_lib.MODEL_FILENAME if run_dir is not None else None
     if run_model is not None and run_model.is_file():
         return tokenizer_lib.load_bpe(run_model)
@@ -123,14 +157,6 @@ def _run_tokenizer(data_cfg, corpus, run_dir, cache_root: Path):
     if run_model is not None:
         tok.save(run_model)
     return tok
-
-
-def _write_cache(cache_dir: Path, arrays: dict, info: dict) -> None:
-    """Write arrays then info.json (the completion marker), each atomically."""
-    for split, tokens in arrays.items():
-        with files.atomic_file(cache_dir / f"{split}.npy") as f:
-            np.save(f, tokens)
-    files.write_json(cache_dir / "info.json", info, indent=1)
 
 
 # ---------------------------------------------------------------- packing and batches
@@ -211,24 +237,28 @@ def eval_batches(
     context_length: int,
     process_index: int = 0,
     process_count: int = 1,
+    eval_set: str | None = None,
 ) -> list[np.ndarray]:
     """A fixed list of validation batches, int32 [local_batch, context_length + 1] each.
 
-    The n_batches * batch_size windows are spread evenly over the validation split (distinct,
-    in order). If the split holds fewer windows, fewer whole batches are returned (with a
-    warning); if it cannot fill even one batch, DataError.
+    From the evaluation set `eval_set` (a name of data.eval_sets), or by default the held-out
+    split. The n_batches * batch_size windows are spread evenly over it (distinct, in order).
+    If it holds fewer windows, fewer whole batches are returned (with a warning); if it cannot
+    fill even one batch, DataError.
     """
-    n = num_windows(data.val, context_length)
+    tokens = data.val if eval_set is None else data.eval_sets[eval_set]
+    n = num_windows(tokens, context_length)
     available = n // batch_size
     if available == 0:
         raise DataError(
-            f"the validation split has {len(data.val)} tokens, fewer than one batch of "
+            f"the {eval_set or 'validation'} set has {len(tokens)} tokens, fewer than one batch of "
             f"{batch_size} x {context_length + 1}; raise data.validation_fraction or lower "
             "train.batch_size / model.context_length"
         )
     if available < n_batches:
         log.warning(
-            "validation split holds only %d batches of %d x %d; evaluating on %d, not %d",
+            f"{eval_set or 'validation'} set holds only"
+            " %d batches of %d x %d; evaluating on %d, not %d",
             available, batch_size, context_length + 1, available, n_batches,
         )
         n_batches = available
@@ -236,14 +266,17 @@ def eval_batches(
     starts = (np.arange(total) * n) // total  # distinct since total <= n
     rows = _local_rows(batch_size, process_index, process_count)
     return [
-        _windows(data.val, starts[b * batch_size + rows], context_length)
+        _windows(tokens, starts[b * batch_size + rows], context_length)
         for b in range(n_batches)
     ]
 
 
-def bytes_per_token(data: TokenData) -> float:
-    """UTF-8 bytes of validation text per validation token (eod ids count as tokens).
+def bytes_per_token(data: TokenData, eval_set: str | None = None) -> float:
+    """UTF-8 bytes of text per token (eod ids count as tokens) of the held-out split, or of the
+    evaluation set `eval_set`.
 
     bits_per_byte = loss_nats_per_token / ln(2) / bytes_per_token.
     """
+    if eval_set is not None:
+        return data.eval_info[eval_set]["bytes"] / data.eval_info[eval_set]["tokens"]
     return data.info["validation_bytes"] / data.info["validation_tokens"]

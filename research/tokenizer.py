@@ -1,4 +1,5 @@
-"""Tokenizers: lossless bytes (the default) and a SentencePiece BPE trained on the train split.
+"""Tokenizers: lossless bytes (the default), a SentencePiece BPE trained on the train split, or an
+existing tokenizer file (a SentencePiece `.model` or a Hugging Face `tokenizer.json`).
 
 Both map any text to ids and back exactly, and both reserve one id for the end of a document
 (`eod_id`), which the data pipeline puts after every document so the model sees boundaries:
@@ -9,6 +10,12 @@ Both map any text to ids and back exactly, and both reserve one id for the end o
   newlines and characters never seen in training, decodes back to itself. Its model file lives
   in the run directory (`tokenizer.model`) and is reloaded from there on resume and by the
   sampler.
+- A tokenizer file (`data.tokenizer = PATH`): its vocabulary size is the model's, its
+  end-of-document id is `data.eod_token` or else its own eos / `<|endoftext|>`-style token. A
+  copy is kept in the run directory, so resume and sampling do not depend on the original path.
+
+Every tokenizer has a `sha256` (of its model file; of a fixed label for bytes) that names it in
+token-store keys and result.json, and `encode_batch` for the store's bulk tokenization.
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 MODEL_FILENAME = "tokenizer.model"
+HF_FILENAME = "tokenizer.json"
+# Tried in order when a tokenizer file does not name its end-of-document token (data.eod_token).
+EOD_CANDIDATES = ("<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>", "<|eos|>", "[SEP]")
 # Documents are fed to the SentencePiece trainer in pieces of at most this many characters,
 # cut at line ends, because it skips "sentences" longer than max_sentence_length bytes.
 _TRAIN_CHUNK_CHARS = 2000
@@ -42,9 +52,13 @@ class ByteTokenizer:
     vocab_size = 256
     eod_id = 0xFF
     name = "byte"
+    sha256 = hashlib.sha256(b"utf-8 bytes; end of document 0xff").hexdigest()
 
     def encode(self, text: str) -> np.ndarray:
         return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int32)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        return [np.frombuffer(t.encode("utf-8"), dtype=np.uint8) for t in texts]
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         data = np.asarray(ids, dtype=np.int64).ravel()
@@ -57,26 +71,58 @@ class ByteTokenizer:
 
 
 class BpeTokenizer:
-    """A trained SentencePiece BPE model (serialized proto bytes)."""
+    """A SentencePiece model (serialized proto bytes): trained here, or loaded from a file."""
 
-    def __init__(self, model_proto: bytes):
+    def __init__(self, model_proto: bytes, *, eod_token: str = "", label: str = "bpe"):
         import sentencepiece as spm
+        from sentencepiece import sentencepiece_model_pb2
 
         self.model_proto = bytes(model_proto)
-        self._sp = spm.SentencePieceProcessor(model_proto=self.model_proto)
+        self._eod_token, self._label = eod_token, label
+        try:
+            self._sp = spm.SentencePieceProcessor(model_proto=self.model_proto)
+        except RuntimeError:
+            raise TokenizerError("not a SentencePiece model; give a .model file written by "
+                                 "SentencePiece") from None
         self.vocab_size = int(self._sp.get_piece_size())
-        self.eod_id = int(self._sp.eos_id())
-        digest = hashlib.sha256(self.model_proto).hexdigest()[:12]
-        self.name = f"bpe{self.vocab_size}-{digest}"
+        if eod_token:
+            self.eod_id = int(self._sp.piece_to_id(eod_token))
+            if self._sp.id_to_piece(self.eod_id) != eod_token:
+                raise TokenizerError(f"the SentencePiece model has no piece {eod_token!r}; fix "
+                                     "data.eod_token")
+        else:
+            self.eod_id = int(self._sp.eos_id())
+            if self.eod_id < 0:
+                raise TokenizerError("the SentencePiece model has no eos piece; name its "
+                                     "end-of-document piece in data.eod_token")
+        self.sha256 = hashlib.sha256(self.model_proto).hexdigest()
+        self.name = f"{label}{self.vocab_size}-{self.sha256[:12]}"
+        # Line-aligned pieces may be encoded separately (and in parallel) only when the model
+        # adds no dummy prefix: then the pieces' ids concatenate to the whole text's.
+        proto = sentencepiece_model_pb2.ModelProto.FromString(self.model_proto)
+        self._chunked = not proto.normalizer_spec.add_dummy_prefix
+        self.threads = os.cpu_count() or 1
+
+    def __reduce__(self):  # picklable for the token store's worker processes
+        return (_bpe_from_state, (self.model_proto, self._eod_token, self._label))
 
     def encode(self, text: str) -> np.ndarray:
-        # Encoding many line-aligned pieces in parallel is ~4x faster than one huge string;
-        # with no dummy prefix, the concatenation of the pieces' ids decodes to the whole text.
-        chunks = list(_line_chunks(text, _ENCODE_CHUNK_CHARS))
-        if not chunks:
-            return np.zeros(0, dtype=np.int32)
-        encoded = self._sp.encode(chunks, num_threads=os.cpu_count() or 1)
-        return np.fromiter((i for ids in encoded for i in ids), dtype=np.int32)
+        return self.encode_batch([text])[0].astype(np.int32)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        if not self._chunked:
+            return [np.asarray(ids, dtype=np.int32) for ids in
+                    self._sp.encode(list(texts), num_threads=self.threads)]
+        # Encoding many line-aligned pieces in parallel is ~4x faster than one huge string.
+        pieces, owners = [], []
+        for i, text in enumerate(texts):
+            for chunk in _line_chunks(text, _ENCODE_CHUNK_CHARS):
+                pieces.append(chunk)
+                owners.append(i)
+        out: list[list[int]] = [[] for _ in texts]
+        for owner, ids in zip(owners, self._sp.encode(pieces, num_threads=self.threads)):
+            out[owner].extend(ids)
+        return [np.asarray(ids, dtype=np.int32) for ids in out]
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         data = [int(i) for i in np.asarray(ids).ravel()]
@@ -93,6 +139,65 @@ class BpeTokenizer:
 
     def save(self, path: str | os.PathLike) -> None:
         files.write_atomic(path, self.model_proto)
+
+
+def _bpe_from_state(proto, eod_token, label):
+    return BpeTokenizer(proto, eod_token=eod_token, label=label)
+
+
+class HfTokenizer:
+    """A Hugging Face `tokenizers` tokenizer.json (e.g. GPT-2 or Llama-style BPE)."""
+
+    def __init__(self, json_bytes: bytes, *, eod_token: str = ""):
+        from tokenizers import Tokenizer
+
+        self.json_bytes = bytes(json_bytes)
+        self._eod_token = eod_token
+        try:
+            self._tok = Tokenizer.from_str(self.json_bytes.decode("utf-8"))
+        except Exception as e:  # tokenizers raises a bare Exception for malformed files
+            raise TokenizerError(f"not a Hugging Face tokenizer.json ({str(e)[:80]}); give a "
+                                 "file saved by the `tokenizers` library") from None
+        self.vocab_size = int(self._tok.get_vocab_size(with_added_tokens=True))
+        names = (eod_token,) if eod_token else EOD_CANDIDATES
+        ids = [self._tok.token_to_id(t) for t in names]
+        found = [i for i in ids if i is not None]
+        if not found:
+            fix = "fix data.eod_token" if eod_token else (
+                f"it has none of {list(EOD_CANDIDATES)}; name its end-of-document token in "
+                "data.eod_token")
+            raise TokenizerError(f"tokenizer.json has no token {names[0]!r}; {fix}")
+        self.eod_id = int(found[0])
+        self.sha256 = hashlib.sha256(self.json_bytes).hexdigest()
+        self.name = f"hf{self.vocab_size}-{self.sha256[:12]}"
+
+    def __reduce__(self):
+        return (_hf_from_state, (self.json_bytes, self._eod_token))
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.asarray(self._tok.encode(text, add_special_tokens=False).ids, dtype=np.int32)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        encoded = self._tok.encode_batch(list(texts), add_special_tokens=False)
+        return [np.asarray(e.ids, dtype=np.int32) for e in encoded]
+
+    def decode(self, ids: Sequence[int] | np.ndarray) -> str:
+        docs, current = [], []
+        for i in (int(i) for i in np.asarray(ids).ravel()):
+            if i == self.eod_id:
+                docs.append(current)
+                current = []
+            else:
+                current.append(i)
+        docs.append(current)
+        return "\n\n".join(self._tok.decode(d, skip_special_tokens=False) for d in docs)
+
+    def save(self, path: str | os.PathLike) -> None:
+        files.write_atomic(path, self.json_bytes)
+
+
+def _hf_from_state(json_bytes, eod_token):
+    return HfTokenizer(json_bytes, eod_token=eod_token)
 
 
 def _line_chunks(text: str, max_chars: int) -> Iterator[str]:
@@ -152,23 +257,63 @@ def train_bpe(texts: Iterable[str], vocab_size: int, *, seed: int = 0) -> BpeTok
     return BpeTokenizer(model.getvalue())
 
 
-def load_bpe(path: str | os.PathLike) -> BpeTokenizer:
+def load_bpe(path: str | os.PathLike, *, eod_token: str = "", label: str = "bpe") -> BpeTokenizer:
     path = Path(path)
     if not path.is_file():
         raise TokenizerError(
             f"no BPE tokenizer at {path}; it is written when a run with data.tokenizer='bpe' "
             "first loads its data"
         )
-    return BpeTokenizer(path.read_bytes())
+    return BpeTokenizer(path.read_bytes(), eod_token=eod_token, label=label)
 
 
-def load_tokenizer(run_dir: str | os.PathLike | None, data_cfg) -> ByteTokenizer | BpeTokenizer:
-    """The tokenizer a run uses: bytes, or the BPE model saved in its run directory."""
-    kind = data_cfg.tokenizer
+def is_file_spec(kind: str) -> bool:
+    """data.tokenizer names an existing tokenizer file (not 'byte' or 'bpe')."""
+    return kind not in ("byte", "bpe")
+
+
+def run_copy(run_dir: str | os.PathLike, kind: str) -> Path:
+    """Where a run keeps its copy of the tokenizer file named by data.tokenizer."""
+    name = HF_FILENAME if str(kind).endswith(".json") else MODEL_FILENAME
+    return Path(run_dir) / name
+
+
+def load_file(path: str | os.PathLike, eod_token: str = "") -> BpeTokenizer | HfTokenizer:
+    """An existing SentencePiece .model or Hugging Face tokenizer.json."""
+    path = _check_file_spec(path)
+    if not path.is_file():
+        raise TokenizerError(f"tokenizer file {path} does not exist; fix data.tokenizer")
+    try:
+        if path.suffix == ".json":
+            return HfTokenizer(path.read_bytes(), eod_token=eod_token)
+        return BpeTokenizer(path.read_bytes(), eod_token=eod_token, label="spm")
+    except TokenizerError as e:
+        raise TokenizerError(f"{path}: {e}") from None
+
+
+def _check_file_spec(spec) -> Path:
+    path = Path(spec).expanduser()
+    if path.suffix not in (".model", ".json"):
+        raise TokenizerError(f"data.tokenizer={str(spec)!r} is not 'byte', 'bpe', a "
+                             "SentencePiece .model or a tokenizer.json path; fix it")
+    return path
+
+
+def load_tokenizer(run_dir: str | os.PathLike | None, data_cfg):
+    """The tokenizer a run uses: bytes, the BPE saved in its run directory, or its tokenizer
+    file (the run directory's copy when there is one)."""
+    kind = str(data_cfg.tokenizer)
     if kind == "byte":
         return ByteTokenizer()
     if kind == "bpe":
         if run_dir is None:
             raise TokenizerError("a BPE tokenizer lives in a run directory; pass run_dir")
         return load_bpe(Path(run_dir) / MODEL_FILENAME)
-    raise TokenizerError(f"unknown data.tokenizer={kind!r}; use 'byte' or 'bpe'")
+    _check_file_spec(kind)
+    copy = run_copy(run_dir, kind) if run_dir is not None else None
+    path = copy if copy is not None and copy.is_file() else kind
+    tok = load_file(path, str(data_cfg.eod_token))
+    if copy is not None and not copy.is_file():
+        tok.save(copy)
+    return tok
+

@@ -32,6 +32,7 @@ def validate(config, n_devices: int | None = None):
     rules = sharding.rules_of(cfg.mesh)
     config_checks.check_parallelism(cfg, dict(mesh.shape), sharding.data_parallel_size(mesh, rules))
     config_checks.check_paths(cfg, checkpoint.checkpoint_dir)
+    data_lib.check_sources(cfg.data)  # a missing file, folder or glob fails before any write
     return mesh
 
 
@@ -76,18 +77,15 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
     if done is not None:
         return done
 
-    data = data_lib.load_token_data(cfg.data, workdir)
-    if data.tokenizer.vocab_size != m.vocab_size:
-        raise ConfigError(
-            f"model.vocab_size={m.vocab_size} but the {data.tokenizer.name} tokenizer "
-            f"has {data.tokenizer.vocab_size} tokens; set --config.model.vocab_size="
-            f"{data.tokenizer.vocab_size}")
+    data = data_lib.load_token_data(cfg.data, workdir, vocab_size=m.vocab_size,
+                                    progress=progress and is_writer)
     trainer = build_trainer(cfg, mesh, total_steps)
     manager = checkpoint.make_manager(workdir, t)
     state, start = _initial_state(trainer, cfg, manager)
-    eval_set = data_lib.eval_batches(
+    eval_sets = {name: data_lib.eval_batches(
         data, n_batches=t.eval_batches, batch_size=t.batch_size, context_length=m.context_length,
-        process_index=jax.process_index(), process_count=jax.process_count())
+        eval_set=name, process_index=jax.process_index(), process_count=jax.process_count())
+        for name in data.eval_sets}
     writer = MetricsWriter(workdir, is_writer, config=cfg, wandb=wandb_settings(cfg))
     tokens_per_step = run_math.tokens_per_step(t, m)
     # Log-spaced evaluations besides the regular ones; each eval row carries tokens and FLOPs.
@@ -121,9 +119,9 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
         bar.update(1)
         done_steps = step + 1
         if done_steps in eval_at and done_steps < total_steps:
-            loss, err = evaluate(trainer, state["params"], eval_set)
-            writer.write(done_steps, evals.eval_row(loss, err, done_steps, tokens_per_step,
-                                                    flops_per_token))
+            losses = evaluate_sets(trainer, state["params"], eval_sets)
+            writer.write(done_steps, _eval_metrics(losses, done_steps, tokens_per_step,
+                                                   flops_per_token))
         checkpoint.save(manager, done_steps, state)
     if status == "done" and prev is not None and not check(*prev):
         status = "diverged"
@@ -131,30 +129,58 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
 
     if status == "done":
         checkpoint.save(manager, total_steps, state, force=total_steps not in manager.all_steps())
-        loss, err = evaluate(trainer, state["params"], eval_set)
-        writer.write(total_steps, evals.eval_row(loss, err, total_steps, tokens_per_step,
-                                                 flops_per_token))
+        losses = evaluate_sets(trainer, state["params"], eval_sets)
+        writer.write(total_steps, _eval_metrics(losses, total_steps, tokens_per_step,
+                                                flops_per_token))
     else:
-        loss, err = float("nan"), float("nan")
+        losses = {name: (float("nan"), float("nan")) for name in eval_sets}
         log.error("loss is NaN/Inf at step %d: run diverged (lower train.learning_rate)", prev[0] + 1)
     manager.wait_until_finished()
     manager.close()
     writer.close()
 
-    result = _result(cfg, workdir, data, status, loss, err, time.time() - started_wall,
+    result = _result(cfg, workdir, data, status, losses, time.time() - started_wall,
                      steps_done=total_steps if status == "done" else prev[0] + 1)
-    result.update(evals.result_fields(len(eval_set), t.batch_size, m.context_length,
+    first_batches = next(iter(eval_sets.values()))
+    result.update(evals.result_fields(len(first_batches), t.batch_size, m.context_length,
                                       len(data.train)))
     if is_writer:
         files.write_json(os.path.join(workdir, "result.json"), result)
     return result
 
 
-def _result(cfg: RunConfig, workdir, data, status, loss, err, wall_s, steps_done) -> dict:
+def evaluate_sets(trainer, params, eval_sets) -> dict:
+    """{name: (loss, stderr)} for every evaluation set (data.eval_sets order)."""
+    return {name: evaluate(trainer, params, batches) for name, batches in eval_sets.items()}
+
+
+def _eval_metrics(losses, step, tokens_per_step, flops_per_token) -> dict:
+    """The first set is eval/loss (as before), every other set eval/<name>/loss; the row
+    carries the step's tokens and FLOPs so a loss curve needs no other file."""
+    (first_loss, first_err), *_ = losses.values()
+    out = evals.eval_row(first_loss, first_err, step, tokens_per_step, flops_per_token)
+    for name, (loss, err) in list(losses.items())[1:]:
+        out.update({f"eval/{name}/loss": loss, f"eval/{name}/loss_stderr": err})
+    return out
+
+
+def _bits_per_byte(loss, bytes_per_token):
+    return loss / math.log(2) / bytes_per_token if math.isfinite(loss) else float("nan")
+
+
+def _result(cfg: RunConfig, workdir, data, status, losses, wall_s, steps_done) -> dict:
     m, t = cfg.model, cfg.train
     tokens = run_math.tokens_trained(cfg, steps_done)
     counts = flops.param_counts(m)
-    bpt = data_lib.bytes_per_token(data)
+    first = next(iter(losses))
+    loss, err = losses[first]
+    bpt = data_lib.bytes_per_token(data, first)
+    per_set = {}  # eval_<name>_loss, _loss_stderr, _bits_per_byte for every set
+    for name, (set_loss, set_err) in losses.items():
+        per_set.update({
+            f"eval_{name}_loss": set_loss, f"eval_{name}_loss_stderr": set_err,
+            f"eval_{name}_bits_per_byte": _bits_per_byte(
+                set_loss, data_lib.bytes_per_token(data, name))})
     result = {
         "run": os.path.basename(os.path.abspath(workdir)),
         "variant": cfg.variant,
@@ -164,7 +190,9 @@ def _result(cfg: RunConfig, workdir, data, status, loss, err, wall_s, steps_done
         "flops_per_token": flops.train_flops_per_token(m),
         "loss": loss,
         "loss_stderr": err,
-        "bits_per_byte": loss / math.log(2) / bpt if math.isfinite(loss) else float("nan"),
+        "bits_per_byte": _bits_per_byte(loss, bpt),
+        **per_set,
+        "eval_sets": {name: data.eval_info[name]["source"] for name in losses},
         "status": status,
         "seed": t.seed,
         "wall_s": round(wall_s, 3),
@@ -174,6 +202,8 @@ def _result(cfg: RunConfig, workdir, data, status, loss, err, wall_s, steps_done
         "corpus": data.info.get("corpus"),
         "corpus_sha256": data.info.get("corpus_sha256"),
         "tokenizer": data.tokenizer.name,
+        "tokenizer_sha256": data.tokenizer.sha256,
+        "skipped_records": int((data.info.get("bad_records") or {}).get("skipped", 0)),
         "d_model": m.d_model, "n_layers": m.n_layers, "n_heads": m.n_heads,
         "context_length": m.context_length, "batch_size": t.batch_size,
         "learning_rate": t.learning_rate, "schedule": t.schedule,

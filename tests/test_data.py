@@ -128,8 +128,8 @@ def test_concurrent_prepare_builds_once_safely(folder, tmp_path):
     script = (
         "import sys; sys.path.insert(0, sys.argv[3]);"
         "import ml_collections as mc; from research import corpus as c;"
-        "cfg = mc.ConfigDict(dict(corpus=sys.argv[1], data_dir=sys.argv[2],"
-        " validation_fraction=0.1, text_feature='text'));"
+        "from configs import gpt; cfg = gpt.base_config().data;"
+        "cfg.corpus, cfg.data_dir = sys.argv[1], sys.argv[2];"
         "p = c.prepare_corpus(cfg);"
         "print(p.dataset_dir, sum(1 for _ in p.documents('train')) + p.num_documents('validation'))"
     )

@@ -103,9 +103,85 @@ def test_tokenizer_config_errors():
     class Unknown:
         tokenizer = "wordpiece"
 
-    with pytest.raises(tok.TokenizerError, match="unknown data.tokenizer"):
+    with pytest.raises(tok.TokenizerError, match="is not 'byte', 'bpe'"):
         tok.load_tokenizer(None, Unknown)
     with pytest.raises(tok.TokenizerError, match="too small"):
         tok.train_bpe(["some text"], vocab_size=100)
     with pytest.raises(tok.TokenizerError, match="bpe_vocab_size"):
         tok.train_bpe(["tiny corpus"], vocab_size=5000)
+
+
+# ---------------------------------------------------------------- existing tokenizer files
+
+
+def hf_json(tmp_path, special=("<|endoftext|>",)):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    t = Tokenizer(models.BPE())
+    t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    t.decoder = decoders.ByteLevel()
+    t.train_from_iterator(small_corpus(), trainers.BpeTrainer(
+        vocab_size=400, special_tokens=list(special), show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    path = tmp_path / "tokenizer.json"
+    t.save(str(path))
+    return path
+
+
+def test_tokenizer_json_loads_round_trips_and_pickles(tmp_path):
+    import hashlib
+    import pickle
+
+    from tokenizers import Tokenizer
+
+    path = hf_json(tmp_path)
+    t = tok.load_file(path)
+    reference = Tokenizer.from_file(str(path))  # the library itself is the truth
+    assert t.vocab_size == reference.get_vocab_size() and t.eod_id == reference.token_to_id(
+        "<|endoftext|>")
+    assert t.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() and t.name.startswith("hf")
+    for text in TRICKY:
+        ids = t.encode(text)
+        assert ids.tolist() == reference.encode(text, add_special_tokens=False).ids
+        assert t.decode(ids) == text
+    assert [a.tolist() for a in t.encode_batch(TRICKY)] == [t.encode(x).tolist() for x in TRICKY]
+    again = pickle.loads(pickle.dumps(t))
+    assert again.sha256 == t.sha256 and again.encode("the king").tolist() == t.encode(
+        "the king").tolist()
+
+
+def test_tokenizer_file_errors_are_one_line(tmp_path):
+    no_eod = hf_json(tmp_path, special=("<pad>",))
+    with pytest.raises(tok.TokenizerError, match="data.eod_token") as info:
+        tok.load_file(no_eod)
+    assert "\n" not in str(info.value)
+    assert tok.load_file(no_eod, eod_token="<pad>").eod_id == 0
+    with pytest.raises(tok.TokenizerError, match="fix data.eod_token"):
+        tok.load_file(no_eod, eod_token="<nope>")
+    with pytest.raises(tok.TokenizerError, match="does not exist"):
+        tok.load_file(tmp_path / "missing.model")
+    (tmp_path / "junk.model").write_bytes(b"not a model")
+    with pytest.raises(tok.TokenizerError, match="not a SentencePiece model"):
+        tok.load_file(tmp_path / "junk.model")
+    (tmp_path / "junk.json").write_text("{}")
+    with pytest.raises(tok.TokenizerError, match="not a Hugging Face tokenizer.json"):
+        tok.load_file(tmp_path / "junk.json")
+
+
+def test_sentencepiece_file_with_dummy_prefix_encodes_whole_texts(tmp_path, bpe):
+    import io
+
+    import sentencepiece as spm
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(small_corpus()), model_writer=model,
+                                   vocab_size=100, minloglevel=2)  # library defaults
+    (tmp_path / "sp.model").write_bytes(model.getvalue())
+    t = tok.load_file(tmp_path / "sp.model")
+    reference = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    long_text = "\n".join(small_corpus(5))  # longer than one encode chunk
+    assert t.encode(long_text).tolist() == reference.encode(long_text)
+    assert t.eod_id == reference.eos_id() and t.name.startswith("spm100-")
+    # Our own BPE has no dummy prefix: its chunked encoding equals the library's whole-text one.
+    own = spm.SentencePieceProcessor(model_proto=bpe.model_proto)
+    assert bpe.encode(long_text * 3).tolist() == own.encode(long_text * 3)

@@ -29,6 +29,8 @@ def rows(sweep_dir: SweepDir, runs) -> list[dict]:
         if not result or result.get("status") != "done":
             continue
         row = {k: result.get(k, "") for k in COLUMNS}
+        # One loss/stderr/bits-per-byte column per evaluation set (data.eval_sets).
+        row.update({k: v for k, v in result.items() if k.startswith("eval_") and k != "eval_sets"})
         row.update(
             run=run.name, kind=run.role, variant=run.variant, seed=run.seed,
             compute_budget=run.compute_budget or "", branched_from=run.depends_on,
@@ -40,8 +42,10 @@ def rows(sweep_dir: SweepDir, runs) -> list[dict]:
 def write(sweep_dir: SweepDir, runs) -> int:
     """Call under SweepDir.lock(). Returns the number of rows written."""
     table = rows(sweep_dir, runs)
+    extra = sorted({k for row in table for k in row} - set(COLUMNS))
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS + tuple(extra), restval="",
+                            lineterminator="\n")
     writer.writeheader()
     writer.writerows(table)
     write_atomic(sweep_dir.results_csv, buf.getvalue())
