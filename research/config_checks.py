@@ -30,11 +30,8 @@ def check_parallelism(cfg, mesh_shape: dict, dp_size: int) -> None:
 
 
 def check_paths(cfg, checkpoint_dir) -> None:
-    """The corpus and a branch's parent exist (checkpoint_dir: workdir -> its checkpoints/)."""
-    corpus = cfg.data.corpus
-    if corpus != "shakespeare" and not corpus.startswith("tfds:") and not os.path.isdir(corpus):
-        raise ConfigError(f"data.corpus={corpus!r} is neither 'shakespeare', 'tfds:NAME' nor a "
-                          "folder of .txt files; fix the path")
+    """A branch's parent exists (checkpoint_dir: workdir -> its checkpoints/). Corpus and
+    eval-set paths are research.data.check_sources's."""
     init_from = cfg.train.init_from
     if init_from and not os.path.isdir(checkpoint_dir(init_from)):
         raise ConfigError(f"train.init_from={init_from!r} has no checkpoints/ folder; "
