@@ -21,7 +21,9 @@ def run_main(main):
         try:
             return main(argv)
         except ValueError as e:  # ConfigError, DataError, ... carry a one-line message and fix
-            fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+            # A UserError's exit code says which kind (storage 3, corrupt checkpoint 4, ...).
+            fail(str(e).splitlines()[0] if str(e) else type(e).__name__,
+                 getattr(e, "exit_code", 2))
 
     app.run(guarded)
 

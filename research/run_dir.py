@@ -51,18 +51,67 @@ def read_json(path: str):
         return json.load(f)
 
 
-def claim_workdir(workdir: str, config) -> None:
-    """Write config.json, or check that the workdir's run has the same config."""
+def check_workdir(workdir: str, config) -> None:
+    """Refuse a workdir that holds a run with another config; reads only (nothing is written
+    before the config, corpus and tokenizer are checked, and read-only storage stays usable)."""
     path = os.path.join(workdir, "config.json")
-    new = config_to_dict(config)
     if os.path.exists(path):
         old = read_json(path)
+        new = config_to_dict(config)
         if _identity(old) != _identity(new) and not config.train.allow_config_change:
             diff = sorted(_diff_keys(_identity(old), _identity(new)))
             raise ConfigError(
                 f"{workdir} holds a run with a different config (differs in {', '.join(diff[:5])}); "
                 "use another --workdir, or --config.train.allow_config_change=True to resume it")
-    write_json_atomic(path, new)
+
+
+def claim_workdir(workdir: str, config) -> None:
+    """Write config.json, or check that the workdir's run has the same config."""
+    check_workdir(workdir, config)
+    path = os.path.join(workdir, "config.json")
+    new = config_to_dict(config)
+    if not os.path.exists(path) or read_json(path) != new:  # unchanged: no write
+        write_json_atomic(path, new)
+
+
+def cut_metrics(workdir: str, step: int) -> int:
+    """Drop the rows of metrics.jsonl past `step` (and a line cut short by a kill), so that
+    after a resume from `step` every step appears once. Atomic; returns the rows dropped."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return 0
+    kept = []
+    for line in lines:
+        try:
+            if int(json.loads(line)["step"]) <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            pass  # a partial row
+    if len(kept) == len(lines) and (not lines or _ends_with_newline(path)):
+        return 0
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".jsonl")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(line + "\n" for line in kept))
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, os.stat(path).st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return len(lines) - len(kept)
+
+
+def _ends_with_newline(path: str) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
 
 
 def _diff_keys(a, b, prefix=""):

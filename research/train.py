@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import sys
 import time
 
 import jax
 import numpy as np
 
-from research import checkpoint, config_checks, data as data_lib, flops, run_dir, sharding
+from research import checkpoint, config_checks, data as data_lib, flops, run_dir, sharding, storage
+from research import tokenizer as tokenizer_lib
 from research.config_checks import ConfigError
+from research.errors import CheckpointError
 from research.metrics import MetricsWriter
 from research.train_state import build_trainer, put_batch
 
@@ -52,54 +56,136 @@ def evaluate(trainer, params, batches) -> tuple[float, float]:
     return float(losses.mean()), stderr
 
 
-def _initial_state(trainer, config, manager):
-    """Latest checkpoint of this run, else the branch point of its parent, else fresh init."""
+def _initial_state(trainer, config, manager, *, resuming: bool, writer: bool, say):
+    """Newest readable checkpoint of this run (damaged newer ones moved aside), else the branch
+    point of its parent, else fresh init. Returns (state, start step, what happened)."""
     abstract = checkpoint.abstract_like(trainer.state_shapes, trainer.state_shardings)
-    latest = manager.latest_step()
-    if latest is not None:
-        log.info("resuming from step %d", latest)
-        return checkpoint.restore(manager, latest, abstract), latest
+    restored, skipped = checkpoint.restore_newest(
+        manager, abstract, move_damaged=writer, warn=say)
+    skipped = [step for step, _ in skipped]
+    if restored is not None:
+        say(f"resumed from step {restored.step} (checkpoint of {restored.saved_at})")
+        return restored.state, restored.step, {
+            "from_step": restored.step, "checkpoint_time": restored.saved_at, "skipped": skipped}
     t = config.train
     if t.init_from:
-        parent = checkpoint.make_manager(t.init_from, read_only=True)
+        state, step = _branch_point(t, abstract)
+        if resuming:
+            say(f"no usable checkpoint; starting from step {step} of {t.init_from}")
+        return state, step, {"from_step": step, "branched_from": t.init_from, "skipped": skipped}
+    if resuming:
+        say("no usable checkpoint; starting from step 0")
+    return trainer.init(jax.random.key(int(t.seed))), 0, {"from_step": 0, "skipped": skipped}
+
+
+def _branch_point(t, abstract):
+    """The parent's checkpoint at init_step: a branch has no other step to fall back to."""
+    parent = checkpoint.make_manager(t.init_from, read_only=True)
+    try:
         if t.init_step not in parent.all_steps():
-            raise ConfigError(f"{t.init_from} has no checkpoint at step {t.init_step} "
-                              f"(has {sorted(parent.all_steps())}); add it to the parent's keep_steps")
-        state = checkpoint.restore(parent, t.init_step, abstract)
+            raise ConfigError(f"{t.init_from} has no checkpoint at step {t.init_step} (has "
+                              f"{sorted(parent.all_steps())}); add it to the parent's keep_steps")
+        path = checkpoint.step_path(parent, int(t.init_step))
+        damage = checkpoint.damage_of(path)
+        if damage is None:
+            try:
+                return checkpoint.restore(parent, t.init_step, abstract), int(t.init_step)
+            except Exception as e:  # noqa: BLE001 - only damage is reported as such
+                if not checkpoint.is_damage(e):
+                    raise
+                damage = checkpoint.one_line(e)
+        raise CheckpointError(
+            f"the branch point of this run, checkpoint step {t.init_step} of {t.init_from}, is "
+            f"unreadable ({damage}); train the parent run again to rewrite it")
+    finally:
         parent.close()
-        return state, int(t.init_step)
-    return trainer.init(jax.random.key(int(t.seed))), 0
 
 
-def train(config, workdir: str, *, progress: bool = True) -> dict:
-    """Train the run `config` in `workdir` (resuming if it holds one); returns result.json."""
-    t = config.train
-    mesh = validate(config)
-    total_steps = steps_of(config)
-    is_writer = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
-    if is_writer:
-        run_dir.claim_workdir(workdir, config)
-    done = run_dir.finished_result(workdir)
-    if done is not None:
-        return done
+def train(config, workdir: str, *, progress: bool = True, on_start=None) -> dict:
+    """Train the run `config` in `workdir` (resuming if it holds one); returns result.json.
 
-    data = data_lib.load_token_data(config.data, workdir)
+    `on_start(info)`, if given, learns where training starts before the first step:
+    {"from_step", "checkpoint_time" (when resumed), "skipped" (damaged steps moved aside),
+    "branched_from" (a WSD branch)}. A full, read-only or forbidden disk raises StorageError;
+    whatever was written before it stays whole (config and result are written atomically,
+    checkpoints are only listed once orbax has finished them)."""
+    with storage.storage_errors(workdir), contextlib.ExitStack() as cleanup:
+        return _train(config, workdir, progress, on_start, cleanup)
+
+
+def _say(message: str) -> None:
+    """Where training starts from is printed (on stderr, like the progress bar), not only
+    logged: it decides what the run's numbers mean."""
+    log.info(message)
+    print(message, file=sys.stderr, flush=True)
+
+
+def _load_data(config, workdir: str):
+    """Corpus and tokenizer, checked before anything is written to the workdir: a BPE model is
+    read from the workdir if there is one, and otherwise saved there only by `_save_tokenizer`."""
+    model_file = os.path.join(workdir, tokenizer_lib.MODEL_FILENAME)
+    data = data_lib.load_token_data(config.data, workdir if os.path.isfile(model_file) else None)
     if data.tokenizer.vocab_size != config.model.vocab_size:
         raise ConfigError(
             f"model.vocab_size={config.model.vocab_size} but the {data.tokenizer.name} tokenizer "
             f"has {data.tokenizer.vocab_size} tokens; set --config.model.vocab_size="
             f"{data.tokenizer.vocab_size}")
+    return data
+
+
+def _save_tokenizer(data, workdir: str) -> None:
+    model_file = os.path.join(workdir, tokenizer_lib.MODEL_FILENAME)
+    if hasattr(data.tokenizer, "save") and not os.path.isfile(model_file):
+        data.tokenizer.save(model_file)  # sampling reads the run's tokenizer from here
+
+
+def _close_manager(manager, exc_type, exc, tb) -> None:
+    """Let in-flight saves finish (a crash keeps its newest checkpoint); while another error
+    is already on its way up, a second one from orbax adds nothing and is dropped."""
+    try:
+        manager.wait_until_finished()
+        manager.close()
+    except Exception:  # noqa: BLE001
+        if exc_type is None:
+            raise
+
+
+def _train(config, workdir: str, progress: bool, on_start, cleanup) -> dict:
+    t = config.train
+    mesh = validate(config)
+    total_steps = steps_of(config)
+    is_writer = jax.process_index() == 0
+    # Reads only, until the config, corpus and tokenizer are known to be good; a finished run
+    # (even on read-only storage) is returned as it is.
+    run_dir.check_workdir(workdir, config)
+    done = run_dir.finished_result(workdir)
+    if done is not None:
+        return done
+    data = _load_data(config, workdir)
+
+    resuming = os.path.exists(os.path.join(workdir, "config.json"))  # an earlier attempt
+    os.makedirs(workdir, exist_ok=True)
+    if is_writer:
+        run_dir.claim_workdir(workdir, config)
+        _save_tokenizer(data, workdir)
     trainer = build_trainer(config, mesh, total_steps)
     manager = checkpoint.make_manager(workdir, t)
-    state, start = _initial_state(trainer, config, manager)
+    cleanup.push(lambda *exc: _close_manager(manager, *exc))
+    state, start, info = _initial_state(trainer, config, manager, resuming=resuming,
+                                        writer=is_writer, say=_say)
+    if is_writer:
+        run_dir.cut_metrics(workdir, start)  # rows of an aborted attempt past the resumed step
+    if on_start is not None:
+        on_start(info)
     eval_set = data_lib.eval_batches(
         data, n_batches=int(t.eval_batches), batch_size=int(t.batch_size),
         context_length=int(config.model.context_length),
         process_index=jax.process_index(), process_count=jax.process_count())
     writer = MetricsWriter(workdir, is_writer)
+    cleanup.callback(writer.close)
     tokens_per_step = int(t.batch_size) * int(config.model.context_length)
     bar = _progress_bar(progress and is_writer, start, total_steps)
+    cleanup.callback(bar.close)  # an error then starts on a line of its own
     started_wall = t0 = time.time()
     status, prev = "done", None
 
@@ -143,8 +229,6 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
         loss, err = float("nan"), float("nan")
         log.error("loss is NaN/Inf at step %d: run diverged (lower train.learning_rate)", prev[0] + 1)
     manager.wait_until_finished()
-    manager.close()
-    writer.close()
 
     result = _result(config, workdir, data, status, loss, err, time.time() - started_wall,
                      steps_done=total_steps if status == "done" else prev[0] + 1)
