@@ -4,19 +4,28 @@ A crash here (exception, OOM kill, segfault) cannot take the sweep down. The chi
 to kill it when its supervising worker dies (PR_SET_PDEATHSIG), so a killed sweep leaves no
 orphan training behind and the restarted sweep resumes the run from its checkpoints.
 
-Exit codes tell the worker what happened; the reason is written to DIR/state/logs/<run>.reason.
+Exit codes tell the worker what happened (a UserError exits with its own code from
+research/errors.py: bad config 2, storage fault 3, corrupt checkpoint with no fallback 4); the
+reason is written to DIR/state/logs/<run>.reason. Where training starts (resumed from a
+checkpoint, or from scratch) is appended to the run's events as soon as it is known.
 """
 
 from __future__ import annotations
 
 import ctypes
 import importlib
+import inspect
 import os
 import signal
 import sys
 import traceback
 
-EXIT_DONE, EXIT_CRASH, EXIT_CONFIG, EXIT_DIVERGED = 0, 1, 3, 4
+from research import errors
+
+EXIT_DONE, EXIT_CRASH, EXIT_DIVERGED = 0, 1, 5
+EXIT_CONFIG = errors.EXIT_USER
+EXIT_STORAGE = errors.EXIT_STORAGE
+EXIT_CORRUPT_CHECKPOINT = errors.EXIT_CORRUPT_CHECKPOINT
 _PR_SET_PDEATHSIG = 1
 
 
@@ -34,8 +43,22 @@ def load_train_fn(spec: str):
     return getattr(importlib.import_module(module), attr)
 
 
-def is_config_error(e: BaseException) -> bool:
-    return type(e).__name__ in ("ConfigError", "SweepError")
+def exit_code_of(e: BaseException) -> int:
+    """A UserError's own code (config, storage, corrupt checkpoint); anything else is a crash."""
+    if isinstance(e, errors.UserError):
+        return e.exit_code
+    # A trainer outside research/ (a test fake, say) may name its own ConfigError.
+    return EXIT_CONFIG if type(e).__name__ in ("ConfigError", "SweepError") else EXIT_CRASH
+
+
+def start_recorder(sweep_dir, name: str):
+    """on_start for the trainer: one event saying whether the run resumed or started afresh."""
+    from experiments.sweeplib import ledger
+
+    def record(info: dict) -> None:
+        event = "resumed" if info.get("checkpoint_time") else "from_scratch"
+        ledger.append_event(sweep_dir, name, event, **info)
+    return record
 
 
 def main(argv: list[str]) -> int:
@@ -53,12 +76,18 @@ def main(argv: list[str]) -> int:
         config.train.init_from = str(sweep_dir.run_dir(run.depends_on))
     try:
         train = load_train_fn(spec["train_fn"])
-        result = train(config, str(sweep_dir.run_dir(name)), progress=True)
+        extra = {}
+        if "on_start" in inspect.signature(train).parameters:
+            extra["on_start"] = start_recorder(sweep_dir, name)
+        result = train(config, str(sweep_dir.run_dir(name)), progress=True, **extra)
     except Exception as e:  # noqa: BLE001 - every failure is recorded, the sweep goes on
-        traceback.print_exc()
+        if isinstance(e, errors.UserError):
+            print(f"error: {e}", file=sys.stderr)  # one line; the cause is the input, not code
+        else:
+            traceback.print_exc()
         message = " ".join(f"{type(e).__name__}: {e}".split())
         layout.write_atomic(reason_file, message[:500])
-        return EXIT_CONFIG if is_config_error(e) else EXIT_CRASH
+        return exit_code_of(e)
     return EXIT_DIVERGED if result.get("status") == "diverged" else EXIT_DONE
 
 

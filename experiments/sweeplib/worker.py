@@ -63,9 +63,12 @@ class Worker:
             for run in self.runs:
                 if run.name in self.scope and states[run.name].state in ledger.RUNNABLE:
                     if self.claims.try_claim(run.name, self.label):
-                        resumed = states[run.name].state == "interrupted"
+                        # Whether it then resumes from a checkpoint or starts afresh, the child
+                        # records ("resumed" / "from_scratch") once it knows.
+                        after_interrupt = states[run.name].state == "interrupted"
                         ledger.append_event(self.dir, run.name, "started", worker=self.label,
-                                            attempt=states[run.name].attempts + 1, resumed=resumed)
+                                            attempt=states[run.name].attempts + 1,
+                                            after_interrupt=after_interrupt)
                         return run, states
         return None, states
 
@@ -122,8 +125,14 @@ class Worker:
         if rc == child.EXIT_DIVERGED or status == "diverged":
             return "failed", {"reason": ledger.diverged_reason(result or {}), "permanent": True}
         reason = reason_file.read_text().strip() if reason_file.exists() else ""
-        if rc == child.EXIT_CONFIG:
-            return "failed", {"reason": reason or "bad config", "permanent": True}
+        # Failures that an identical retry would repeat: final until the user fixes the cause
+        # (then `sweep run --retry-failed`).
+        permanent = {child.EXIT_CONFIG: ("config", "bad config"),
+                     child.EXIT_STORAGE: ("storage", "storage fault"),
+                     child.EXIT_CORRUPT_CHECKPOINT: ("corrupt_checkpoint", "corrupt checkpoint")}
+        if rc in permanent:
+            kind, default = permanent[rc]
+            return "failed", {"reason": reason or default, "permanent": True, "kind": kind}
         if rc < 0:
             reason = reason or f"killed by signal {signal.Signals(-rc).name}"
         elif rc == 0:
