@@ -71,7 +71,7 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state):
 # Messages of tensorstore/orbax read failures that mean "these bytes are damaged or missing";
 # any other failure (a model of another shape, say) is not a damaged step and is not moved.
 _DAMAGE_MARKERS = ("OUT_OF_RANGE", "DATA_LOSS", "NOT_FOUND", "Error reading", "Error decoding",
-                   "error while reading", "pytree structure")
+                   "error while reading")
 # Without these an orbax step cannot be read (checked before restoring: a missing _METADATA
 # otherwise surfaces as an unrelated "pytree structure error").
 _REQUIRED_FILES = ("state/_METADATA", "state/manifest.ocdbt")
