@@ -131,6 +131,18 @@ def test_damaged_newest_step_is_moved_aside_and_the_previous_restored(base, stop
     assert "Traceback" not in out.err + out.out and "Event loop is closed" not in out.err
 
 
+def test_a_checkpoint_of_another_model_is_refused_not_moved_aside(base, stopped):
+    root, _ = base
+    other = tiny(root)
+    other.model.d_model = 64
+    manager = checkpoint.make_manager(str(stopped), other.train)
+    with pytest.raises(errors.CheckpointError, match="step 60 .* does not fit this run"):
+        checkpoint.restore_newest(manager, abstract_state(other), move_damaged=True,
+                                  warn=pytest.fail)
+    manager.close()
+    assert sorted(p.name for p in (stopped / "checkpoints").iterdir()) == ["40", "60"]
+
+
 def test_done_when_truncated_step_60_resumes_from_40_with_the_uninterrupted_loss(base, stopped,
                                                                                   capfd):
     root, full = base
