@@ -399,3 +399,26 @@ def test_start_events_say_resumed_or_from_scratch_and_keep_the_run_interrupted(t
 
     claims = claims_lib.Claims(sd, timeout_s=60, heartbeat_s=60)
     assert ledger.run_state(sd, Run(), claims, {}, retries=1).state == "interrupted"
+
+
+def test_storage_and_corrupt_checkpoint_failures_are_final_not_retried(tmp_path):
+    import ml_collections
+
+    from experiments.sweeplib import worker as worker_lib
+
+    sd = layout.SweepDir(tmp_path)
+    sd.make()
+    sweep = ml_collections.ConfigDict({"runner": {"retries": 3}})
+    w = worker_lib.Worker(sd, [], sweep, claims_lib.Claims(sd, 60, 60), "w")
+
+    class Run:
+        name = "r"
+
+    for rc, kind in ((child.EXIT_STORAGE, "storage"), (child.EXIT_CONFIG, "config"),
+                     (child.EXIT_CORRUPT_CHECKPOINT, "corrupt_checkpoint")):
+        outcome, fields = w._outcome(Run(), rc, tmp_path / "r.reason")
+        assert outcome == "failed" and fields["permanent"] and fields["kind"] == kind
+    outcome, fields = w._outcome(Run(), child.EXIT_CRASH, tmp_path / "r.reason")
+    assert outcome == "failed" and not fields["permanent"]  # a crash gets its retries
+    assert len({child.EXIT_DONE, child.EXIT_CRASH, child.EXIT_CONFIG, child.EXIT_STORAGE,
+                child.EXIT_CORRUPT_CHECKPOINT, child.EXIT_DIVERGED}) == 6
