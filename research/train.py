@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import sys
 import time
 
 import jax
 import numpy as np
 
 from research import checkpoint, config_checks, data as data_lib, evals, files, flops, provenance
-from research import run_dir, run_math, sharding
+from research import run_dir, run_math, sharding, storage
+from research import tokenizer as tokenizer_lib
 from research.config import RunConfig
 from research.config_checks import ConfigError
+from research.errors import CheckpointError
 from research.metrics import MetricsWriter, progress as progress_output, wandb_settings
 from research.train_state import build_trainer, put_batch
 
@@ -43,55 +47,139 @@ def evaluate(trainer, params, batches) -> tuple[float, float]:
     return float(losses.mean()), stderr
 
 
-def _initial_state(trainer, cfg: RunConfig, manager):
-    """Latest checkpoint of this run, else the branch point of its parent, else fresh init."""
+def _initial_state(trainer, cfg: RunConfig, manager, *, resuming: bool, writer: bool, say):
+    """Newest readable checkpoint of this run (damaged newer ones moved aside), else the branch
+    point of its parent, else fresh init. Returns (state, start step, what happened)."""
     abstract = checkpoint.abstract_like(trainer.state_shapes, trainer.state_shardings)
-    latest = manager.latest_step()
-    if latest is not None:
-        log.info("resuming from step %d", latest)
-        return checkpoint.restore(manager, latest, abstract), latest
+    restored, skipped = checkpoint.restore_newest(
+        manager, abstract, move_damaged=writer, warn=say)
+    skipped = [step for step, _ in skipped]
+    if restored is not None:
+        say(f"resumed from step {restored.step} (checkpoint of {restored.saved_at})")
+        return restored.state, restored.step, {
+            "from_step": restored.step, "checkpoint_time": restored.saved_at, "skipped": skipped}
     t = cfg.train
     if t.init_from:
-        parent = checkpoint.make_manager(t.init_from, read_only=True)
+        state, step = _branch_point(t, abstract)
+        if resuming:
+            say(f"no usable checkpoint; starting from step {step} of {t.init_from}")
+        return state, step, {"from_step": step, "branched_from": t.init_from, "skipped": skipped}
+    if resuming:
+        say("no usable checkpoint; starting from step 0")
+    return trainer.init(jax.random.key(t.seed)), 0, {"from_step": 0, "skipped": skipped}
+
+
+def _branch_point(t, abstract):
+    """The parent's checkpoint at init_step: a branch has no other step to fall back to."""
+    parent = checkpoint.make_manager(t.init_from, read_only=True)
+    try:
         if t.init_step not in parent.all_steps():
-            raise ConfigError(f"{t.init_from} has no checkpoint at step {t.init_step} "
-                              f"(has {sorted(parent.all_steps())}); add it to the parent's keep_steps")
-        state = checkpoint.restore(parent, t.init_step, abstract)
+            raise ConfigError(f"{t.init_from} has no checkpoint at step {t.init_step} (has "
+                              f"{sorted(parent.all_steps())}); add it to the parent's keep_steps")
+        path = checkpoint.step_path(parent, t.init_step)
+        damage = checkpoint.damage_of(path)
+        if damage is None:
+            try:
+                return checkpoint.restore(parent, t.init_step, abstract), t.init_step
+            except Exception as e:  # noqa: BLE001 - only damage is reported as such
+                if not checkpoint.is_damage(e):
+                    raise
+                damage = checkpoint.one_line(e)
+        raise CheckpointError(
+            f"the branch point of this run, checkpoint step {t.init_step} of {t.init_from}, is "
+            f"unreadable ({damage}); train the parent run again to rewrite it")
+    finally:
         parent.close()
-        return state, t.init_step
-    return trainer.init(jax.random.key(t.seed)), 0
 
 
-def train(config, workdir: str, *, progress: bool = True) -> dict:
+def train(config, workdir: str, *, progress: bool = True, on_start=None) -> dict:
     """Train the run `config` (a ConfigDict or a research.config.RunConfig) in `workdir`,
-    resuming if it holds one; returns result.json."""
+    resuming if it holds one; returns result.json.
+
+    `on_start(info)`, if given, learns where training starts before the first step:
+    {"from_step", "checkpoint_time" (when resumed), "skipped" (damaged steps moved aside),
+    "branched_from" (a WSD branch)}. A full, read-only or forbidden disk raises StorageError;
+    whatever was written before it stays whole (config and result are written atomically,
+    checkpoints are only listed once orbax has finished them)."""
+    with storage.storage_errors(workdir), contextlib.ExitStack() as cleanup:
+        return _train(config, workdir, progress, on_start, cleanup)
+
+
+def _say(message: str) -> None:
+    """Where training starts from is printed (on stderr, like the progress bar), not only
+    logged: it decides what the run's numbers mean."""
+    log.info(message)
+    print(message, file=sys.stderr, flush=True)
+
+
+def _load_data(cfg: RunConfig, workdir: str, progress: bool):
+    """Corpus and tokenizer, checked before anything is written to the workdir: the run's own
+    copy of its tokenizer is read if there is one, and otherwise saved only by `_save_tokenizer`."""
+    own_copy = tokenizer_lib.run_copy(workdir, cfg.data.tokenizer).is_file()
+    return data_lib.load_token_data(cfg.data, workdir if own_copy else None,
+                                    vocab_size=cfg.model.vocab_size, progress=progress)
+
+
+def _save_tokenizer(cfg: RunConfig, data, workdir: str) -> None:
+    """Sampling reads the run's tokenizer (trained BPE, or a copy of its file) from the workdir."""
+    if cfg.data.tokenizer == "byte":
+        return
+    copy = tokenizer_lib.run_copy(workdir, cfg.data.tokenizer)
+    if not copy.is_file():
+        data.tokenizer.save(copy)
+
+
+def _close_manager(manager, exc_type, exc, tb) -> None:
+    """Let in-flight saves finish (a crash keeps its newest checkpoint); while another error
+    is already on its way up, a second one from orbax adds nothing and is dropped."""
+    try:
+        manager.wait_until_finished()
+        manager.close()
+    except Exception:  # noqa: BLE001
+        if exc_type is None:
+            raise
+
+
+def _train(config, workdir: str, progress: bool, on_start, cleanup) -> dict:
     cfg = RunConfig.from_configdict(config)  # the one conversion and check of the config
     t, m = cfg.train, cfg.model
     mesh = validate(cfg)
     total_steps = run_math.steps(cfg)
     is_writer = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
-    if is_writer:
-        run_dir.claim_workdir(workdir, cfg)
+    # Reads only, until the config, corpus and tokenizer are known to be good; a finished run
+    # (even on read-only storage) is returned as it is.
+    run_dir.check_workdir(workdir, cfg)
     done = run_dir.finished_result(workdir)
     if done is not None:
         return done
+    data = _load_data(cfg, workdir, progress and is_writer)
 
-    data = data_lib.load_token_data(cfg.data, workdir, vocab_size=m.vocab_size,
-                                    progress=progress and is_writer)
+    resuming = os.path.exists(os.path.join(workdir, "config.json"))  # an earlier attempt
+    os.makedirs(workdir, exist_ok=True)
+    if is_writer:
+        run_dir.claim_workdir(workdir, cfg)
+        _save_tokenizer(cfg, data, workdir)
     trainer = build_trainer(cfg, mesh, total_steps)
     manager = checkpoint.make_manager(workdir, t)
-    state, start = _initial_state(trainer, cfg, manager)
+    cleanup.push(lambda *exc: _close_manager(manager, *exc))
+    state, start, info = _initial_state(trainer, cfg, manager, resuming=resuming,
+                                        writer=is_writer, say=_say)
+    if is_writer:
+        run_dir.cut_metrics(workdir, start)  # rows of an aborted attempt past the resumed step
+    if on_start is not None:
+        on_start(info)
     eval_sets = {name: data_lib.eval_batches(
         data, n_batches=t.eval_batches, batch_size=t.batch_size, context_length=m.context_length,
         eval_set=name, process_index=jax.process_index(), process_count=jax.process_count())
         for name in data.eval_sets}
     writer = MetricsWriter(workdir, is_writer, config=cfg, wandb=wandb_settings(cfg))
+    cleanup.callback(writer.close)
     tokens_per_step = run_math.tokens_per_step(t, m)
     # Log-spaced evaluations besides the regular ones; each eval row carries tokens and FLOPs.
     eval_at = evals.eval_steps(total_steps, t.eval_points, t.eval_every)
     flops_per_token = run_math.train_flops_per_token(m)
     bar = _progress_bar(progress and is_writer, start, total_steps)
+    cleanup.callback(bar.close)  # an error then starts on a line of its own
     started_wall = t0 = time.time()
     status, prev = "done", None
 
@@ -136,8 +224,6 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
         losses = {name: (float("nan"), float("nan")) for name in eval_sets}
         log.error("loss is NaN/Inf at step %d: run diverged (lower train.learning_rate)", prev[0] + 1)
     manager.wait_until_finished()
-    manager.close()
-    writer.close()
 
     result = _result(cfg, workdir, data, status, losses, time.time() - started_wall,
                      steps_done=total_steps if status == "done" else prev[0] + 1)

@@ -137,7 +137,6 @@ def test_killed_sweep_resumes_and_matches_uninterrupted(reference, env, tmp_path
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     metrics = workdir / "runs" / victim / "metrics.jsonl"
-    lines_before = len(metrics.read_text().splitlines()) if metrics.exists() else 0
 
     again = run_sweep(env, workdir, KILL_SUBSET)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -148,10 +147,13 @@ def test_killed_sweep_resumes_and_matches_uninterrupted(reference, env, tmp_path
         finished = [e for e in events(workdir, name) if e["event"] == "finished"]
         assert len(finished) == 1  # completed exactly once
         assert n_starts == (2 if name == victim else 1)  # the finished run was not run again
-    assert starts(workdir, victim)[1]["resumed"]
-    # The restart resumed from the checkpoint rather than from step 0.
-    resumed_steps = [json.loads(x)["step"] for x in metrics.read_text().splitlines()[lines_before:]]
-    assert min(resumed_steps) > checkpoint
+    assert starts(workdir, victim)[1]["after_interrupt"]
+    # The restart resumed from a checkpoint rather than from step 0, and its events say so.
+    resumed = [e for e in events(workdir, victim) if e["event"] == "resumed"]
+    assert len(resumed) == 1 and resumed[0]["from_step"] >= checkpoint
+    # metrics.jsonl was cut back to the resumed step: every step's train loss appears once.
+    train_steps = [json.loads(x)["step"] for x in metrics.read_text().splitlines() if "train/loss" in x]
+    assert len(train_steps) == len(set(train_steps)) and max(train_steps) > resumed[0]["from_step"]
     assert_same_losses(rows, results(ref_dir))
 
 

@@ -8,12 +8,15 @@ Exit codes tell the worker what happened; the reason is written to DIR/state/log
 They are research/errors.py's codes: 0 done, 1 a crash (retried), a UserError's own code (2 bad
 config or data, 3 storage, 4 no readable checkpoint: permanent, fixing them needs a person), and
 EXIT_DIVERGED for a run whose loss became NaN/Inf (permanent: it would diverge again).
+Where training starts (resumed from a checkpoint, or from scratch) is appended to the run's
+events as soon as it is known.
 """
 
 from __future__ import annotations
 
 import ctypes
 import importlib
+import inspect
 import os
 import signal
 import sys
@@ -24,8 +27,12 @@ from research import errors
 EXIT_DONE = errors.EXIT_OK
 EXIT_CRASH = errors.EXIT_FAILED
 EXIT_CONFIG = errors.EXIT_USER  # any UserError exits with its own exit_code (2, 3 or 4)
+EXIT_STORAGE = errors.EXIT_STORAGE
+EXIT_CORRUPT_CHECKPOINT = errors.EXIT_CORRUPT_CHECKPOINT
 EXIT_DIVERGED = 5  # the child's own code: a diverged run (the train CLI says EXIT_FAILED)
-PERMANENT = frozenset({errors.EXIT_USER, errors.EXIT_STORAGE, errors.EXIT_CORRUPT_CHECKPOINT})
+# Failures an identical retry would repeat: final until a person fixes the cause.
+PERMANENT = {errors.EXIT_USER: "user", errors.EXIT_STORAGE: "storage",
+             errors.EXIT_CORRUPT_CHECKPOINT: "corrupt_checkpoint"}
 _PR_SET_PDEATHSIG = 1
 
 
@@ -49,6 +56,16 @@ def exit_code_of(e: BaseException) -> int:
     return e.exit_code if isinstance(e, errors.UserError) else EXIT_CRASH
 
 
+def start_recorder(sweep_dir, name: str):
+    """on_start for the trainer: one event saying whether the run resumed or started afresh."""
+    from experiments.sweeplib import ledger
+
+    def record(info: dict) -> None:
+        event = "resumed" if info.get("checkpoint_time") else "from_scratch"
+        ledger.append_event(sweep_dir, name, event, **info)
+    return record
+
+
 def main(argv: list[str]) -> int:
     root, name, parent_pid = argv[1], argv[2], int(argv[3])
     die_with_parent(parent_pid)
@@ -64,9 +81,15 @@ def main(argv: list[str]) -> int:
         config.train.init_from = str(sweep_dir.run_dir(run.depends_on))
     try:
         train = load_train_fn(spec["train_fn"])
-        result = train(config, str(sweep_dir.run_dir(name)), progress=True)
+        extra = {}
+        if "on_start" in inspect.signature(train).parameters:
+            extra["on_start"] = start_recorder(sweep_dir, name)
+        result = train(config, str(sweep_dir.run_dir(name)), progress=True, **extra)
     except Exception as e:  # noqa: BLE001 - every failure is recorded, the sweep goes on
-        traceback.print_exc()
+        if isinstance(e, errors.UserError):
+            print(f"error: {e}", file=sys.stderr)  # one line; the cause is the input, not code
+        else:
+            traceback.print_exc()
         message = " ".join(f"{type(e).__name__}: {e}".split())
         layout.write_atomic(reason_file, message[:500])
         return exit_code_of(e)

@@ -32,6 +32,12 @@ def _process_start(pid: int) -> float | None:
         return None
 
 
+def worker_name(label: str) -> str:
+    """`label@host:pid`: two sweep processes on one host (each with local0, local1, ...) get
+    names the ledger and the claims tell apart."""
+    return f"{label}@{HOST}:{os.getpid()}"
+
+
 def holder(worker: str) -> dict:
     pid = os.getpid()
     return {"host": HOST, "pid": pid, "start": _process_start(pid), "worker": worker, "token": uuid.uuid4().hex}

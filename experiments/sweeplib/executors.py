@@ -17,7 +17,7 @@ import threading
 import ml_collections
 
 from experiments.sweeplib import ledger
-from experiments.sweeplib.claims import HOST, Claims
+from experiments.sweeplib.claims import HOST, Claims, worker_name  # noqa: F401 (HOST: sweep.py)
 from experiments.sweeplib.errors import SweepError
 from experiments.sweeplib.layout import SweepDir, read_json
 from experiments.sweeplib.plan import Run
@@ -46,7 +46,7 @@ def run_local(sweep_dir: SweepDir, runs, sweep, *, echo: bool, progress=None) ->
     k = int(sweep.executor.workers)
     stop = threading.Event()
     workers = [
-        Worker(sweep_dir, runs, sweep, claims, f"local{i}@{HOST}", echo=echo and k == 1,
+        Worker(sweep_dir, runs, sweep, claims, worker_name(f"local{i}"), echo=echo and k == 1,
                progress=progress, stop=stop)
         for i in range(k)
     ]
@@ -120,7 +120,8 @@ def slurm_worker(root: str, label: str, only: list[str] | None) -> None:
     runs = [Run.from_json(r) for r in stored["runs"]]
     claims = make_claims(sweep_dir, sweep)
     try:
-        Worker(sweep_dir, runs, sweep, claims, f"{label}@{HOST}", only=only, wait_for_others=False).loop()
-        finish.finalize(sweep_dir, runs, sweep, claims, f"{label}@{HOST}")
+        name = worker_name(label)
+        Worker(sweep_dir, runs, sweep, claims, name, only=only, wait_for_others=False).loop()
+        finish.finalize(sweep_dir, runs, sweep, claims, name)
     finally:
         claims.close()

@@ -21,6 +21,7 @@ from experiments.sweeplib.layout import SweepDir
 
 FINAL = ("done", "failed")
 RUNNABLE = ("pending", "retry", "interrupted")
+_LIFECYCLE = ("started", "finished", "failed", "reset")
 
 
 def append_event(sweep_dir: SweepDir, run: str, event: str, **fields) -> None:
@@ -84,7 +85,8 @@ def run_state(sweep_dir: SweepDir, run, claims: Claims, states: dict, retries: i
             if parent is not None and parent.state == "failed":
                 return RunState("failed", f"its WSD parent {run.depends_on} failed", starts)
             return RunState("waiting", f"for WSD parent {run.depends_on}", starts)
-    last = evts[-1]["event"] if evts else ""
+    # "resumed" / "from_scratch" (written by the child) only describe a start.
+    last = next((e["event"] for e in reversed(evts) if e["event"] in _LIFECYCLE), "")
     if last == "started":  # began and never ended: killed with its worker
         return RunState("interrupted", "resumes from its latest checkpoint", starts)
     if failed:

@@ -63,9 +63,12 @@ class Worker:
             for run in self.runs:
                 if run.name in self.scope and states[run.name].state in ledger.RUNNABLE:
                     if self.claims.try_claim(run.name, self.label):
-                        resumed = states[run.name].state == "interrupted"
+                        # Whether it then resumes from a checkpoint or starts afresh, the child
+                        # records ("resumed" / "from_scratch") once it knows.
+                        after_interrupt = states[run.name].state == "interrupted"
                         ledger.append_event(self.dir, run.name, "started", worker=self.label,
-                                            attempt=states[run.name].attempts + 1, resumed=resumed)
+                                            attempt=states[run.name].attempts + 1,
+                                            after_interrupt=after_interrupt)
                         return run, states
         return None, states
 
@@ -124,9 +127,10 @@ class Worker:
                               "kind": "diverged"}
         reason = reason_file.read_text().strip() if reason_file.exists() else ""
         if rc in child.PERMANENT:
-            # A UserError (config, data, corpus, tokenizer, storage): fixing it needs a person.
-            return "failed", {"reason": reason or "bad config", "permanent": True, "kind": "user",
-                              "exit_code": rc}
+            # A UserError (config, data, storage, no readable checkpoint): fixing it needs a
+            # person (then `sweep run --retry-failed`).
+            return "failed", {"reason": reason or f"{child.PERMANENT[rc]} error", "permanent": True,
+                              "kind": child.PERMANENT[rc], "exit_code": rc}
         if rc < 0:
             reason = reason or f"killed by signal {signal.Signals(-rc).name}"
         elif rc == 0:
