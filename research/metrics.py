@@ -69,11 +69,36 @@ class MetricsWriter:
             self._wandb.log(values, step=int(step))
 
     def close(self) -> None:
-        if self.enabled:
-            self._jsonl.close()
-            self._tb.close()
-            if self._wandb is not None:
-                self._wandb.finish()
+        """Close every sink, even when one fails (a full disk), then raise the first error."""
+        if not self.enabled:
+            return
+        self.enabled = False
+        closers = [self._jsonl.close, lambda: _close_tensorboard(self._tb)]
+        if self._wandb is not None:
+            closers.append(self._wandb.finish)
+        first = None
+        for close in closers:
+            try:
+                close()
+            except OSError as e:
+                first = first or e
+        if first is not None:
+            raise first
+
+
+def _close_tensorboard(tb) -> None:
+    """tensorboardX flushes before it stops its writer thread; when that flush fails (disk
+    full) the thread and an atexit hook stay behind and print tracebacks at exit. Stop them and
+    mark the writers closed, then let the error through once."""
+    try:
+        tb.close()
+    except OSError:
+        for file_writer in list(getattr(tb, "all_writers", {}).values()):
+            events = file_writer.event_writer
+            worker, events._closed = getattr(events, "_worker", None), True
+            if worker is not None:
+                worker.stop()
+        raise
 
 
 def _start_wandb(workdir: str, settings: dict, config):
