@@ -15,8 +15,8 @@ from experiments.sweeplib.layout import SweepDir, write_atomic
 COLUMNS = (
     "run", "params", "nonembedding_params", "tokens", "flops", "loss", "loss_stderr", "seed",
     "status", "config_hash", "bits_per_byte", "variant", "kind", "compute_budget", "n_layers",
-    "d_model", "n_heads", "context_length", "batch_size", "learning_rate", "steps", "epochs", "unique_tokens",
-    "wall_s", "branched_from",
+    "d_model", "n_heads", "context_length", "batch_size", "learning_rate", "steps", "epochs",
+    "unique_tokens", "wall_s", "branched_from",
 )
 
 
