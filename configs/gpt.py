@@ -26,6 +26,28 @@ LADDER = {
 }
 
 
+# Peak learning rate per variant under SP (model.parametrization="sp"). PROVISIONAL: no LR sweep
+# has been run on this code yet. 100k and 800k are the optima the first round measured (a 100k
+# model preferred ~6e-3, an 800k one ~1.5e-3); 300k is their geometric interpolation; 1.5m-50m
+# continue that decline slowly; 170m and up follow GPT-3's table for similar widths (Brown et al.
+# 2020, Table 2.1). configs/sweeps/lr_transfer.py is the sweep that should replace them.
+# Under µP, train.learning_rate is the base width's LR instead (research/mup.py).
+LEARNING_RATES = {
+    "100k": 6e-3,
+    "300k": 3e-3,
+    "800k": 1.5e-3,
+    "1.5m": 1.2e-3,
+    "2.7m": 1e-3,
+    "6m": 1e-3,
+    "20m": 8e-4,
+    "50m": 6e-4,
+    "170m": 4e-4,
+    "400m": 3e-4,
+    "800m": 2.5e-4,
+    "1.4b": 2e-4,
+}
+
+
 def heads_for(d_model: int) -> int:
     """Heads of 64 where the width allows; otherwise 2 narrower heads."""
     return d_model // 64 if d_model >= 128 else 2
@@ -65,6 +87,12 @@ def base_config() -> ml_collections.ConfigDict:
     m.param_dtype = "float32"
     m.compute_dtype = "float32"  # bfloat16 on accelerators; f32 is fastest on CPU
     m.scan_layers = True
+    # "sp" (GPT-2 initialisation, one LR) or "mup" (µP: the best LR transfers across width).
+    # µP equals SP at d_model = mup_base_width with head width mup_base_head_dim; the default
+    # base is the 100k model (64 wide, 2 heads of 32). Rules: research/mup.py.
+    m.parametrization = "sp"
+    m.mup_base_width = 64
+    m.mup_base_head_dim = 32
 
     c.data = d = ml_collections.ConfigDict()
     # "shakespeare" (the embedded default), a folder of .txt files, or "tfds:NAME" (already
@@ -134,6 +162,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         c.train.checkpoint_every = 100
     elif arg in LADDER:
         _apply_ladder(c, *LADDER[arg])
+        c.train.learning_rate = LEARNING_RATES[arg]
     else:
         known = ", ".join(["tiny", *LADDER])
         raise ValueError(f"unknown variant {arg!r}; choose one of: {known}")

@@ -18,6 +18,11 @@ def check_model(m) -> None:
         raise ConfigError("rotary positions need an even head width (d_model / n_heads)")
     if m.position not in ("learned", "rope"):
         raise ConfigError(f"model.position={m.position!r}; use 'learned' or 'rope'")
+    if m.parametrization not in ("sp", "mup"):
+        raise ConfigError(f"model.parametrization={m.parametrization!r}; use 'sp' or 'mup'")
+    if m.parametrization == "mup" and min(int(m.mup_base_width), int(m.mup_base_head_dim)) < 1:
+        raise ConfigError("µP needs model.mup_base_width and model.mup_base_head_dim >= 1 (the "
+                          "width and head width at which it equals SP)")
     for key in ("d_model", "n_layers", "n_heads", "context_length", "vocab_size", "mlp_ratio"):
         if int(m[key]) < 1:
             raise ConfigError(f"model.{key} must be positive, got {m[key]}")

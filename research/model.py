@@ -20,6 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from research import mup
+
 Dtype = Any
 
 
@@ -37,6 +39,9 @@ class ModelConfig:
     param_dtype: str = "float32"
     compute_dtype: str = "float32"
     scan_layers: bool = True
+    parametrization: str = "sp"  # "sp" or "mup": the width rules live in research/mup.py
+    mup_base_width: int = 64  # µP equals SP at this d_model ...
+    mup_base_head_dim: int = 32  # ... and at this head width
 
     @classmethod
     def from_config(cls, m) -> "ModelConfig":
@@ -106,9 +111,10 @@ class Attention(nn.Module):
             key_pos_S = jnp.arange(k_BSHK.shape[1])
 
         # Plain einsum attention: on CPU it beats jax.nn.dot_product_attention (GUIDE.md).
-        scale = cfg.head_dim ** -0.5
+        scale = mup.attention_scale(cfg)
         logits_BHTS = jnp.einsum("bthk,bshk->bhts", q_BTHK * scale, k_BSHK.astype(dtype))
         logits_BHTS = _constrain(logits_BHTS, ("batch", "act_heads", "length", None))
+        self.sow("intermediates", "logits", logits_BHTS)  # a no-op unless asked for (coord check)
         causal_TS = key_pos_S[None, :] <= positions_T[:, None]
         logits_BHTS = jnp.where(causal_TS, logits_BHTS.astype(jnp.float32), -1e30)
         probs_BHTS = jax.nn.softmax(logits_BHTS, axis=-1).astype(dtype)
@@ -209,6 +215,8 @@ class GPT(nn.Module):
                 lambda *cs: jnp.stack(cs), *new_layers)
 
         x_BTD = _layer_norm(cfg, "ln_f")(x_BTD)
+        if (readout := mup.readout_scale(cfg)) != 1.0:
+            x_BTD = x_BTD * readout
         if cfg.tie_embeddings:
             logits_BTV = embed.attend(x_BTD)
         else:
