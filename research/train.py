@@ -180,6 +180,7 @@ def _result(config, workdir, data, status, loss, err, wall_s, steps_done) -> dic
         "d_model": int(m.d_model), "n_layers": int(m.n_layers), "n_heads": int(m.n_heads),
         "context_length": int(m.context_length), "batch_size": int(t.batch_size),
         "learning_rate": float(t.learning_rate), "schedule": t.schedule,
+        "parametrization": m.parametrization,
         "config_hash": run_dir.config_hash(config),
     }
     if t.init_from:

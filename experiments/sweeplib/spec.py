@@ -3,7 +3,7 @@
 A sweep config is an ml_collections file whose `get_config(arg)` returns a ConfigDict with:
   name, kind ("grid" | "isoflop" | "wsd"), base (a configs/gpt.py trainer config),
   variants (LADDER names or (n_layers, d_model[, n_heads]) tuples), tokens, tokens_per_param,
-  flops, learning_rates, seeds, wsd.decay_fraction, runner.*, executor.*, analysis.*.
+  flops, learning_rates, parametrizations, seeds, wsd.decay_fraction, runner.*, executor.*, analysis.*.
 `default_sweep()` declares every key, so a sweep file only states what differs and a misspelt
 override fails instead of being ignored.
 """
@@ -37,6 +37,7 @@ def default_sweep() -> ml_collections.ConfigDict:
     c.tokens_per_param = ()  # grid alternative: D = r * params, per model
     c.flops = ()  # isoflop: compute budgets C (analytic training FLOPs)
     c.learning_rates = ()  # empty = the base config's learning rate
+    c.parametrizations = ()  # "sp" / "mup"; empty = the base config's model.parametrization
     c.seeds = (0,)
 
     c.wsd = ml_collections.ConfigDict()
@@ -127,6 +128,9 @@ def check(c: ml_collections.ConfigDict) -> None:
         raise SweepError(f"sweep kind {c.kind!r} is unknown; use one of {', '.join(KINDS)}")
     if not c.variants:
         raise SweepError("sweep has no variants; list LADDER names or (n_layers, d_model) tuples")
+    for p in c.parametrizations:
+        if p not in ("sp", "mup"):
+            raise SweepError(f"parametrizations has {p!r}; use 'sp' and/or 'mup'")
     if not c.seeds:
         raise SweepError("sweep has no seeds; set seeds=(0,)")
     if c.kind == "grid" and bool(c.tokens) == bool(c.tokens_per_param):
