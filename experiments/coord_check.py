@@ -24,7 +24,7 @@ _OUT = flags.DEFINE_string("out", None, "Folder for coord_check.json and coord_c
                            required=True)
 _STEPS = flags.DEFINE_integer("steps", 10, "Optimizer steps per width.")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds averaged per width.")
-_RECORD = flags.DEFINE_string("record_steps", "0,1,2,5",
+_RECORD = flags.DEFINE_string("record-steps", "0,1,2,5",
                               "Also record after these steps (the last step always is).")
 
 
@@ -78,7 +78,7 @@ def main(argv):
     if _STEPS.value < 1 or _SEEDS.value < 1:
         cli.fail("--steps and --seeds must be >= 1")
     result = coord_check.measure(_CONFIG.value, widths, steps=_STEPS.value, seeds=_SEEDS.value,
-                                 record_steps=_ints(_RECORD.value, "record_steps"))
+                                 record_steps=_ints(_RECORD.value, "record-steps"))
     result["variant"] = _CONFIG.value.variant
     os.makedirs(_OUT.value, exist_ok=True)
     with open(os.path.join(_OUT.value, "coord_check.json"), "w") as f:
