@@ -225,3 +225,21 @@ def test_every_ladder_variant_has_a_learning_rate():
         assert gpt.get_config(variant).train.learning_rate == lr
     sizes = sorted(gpt.LADDER, key=lambda v: gpt.LADDER[v][1])
     assert [gpt.LEARNING_RATES[v] for v in sizes] == sorted(gpt.LEARNING_RATES.values(), reverse=True)
+
+
+def test_mup_kv_cache_decoding_equals_full_forward():
+    """Sampling reads the same ModelConfig: µP's forward constants hold in cached decoding."""
+    from research.model import init_cache
+    cfg = ModelConfig(vocab_size=61, context_length=16, d_model=64, n_layers=2, n_heads=2,
+                      position="rope", parametrization="mup", mup_base_width=16,
+                      mup_base_head_dim=8)
+    tokens = jax.random.randint(jax.random.key(4), (2, 10), 0, 61)
+    params = jax.jit(GPT(cfg).init)(jax.random.key(0), tokens)["params"]
+    apply = jax.jit(lambda p, t, c, i: GPT(cfg).apply({"params": p}, t, c, i))
+    full, _ = GPT(cfg).apply({"params": params}, tokens)
+    prefill, cache = apply(params, tokens[:, :4], init_cache(cfg, 2, 16), 0)
+    steps = [prefill]
+    for i in range(4, 10):
+        logits, cache = apply(params, tokens[:, i:i + 1], cache, i)
+        steps.append(logits)
+    np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, rtol=0, atol=1e-5)
