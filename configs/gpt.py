@@ -32,6 +32,27 @@ LADDER = {
 # Every ARG get_config accepts (the CLI checks it and suggests the closest on a typo).
 VARIANTS = ("tiny", *LADDER)
 
+# Peak learning rate per variant under SP (model.parametrization="sp"). PROVISIONAL: no LR sweep
+# has been run on this code yet. 100k and 800k are the optima the first round measured (a 100k
+# model preferred ~6e-3, an 800k one ~1.5e-3); 300k is their geometric interpolation; 1.5m-50m
+# continue that decline slowly; 170m and up follow GPT-3's table for similar widths (Brown et al.
+# 2020, Table 2.1). configs/sweeps/lr_transfer.py is the sweep that should replace them.
+# Under µP, train.learning_rate is the base width's LR instead (research/mup.py).
+LEARNING_RATES = {
+    "100k": 6e-3,
+    "300k": 3e-3,
+    "800k": 1.5e-3,
+    "1.5m": 1.2e-3,
+    "2.7m": 1e-3,
+    "6m": 1e-3,
+    "20m": 8e-4,
+    "50m": 6e-4,
+    "170m": 4e-4,
+    "400m": 3e-4,
+    "800m": 2.5e-4,
+    "1.4b": 2e-4,
+}
+
 
 def base_config() -> ml_collections.ConfigDict:
     """Every key with its default, as declared once in research/config.py."""
@@ -61,4 +82,5 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     else:  # a ConfigError naming the closest variant when `arg` is not one
         dims = resolve_variant(arg, LADDER, extra_names=("tiny",))
         _apply_ladder(c, dims.n_layers, dims.d_model, dims.n_heads)
+        c.train.learning_rate = LEARNING_RATES[dims.name]
     return c

@@ -28,6 +28,7 @@ def default_sweep() -> ml_collections.ConfigDict:
     c.tokens_per_param = ()  # grid alternative: D = r * params, per model
     c.flops = ()  # isoflop: compute budgets C (analytic training FLOPs)
     c.learning_rates = ()  # empty = the base config's learning rate
+    c.parametrizations = ()  # "sp" / "mup"; empty = the base config's model.parametrization
     c.seeds = (0,)
 
     c.wsd = ml_collections.ConfigDict()

@@ -54,6 +54,12 @@ class ModelConfig:
     param_dtype: str = "float32"
     compute_dtype: str = "float32"  # bfloat16 on accelerators; f32 is fastest on CPU
     scan_layers: bool = True
+    # "sp" (GPT-2 initialisation, one LR) or "mup" (µP: the best LR transfers across width).
+    # µP equals SP at d_model = mup_base_width with head width mup_base_head_dim; the default
+    # base is the 100k model (64 wide, 2 heads of 32). Rules: research/mup.py.
+    parametrization: str = "sp"
+    mup_base_width: int = 64
+    mup_base_head_dim: int = 32
 
     def __post_init__(self):
         for key in ("d_model", "n_layers", "n_heads", "context_length", "vocab_size", "mlp_ratio"):
@@ -67,6 +73,11 @@ class ModelConfig:
             raise ConfigError(f"model.position={self.position!r}; use 'learned' or 'rope'")
         if self.position == "rope" and self.head_dim % 2:
             raise ConfigError("rotary positions need an even head width (d_model / n_heads)")
+        if self.parametrization not in ("sp", "mup"):
+            raise ConfigError(f"model.parametrization={self.parametrization!r}; use 'sp' or 'mup'")
+        if self.parametrization == "mup" and min(self.mup_base_width, self.mup_base_head_dim) < 1:
+            raise ConfigError("µP needs model.mup_base_width and model.mup_base_head_dim >= 1 "
+                              "(the width and head width at which it equals SP)")
 
     @classmethod
     def from_config(cls, m) -> "ModelConfig":

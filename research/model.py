@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from research.config import ModelConfig  # noqa: F401  (declared once with the other configs)
+from research import mup
 
 Dtype = Any
 
@@ -82,9 +83,10 @@ class Attention(nn.Module):
             key_pos_S = jnp.arange(k_BSHK.shape[1])
 
         # Plain einsum attention: on CPU it beats jax.nn.dot_product_attention (GUIDE.md).
-        scale = cfg.head_dim ** -0.5
+        scale = mup.attention_scale(cfg)
         logits_BHTS = jnp.einsum("bthk,bshk->bhts", q_BTHK * scale, k_BSHK.astype(dtype))
         logits_BHTS = _constrain(logits_BHTS, ("batch", "act_heads", "length", None))
+        self.sow("intermediates", "logits", logits_BHTS)  # a no-op unless asked for (coord check)
         causal_TS = key_pos_S[None, :] <= positions_T[:, None]
         logits_BHTS = jnp.where(causal_TS, logits_BHTS.astype(jnp.float32), -1e30)
         probs_BHTS = jax.nn.softmax(logits_BHTS, axis=-1).astype(dtype)
@@ -185,6 +187,8 @@ class GPT(nn.Module):
                 lambda *cs: jnp.stack(cs), *new_layers)
 
         x_BTD = _layer_norm(cfg, "ln_f")(x_BTD)
+        if (readout := mup.readout_scale(cfg)) != 1.0:
+            x_BTD = x_BTD * readout
         if cfg.tie_embeddings:
             logits_BTV = embed.attend(x_BTD)
         else:

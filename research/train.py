@@ -293,6 +293,7 @@ def _result(cfg: RunConfig, workdir, data, status, losses, wall_s, steps_done) -
         "d_model": m.d_model, "n_layers": m.n_layers, "n_heads": m.n_heads,
         "context_length": m.context_length, "batch_size": t.batch_size,
         "learning_rate": t.learning_rate, "schedule": t.schedule,
+        "parametrization": m.parametrization,
         "config_hash": run_math.config_hash(cfg),
         "provenance": provenance.collect(),
     }

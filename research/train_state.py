@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from research import optim, sharding
+from research import mup, optim, sharding
 from research.config import ModelConfig, RunConfig
 from research.model import GPT, cross_entropy
 
@@ -52,13 +52,13 @@ def build_trainer(config, mesh, total_steps: int) -> Trainer:
     model_cfg = cfg.model
     model = GPT(model_cfg)
     t = cfg.train
-    tx = optim.make_optimizer(t, total_steps)
+    tx = mup.with_lr_multipliers(optim.make_optimizer(t, total_steps), model_cfg)
     rules = sharding.rules_of(cfg.mesh)
     n_micro = t.microbatches
 
     def boxed_state(rng):
         dummy = jnp.zeros((1, model_cfg.context_length), jnp.int32)
-        params = model.init(rng, dummy)["params"]
+        params = mup.rescale_init(model.init(rng, dummy)["params"], model_cfg)
         return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
 
     with sharding.activate(mesh, rules):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import math
 
 import ml_collections
@@ -163,14 +164,18 @@ def _make_run(role, c, steps, runner, readable, seed, *, budget=0.0, parent="", 
 def expand(sweep) -> list[Run]:
     """All runs of the sweep, parents before their branches; raises SweepError on bad input."""
     lrs = tuple(sweep.learning_rates) or (None,)
+    parametrizations = tuple(sweep.parametrizations) or (None,)
     runs: list[Run] = []
     for variant in sweep.variants:
         variant_dims(variant)  # fail on an unknown variant before any budget message
     for seed in sweep.seeds:
-        for lr in lrs:
+        for lr, p in itertools.product(lrs, parametrizations):
             lr_tag = f"-lr{lr:g}" if len(lrs) > 1 else ""
+            lr_tag += f"-{p}" if len(parametrizations) > 1 else ""
             for variant in sweep.variants:
                 base = model_config(sweep.base, variant, seed, lr)
+                if p is not None:
+                    base.model.parametrization = p
                 if sweep.kind == "grid":
                     runs += _grid(sweep, base, seed, lr_tag)
                 elif sweep.kind == "isoflop":

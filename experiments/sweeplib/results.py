@@ -16,7 +16,7 @@ COLUMNS = (
     "run", "params", "nonembedding_params", "tokens", "flops", "loss", "loss_stderr", "seed",
     "status", "config_hash", "bits_per_byte", "variant", "kind", "compute_budget", "n_layers",
     "d_model", "n_heads", "context_length", "batch_size", "learning_rate", "steps", "epochs",
-    "unique_tokens", "wall_s", "branched_from",
+    "unique_tokens", "wall_s", "branched_from", "parametrization",
 )
 
 

@@ -66,6 +66,9 @@ def check(c: ml_collections.ConfigDict) -> None:
         raise SweepError(f"sweep kind {c.kind!r} is unknown; use one of {', '.join(KINDS)}")
     if not c.variants:
         raise SweepError("sweep has no variants; list LADDER names or (n_layers, d_model) tuples")
+    for p in c.parametrizations:
+        if p not in ("sp", "mup"):
+            raise SweepError(f"parametrizations has {p!r}; use 'sp' and/or 'mup'")
     if not c.seeds:
         raise SweepError("sweep has no seeds; set seeds=(0,)")
     if c.kind == "grid" and bool(c.tokens) == bool(c.tokens_per_param):

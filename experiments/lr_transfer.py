@@ -1,0 +1,120 @@
+"""Loss against learning rate per width, for each parametrization, from an LR-transfer sweep.
+
+  python -m experiments.lr_transfer sweeps/lr_transfer --out reports/lr_transfer
+
+Reads SWEEP_DIR/results.csv (or a CSV path) with columns parametrization, d_model, learning_rate
+and loss; writes DIR/lr_transfer.png (a panel per parametrization, a curve per width) and
+DIR/lr_transfer.json, and prints the verdict. The LR *transfers* when, at every width, the best
+LR of the narrowest width is the best grid point too, or adjacent to it and within 0.5% of the
+best loss (the criterion of issue 10). Runs that diverged have no row and so no point.
+"""
+
+from experiments import cli  # noqa: F401  (sets quiet logging before jax loads)
+
+import csv
+import json
+import math
+import os
+
+from absl import flags
+
+_OUT = flags.DEFINE_string("out", None, "Folder for lr_transfer.png and lr_transfer.json.",
+                           required=True)
+
+TOLERANCE = 0.005  # relative loss penalty allowed for an adjacent grid point
+
+
+def read_rows(path: str) -> list[dict]:
+    if os.path.isdir(path):
+        path = os.path.join(path, "results.csv")
+    if not os.path.isfile(path):
+        cli.fail(f"{path} not found; pass a sweep directory with results.csv or the CSV itself")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = {"parametrization", "d_model", "learning_rate", "loss"} - set(rows[0] if rows else {})
+    if not rows or missing:
+        cli.fail(f"{path} has no rows or lacks columns {sorted(missing)}; run the "
+                 "configs/sweeps/lr_transfer.py sweep first")
+    return rows
+
+
+def curves(rows) -> dict:
+    """{parametrization: {width: {lr: mean loss over seeds}}}."""
+    acc: dict = {}
+    for r in rows:
+        if not r["loss"] or not math.isfinite(float(r["loss"])):
+            continue
+        key = (r["parametrization"] or "sp", int(r["d_model"]), float(r["learning_rate"]))
+        acc.setdefault(key, []).append(float(r["loss"]))
+    out: dict = {}
+    for (p, w, lr), losses in sorted(acc.items()):
+        out.setdefault(p, {}).setdefault(w, {})[lr] = sum(losses) / len(losses)
+    return out
+
+
+def verdict(by_width: dict) -> dict:
+    """Best LR per width and whether the narrowest width's best LR holds at every width."""
+    grid = sorted({lr for losses in by_width.values() for lr in losses})
+    widths = sorted(by_width)
+    best = {w: min(by_width[w], key=by_width[w].get) for w in widths}
+    reference = best[widths[0]]
+    per_width, transfers = {}, True
+    for w in widths:
+        losses = by_width[w]
+        penalty = (losses[reference] / losses[best[w]] - 1.0) if reference in losses else math.inf
+        steps_apart = abs(grid.index(best[w]) - grid.index(reference))
+        ok = steps_apart == 0 or (steps_apart == 1 and penalty < TOLERANCE)
+        transfers &= ok
+        per_width[w] = {"best_lr": best[w], "best_loss": losses[best[w]],
+                        "grid_steps_from_reference": steps_apart,
+                        "penalty_at_reference_lr": penalty, "ok": ok}
+    return {"reference_lr": reference, "transfers": transfers, "widths": per_width}
+
+
+def plot(data: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    params = sorted(data)
+    fig, axes = plt.subplots(1, len(params), figsize=(5 * len(params), 4), sharey=True,
+                             squeeze=False)
+    for ax, p in zip(axes[0], params):
+        widths = sorted(data[p])
+        colours = plt.cm.viridis([i / max(len(widths) - 1, 1) for i in range(len(widths))])
+        for w, colour in zip(widths, colours):
+            lrs = sorted(data[p][w])
+            losses = [data[p][w][lr] for lr in lrs]
+            ax.plot(lrs, losses, marker="o", color=colour, label=f"d_model {w}")
+            best = min(lrs, key=data[p][w].get)
+            ax.plot([best], [data[p][w][best]], marker="*", ms=14, color=colour, mec="k")
+        ax.set(xscale="log", xlabel="learning rate (peak)", title=p.upper())
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("final validation loss (nats/token)")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv):
+    if len(argv) != 2:
+        cli.fail("pass one SWEEP_DIR (or results.csv); e.g. python -m experiments.lr_transfer "
+                 "sweeps/lr_transfer --out reports/lr_transfer")
+    data = curves(read_rows(argv[1]))
+    report = {p: verdict(by_width) for p, by_width in data.items()}
+    os.makedirs(_OUT.value, exist_ok=True)
+    with open(os.path.join(_OUT.value, "lr_transfer.json"), "w") as f:
+        json.dump({"curves": {p: {str(w): {f"{lr:g}": v for lr, v in c.items()}
+                                  for w, c in by_w.items()} for p, by_w in data.items()},
+                   "verdict": report}, f, indent=1)
+    plot(data, os.path.join(_OUT.value, "lr_transfer.png"))
+    for p, v in report.items():
+        bests = ", ".join(f"d{w}: {x['best_lr']:.3g}" for w, x in v["widths"].items())
+        print(f"{p}: best LR per width {bests}; the narrowest width's {v['reference_lr']:.3g} "
+              f"{'transfers' if v['transfers'] else 'does not transfer'}")
+    print(f"wrote {_OUT.value}/lr_transfer.png and lr_transfer.json")
+
+
+if __name__ == "__main__":
+    cli.run_main(main)

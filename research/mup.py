@@ -1,0 +1,136 @@
+"""Maximal update parametrization (µP) for Adam: every width rule, in one table.
+
+Yang et al. 2022 ("Tensor Programs V", Tables 3 and 8, Adam column). With µP the best learning
+rate found at a small (base) width holds at every width. `model.parametrization` picks "sp"
+(standard: today's GPT-2 initialisation, one learning rate) or "mup"; `model.mup_base_width`
+names the width at which µP *is* SP, and `model.mup_base_head_dim` the head width at which the
+two attention scales agree. With m = d_model / mup_base_width (the width multiplier):
+
+  role       parameters                             init std      Adam LR   forward
+  ---------  -------------------------------------  ------------  --------  --------------------
+  hidden     every matmul kernel inside the blocks  SP std/sqrt(m) η / m     -
+             (attn query/key/value/out, mlp up/down)
+  embedding  wte.embedding, wpe                     SP std         η         -
+  vector     biases, LayerNorm scale and bias       SP (0 or 1)    η         -
+  readout    lm_head.kernel (or wte when tied)      SP std         η         logits input x 1/m
+  attention  (no parameter)                         -              -         q.k x sqrt(K0) / K
+
+K is the head width and K0 = mup_base_head_dim: the logits are scaled by 1/K (µP) instead of
+1/sqrt(K) (SP), with the constant chosen so that both agree at K = K0. The readout multiplier
+1/m is the paper's Table 8 form of "readout init variance 1/width^2, LR η/width": it works for a
+tied embedding too, whose input use keeps init and LR as an embedding should. Weight decay is
+decoupled and scaled with each parameter's LR (as per-group learning rates do in PyTorch).
+
+Everything is applied here and nowhere else: `rescale_init` multiplies the freshly initialised
+parameters, `scale_learning_rates` multiplies Adam's updates per parameter, `attention_scale` and
+`readout_scale` are the two forward constants the model reads. At m = 1 and K = K0 every factor
+is exactly 1.0, so µP reproduces SP bit for bit. Parameter count, shapes, shardings, checkpoint
+layout of the params and the analytic FLOPs are the same under both.
+
+µP transfers across *width*. Scale heads either way: with n_heads fixed (K grows with the width,
+set mup_base_head_dim = mup_base_width / n_heads) or with K fixed (heads grow; then the attention
+factor is a constant). It says nothing about depth: the ladder also grows in depth, so a base LR
+is a good start there, not a guarantee.
+"""
+
+from __future__ import annotations
+
+import jax
+import optax
+from flax.core import meta
+
+PARAMETRIZATIONS = ("sp", "mup")
+
+HIDDEN, EMBEDDING, VECTOR, READOUT = "hidden", "embedding", "vector", "readout"
+
+
+def is_mup(cfg) -> bool:
+    return cfg.parametrization == "mup"
+
+
+def width_multiplier(cfg) -> float:
+    return cfg.d_model / cfg.mup_base_width if is_mup(cfg) else 1.0
+
+
+def attention_scale(cfg) -> float:
+    """Multiplier of q.k: 1/sqrt(K) under SP, sqrt(K0)/K under µP (equal at K = K0)."""
+    k = cfg.d_model // cfg.n_heads
+    if not is_mup(cfg):
+        return k ** -0.5
+    return k ** -0.5 * (cfg.mup_base_head_dim / k) ** 0.5
+
+
+def readout_scale(cfg) -> float:
+    """Multiplier of the readout's input (so of the logits): 1/m under µP."""
+    return 1.0 / width_multiplier(cfg)
+
+
+def role_of(path) -> str:
+    """A parameter's µP role from its path in the params tree (see the table)."""
+    names = [getattr(k, "key", getattr(k, "name", None)) for k in path]
+    leaf = names[-1]
+    if leaf in ("embedding", "wpe"):
+        return EMBEDDING
+    if leaf in ("bias", "scale"):
+        return VECTOR
+    if leaf == "kernel":
+        return READOUT if "lm_head" in names else HIDDEN
+    raise ValueError(f"parameter {'/'.join(map(str, names))} has no µP role; add it to "
+                     "research/mup.py:role_of")
+
+
+def init_multiplier(cfg, role: str) -> float:
+    return width_multiplier(cfg) ** -0.5 if role == HIDDEN else 1.0
+
+
+def lr_multiplier(cfg, role: str) -> float:
+    return 1.0 / width_multiplier(cfg) if role == HIDDEN else 1.0
+
+
+def _is_box(x) -> bool:
+    return isinstance(x, meta.AxisMetadata)
+
+
+def rescale_init(params, cfg):
+    """Freshly initialised (SP) params -> µP init. Works on boxed (logically partitioned) or
+    plain trees; an identity under SP."""
+    if not is_mup(cfg):
+        return params
+
+    def rescale(path, x):
+        factor = init_multiplier(cfg, role_of(path))
+        if factor == 1.0:
+            return x
+        if _is_box(x):
+            return x.replace_boxed(x.unbox() * factor)
+        return x * factor
+
+    return jax.tree_util.tree_map_with_path(rescale, params, is_leaf=_is_box)
+
+
+def lr_multipliers(params, cfg):
+    """A params-shaped tree of per-parameter learning-rate multipliers."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: lr_multiplier(cfg, role_of(path)), params, is_leaf=_is_box)
+
+
+def scale_learning_rates(cfg) -> optax.GradientTransformation:
+    """Chained after AdamW: multiplies each parameter's update (hence its LR and its decoupled
+    weight decay) by its µP multiplier."""
+
+    def update(updates, state, params=None):
+        del params
+
+        def scale(path, u):
+            factor = lr_multiplier(cfg, role_of(path))
+            return u if factor == 1.0 else u * factor
+
+        return jax.tree_util.tree_map_with_path(scale, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def with_lr_multipliers(tx: optax.GradientTransformation, cfg) -> optax.GradientTransformation:
+    """The optimizer `tx` with µP's per-parameter learning rates; `tx` itself under SP (so an SP
+    run's optimizer state keeps its layout)."""
+    return optax.chain(tx, scale_learning_rates(cfg)) if is_mup(cfg) else tx
