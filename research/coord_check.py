@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from research import config_checks, data as data_lib, sharding, train_state
+from research import data as data_lib, sharding, train_state
+from research.config import RunConfig
 
 
 def _name(path) -> str:
@@ -54,7 +55,7 @@ def width_config(config, width: int, parametrization: str, base_width: int, step
     t.tokens = steps * int(t.batch_size) * int(m.context_length)
     t.microbatches = 1
     c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, 1, 1
-    config_checks.check_model(m)
+    RunConfig.from_configdict(c)  # refuses an impossible width (heads not dividing it, ...)
     return c
 
 
