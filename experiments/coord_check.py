@@ -9,23 +9,27 @@ context, batch and LR come from the config; only d_model varies. Research code:
 research/coord_check.py.
 """
 
-from experiments import cli  # noqa: F401  (sets quiet logging before jax loads)
+from __future__ import annotations
 
 import json
 import os
 
-from absl import flags
-from ml_collections import config_flags
+from experiments import cli
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/gpt.py:tiny", "Model config.",
-                                          lock_config=True)
-_WIDTHS = flags.DEFINE_string("widths", "64,128,256,512", "Comma-separated d_model values.")
-_OUT = flags.DEFINE_string("out", None, "Folder for coord_check.json and coord_check.png.",
-                           required=True)
-_STEPS = flags.DEFINE_integer("steps", 10, "Optimizer steps per width.")
-_SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds averaged per width.")
-_RECORD = flags.DEFINE_string("record-steps", "0,1,2,5",
-                              "Also record after these steps (the last step always is).")
+PROG = "python -m experiments.coord_check"
+
+
+def build_parser() -> cli.ArgumentParser:
+    p = cli.parser(PROG, __doc__)
+    cli.add_config(p, "configs/gpt.py:tiny", "model config (only d_model varies)")
+    p.add_argument("--widths", default="64,128,256,512", help="comma-separated d_model values")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for coord_check.json and coord_check.png")
+    p.add_argument("--steps", type=int, default=10, help="optimizer steps per width")
+    p.add_argument("--seeds", type=int, default=3, help="seeds averaged per width")
+    p.add_argument("--record-steps", default="0,1,2,5",
+                   help="also record after these steps (the last step always is)")
+    return p
 
 
 def _ints(text: str, flag: str) -> list[int]:
@@ -68,29 +72,32 @@ def plot(result: dict, path: str) -> None:
     plt.close(fig)
 
 
-def main(argv):
-    del argv
+def main(argv) -> int:
+    args, overrides = cli.parse(build_parser(), argv)
+    config = cli.load_config(args.config, overrides)
+    cli.quiet_absl()
     from research import coord_check
 
-    widths = _ints(_WIDTHS.value, "widths")
+    widths = _ints(args.widths, "widths")
     if len(widths) < 2:
         cli.fail("--widths needs at least two widths to fit a slope; write e.g. 64,128,256,512")
-    if _STEPS.value < 1 or _SEEDS.value < 1:
+    if args.steps < 1 or args.seeds < 1:
         cli.fail("--steps and --seeds must be >= 1")
-    result = coord_check.measure(_CONFIG.value, widths, steps=_STEPS.value, seeds=_SEEDS.value,
-                                 record_steps=_ints(_RECORD.value, "record-steps"))
-    result["variant"] = _CONFIG.value.variant
-    os.makedirs(_OUT.value, exist_ok=True)
-    with open(os.path.join(_OUT.value, "coord_check.json"), "w") as f:
+    result = coord_check.measure(config, widths, steps=args.steps, seeds=args.seeds,
+                                 record_steps=_ints(args.record_steps, "record-steps"))
+    result["variant"] = config.variant
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "coord_check.json"), "w") as f:
         json.dump(result, f, indent=1)
-    plot(result, os.path.join(_OUT.value, "coord_check.png"))
+    plot(result, os.path.join(args.out, "coord_check.png"))
     last = result["steps"][-1]
     for p, by_step in result["slopes"].items():
         worst = max(by_step[last].items(), key=lambda kv: abs(kv[1]))
         print(f"{p}: after {last} steps the steepest curve is {worst[0]} "
               f"(slope {worst[1]:+.2f} in log RMS per log width)")
-    print(f"wrote {_OUT.value}/coord_check.json and coord_check.png")
+    print(f"wrote {args.out}/coord_check.json and coord_check.png")
+    return 0
 
 
 if __name__ == "__main__":
-    cli.run_main(main)
+    cli.run(main)

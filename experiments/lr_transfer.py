@@ -9,17 +9,24 @@ LR of the narrowest width is the best grid point too, or adjacent to it and with
 best loss (the criterion of issue 10). Runs that diverged have no row and so no point.
 """
 
-from experiments import cli  # noqa: F401  (sets quiet logging before jax loads)
+from __future__ import annotations
 
 import csv
 import json
 import math
 import os
 
-from absl import flags
+from experiments import cli
 
-_OUT = flags.DEFINE_string("out", None, "Folder for lr_transfer.png and lr_transfer.json.",
-                           required=True)
+PROG = "python -m experiments.lr_transfer"
+
+
+def build_parser() -> cli.ArgumentParser:
+    p = cli.parser(PROG, __doc__)
+    p.add_argument("results", metavar="SWEEP_DIR", help="an LR-transfer sweep directory, or its results.csv")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for lr_transfer.png and lr_transfer.json")
+    return p
 
 TOLERANCE = 0.005  # relative loss penalty allowed for an adjacent grid point
 
@@ -97,24 +104,23 @@ def plot(data: dict, path: str) -> None:
     plt.close(fig)
 
 
-def main(argv):
-    if len(argv) != 2:
-        cli.fail("pass one SWEEP_DIR (or results.csv); e.g. python -m experiments.lr_transfer "
-                 "sweeps/lr_transfer --out reports/lr_transfer")
-    data = curves(read_rows(argv[1]))
+def main(argv) -> int:
+    args, _ = cli.parse(build_parser(), argv, allow_overrides=False)
+    data = curves(read_rows(args.results))
     report = {p: verdict(by_width) for p, by_width in data.items()}
-    os.makedirs(_OUT.value, exist_ok=True)
-    with open(os.path.join(_OUT.value, "lr_transfer.json"), "w") as f:
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "lr_transfer.json"), "w") as f:
         json.dump({"curves": {p: {str(w): {f"{lr:g}": v for lr, v in c.items()}
                                   for w, c in by_w.items()} for p, by_w in data.items()},
                    "verdict": report}, f, indent=1)
-    plot(data, os.path.join(_OUT.value, "lr_transfer.png"))
+    plot(data, os.path.join(args.out, "lr_transfer.png"))
     for p, v in report.items():
         bests = ", ".join(f"d{w}: {x['best_lr']:.3g}" for w, x in v["widths"].items())
         print(f"{p}: best LR per width {bests}; the narrowest width's {v['reference_lr']:.3g} "
               f"{'transfers' if v['transfers'] else 'does not transfer'}")
-    print(f"wrote {_OUT.value}/lr_transfer.png and lr_transfer.json")
+    print(f"wrote {args.out}/lr_transfer.png and lr_transfer.json")
+    return 0
 
 
 if __name__ == "__main__":
-    cli.run_main(main)
+    cli.run(main)
