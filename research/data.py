@@ -25,7 +25,6 @@ from research.errors import UserError
 
 import dataclasses
 import fcntl
-import functools
 import logging
 import os
 import re
@@ -174,11 +173,39 @@ def _windows(tokens: np.ndarray, starts: np.ndarray, context_length: int) -> np.
     return np.asarray(tokens[starts[:, None] * context_length + offsets], dtype=np.int32)
 
 
-@functools.lru_cache(maxsize=8)
-def _epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
-    order = np.random.Generator(np.random.PCG64([seed, epoch])).permutation(n)
-    order.flags.writeable = False
-    return order
+def _epoch_order(seed: int, epoch: int, n: int, positions: np.ndarray) -> np.ndarray:
+    """perm_e[positions] for a pseudo-random permutation perm_e of [0, n) seeded by (seed, e).
+
+    A 4-round Feistel network on the smallest even-bit domain >= n, with cycle walking back
+    into [0, n): a bijection computed per index, so memory and start-up time do not grow with
+    the corpus (a materialised permutation of 14M windows of a 2 GB corpus is 112 MB).
+    """
+    keys = np.random.Generator(np.random.PCG64([seed, epoch])).integers(
+        0, 2**63, size=4, dtype=np.uint64)
+    half = max(1, ((n - 1).bit_length() + 1) // 2)
+    x = _feistel(np.asarray(positions, dtype=np.uint64), half, keys)
+    outside = x >= n
+    while outside.any():  # terminates: each cycle of the bijection on [0, 4^half) meets [0, n)
+        x[outside] = _feistel(x[outside], half, keys)
+        outside = x >= n
+    return x.astype(np.int64)
+
+
+def _feistel(x: np.ndarray, half: int, keys: np.ndarray) -> np.ndarray:
+    mask = np.uint64((1 << half) - 1)
+    shift = np.uint64(half)
+    left, right = x >> shift, x & mask
+    for key in keys:
+        left, right = right, left ^ (_mix(right ^ key) & mask)
+    return (left << shift) | right
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a cheap, well-spread 64-bit hash (wrapping arithmetic)."""
+    x = x * np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
 
 
 def _local_rows(batch_size: int, process_index: int, process_count: int) -> np.ndarray:
@@ -217,7 +244,7 @@ def train_batch(
     starts = np.empty_like(rows)
     for epoch in np.unique(epochs):
         mask = epochs == epoch
-        starts[mask] = _epoch_order(int(seed), int(epoch), n)[positions[mask]]
+        starts[mask] = _epoch_order(int(seed), int(epoch), n, positions[mask])
     return _windows(data.train, starts, context_length)
 
 

@@ -130,3 +130,14 @@ def test_eval_set_specs_are_named_and_checked(tmp_path):
     from research.config_checks import ConfigError
     with pytest.raises(ConfigError, match="missing.jsonl"):
         data_lib.check_sources(cfg)
+
+
+def test_epoch_order_is_a_bijection_computed_per_index():
+    for n in (1, 2, 3, 17, 1000, 4097):
+        for seed, epoch in ((0, 0), (3, 1)):
+            order = data_lib._epoch_order(seed, epoch, n, np.arange(n))
+            assert sorted(order.tolist()) == list(range(n))
+    a = data_lib._epoch_order(0, 0, 10**9, np.array([5, 6, 7]))  # no 8 GB permutation needed
+    assert a.tolist() == data_lib._epoch_order(0, 0, 10**9, np.arange(8))[5:].tolist()
+    assert data_lib._epoch_order(0, 1, 1000, np.arange(1000)).tolist() != \
+        data_lib._epoch_order(0, 0, 1000, np.arange(1000)).tolist()
