@@ -10,7 +10,8 @@ import time
 import jax
 import numpy as np
 
-from research import checkpoint, config_checks, data as data_lib, flops, run_dir, sharding
+from research import (checkpoint, compile_cache, config_checks, data as data_lib, flops, run_dir,
+                      sharding, timing)
 from research.config_checks import ConfigError
 from research.metrics import MetricsWriter
 from research.train_state import build_trainer, put_batch
@@ -74,7 +75,9 @@ def _initial_state(trainer, config, manager):
 def train(config, workdir: str, *, progress: bool = True) -> dict:
     """Train the run `config` in `workdir` (resuming if it holds one); returns result.json."""
     t = config.train
+    timer = timing.PhaseTimer()
     mesh = validate(config)
+    compile_cache.enable()
     total_steps = steps_of(config)
     is_writer = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
@@ -84,24 +87,29 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
     if done is not None:
         return done
 
-    data = data_lib.load_token_data(config.data, workdir)
+    with timer.phase("data_s"):
+        data = data_lib.load_token_data(config.data, workdir)
     if data.tokenizer.vocab_size != config.model.vocab_size:
         raise ConfigError(
             f"model.vocab_size={config.model.vocab_size} but the {data.tokenizer.name} tokenizer "
             f"has {data.tokenizer.vocab_size} tokens; set --config.model.vocab_size="
             f"{data.tokenizer.vocab_size}")
-    trainer = build_trainer(config, mesh, total_steps)
-    manager = checkpoint.make_manager(workdir, t)
-    state, start = _initial_state(trainer, config, manager)
-    eval_set = data_lib.eval_batches(
-        data, n_batches=int(t.eval_batches), batch_size=int(t.batch_size),
-        context_length=int(config.model.context_length),
-        process_index=jax.process_index(), process_count=jax.process_count())
+    with timer.phase("compile_s"):
+        trainer = build_trainer(config, mesh, total_steps)
+    with timer.phase("checkpoint_s"):
+        manager = checkpoint.make_manager(workdir, t)
+        state, start = _initial_state(trainer, config, manager)
+    with timer.phase("data_s"):
+        eval_set = data_lib.eval_batches(
+            data, n_batches=int(t.eval_batches), batch_size=int(t.batch_size),
+            context_length=int(config.model.context_length),
+            process_index=jax.process_index(), process_count=jax.process_count())
     writer = MetricsWriter(workdir, is_writer)
     tokens_per_step = int(t.batch_size) * int(config.model.context_length)
     bar = _progress_bar(progress and is_writer, start, total_steps)
     started_wall = t0 = time.time()
     status, prev = "done", None
+    loop_t0, before_loop = time.perf_counter(), sum(timer.seconds.values())
 
     def check(prev_step, metrics):
         """Metrics of the previous step, read one step late so the device never waits."""
@@ -120,7 +128,12 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
             data, step=step, batch_size=int(t.batch_size),
             context_length=int(config.model.context_length), seed=int(t.seed),
             process_index=jax.process_index(), process_count=jax.process_count())
-        state, metrics = trainer.train_step(state, put_batch(trainer, batch))
+        if step == start:  # the first step compiles (or loads from the cache): a fixed cost
+            with timer.phase("compile_s"):
+                state, metrics = trainer.train_step(state, put_batch(trainer, batch))
+                jax.block_until_ready(metrics)
+        else:
+            state, metrics = trainer.train_step(state, put_batch(trainer, batch))
         if prev is not None and not check(*prev):
             status = "diverged"
             break
@@ -128,26 +141,37 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
         bar.update(1)
         done_steps = step + 1
         if done_steps % int(t.eval_every) == 0 and done_steps < total_steps:
-            loss, err = evaluate(trainer, state["params"], eval_set)
+            jax.block_until_ready(state)  # the pending step is training time, not eval time
+            with timer.phase("eval_s"):
+                loss, err = evaluate(trainer, state["params"], eval_set)
             writer.write(done_steps, {"eval/loss": loss, "eval/loss_stderr": err})
-        checkpoint.save(manager, done_steps, state)
+        if manager.should_save(done_steps):
+            jax.block_until_ready(state)
+        with timer.phase("checkpoint_s"):
+            checkpoint.save(manager, done_steps, state)
     if status == "done" and prev is not None and not check(*prev):
         status = "diverged"
+    jax.block_until_ready(state)
+    timer.add("train_s", time.perf_counter() - loop_t0 - (sum(timer.seconds.values()) - before_loop))
     bar.close()
 
     if status == "done":
-        checkpoint.save(manager, total_steps, state, force=total_steps not in manager.all_steps())
-        loss, err = evaluate(trainer, state["params"], eval_set)
+        with timer.phase("checkpoint_s"):
+            checkpoint.save(manager, total_steps, state, force=total_steps not in manager.all_steps())
+        with timer.phase("eval_s"):
+            loss, err = evaluate(trainer, state["params"], eval_set)
         writer.write(total_steps, {"eval/loss": loss, "eval/loss_stderr": err})
     else:
         loss, err = float("nan"), float("nan")
         log.error("loss is NaN/Inf at step %d: run diverged (lower train.learning_rate)", prev[0] + 1)
-    manager.wait_until_finished()
-    manager.close()
+    with timer.phase("checkpoint_s"):
+        manager.wait_until_finished()
+        manager.close()
     writer.close()
 
     result = _result(config, workdir, data, status, loss, err, time.time() - started_wall,
                      steps_done=total_steps if status == "done" else prev[0] + 1)
+    result["timing"] = timer.summary()
     if is_writer:
         run_dir.write_json_atomic(os.path.join(workdir, "result.json"), result)
     return result

@@ -201,7 +201,7 @@ def test_analytic_flops_match_xla_cost_analysis():
         state = trainer.init(jax.random.key(0))
         batch = train_state.put_batch(trainer, np.zeros((8, ctx + 1), np.int32))
         with trainer.activate():
-            cost = trainer.train_step.jitted.lower(state, batch).compile().cost_analysis()
+            cost = trainer.train_step.jitted.lower(state, batch, trainer.schedule).compile().cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
         analytic = flops.train_flops_per_token(c.model) * 8 * ctx
         assert 1.0 <= cost["flops"] / analytic < 1.08, (n_layers, d_model, cost["flops"] / analytic)
