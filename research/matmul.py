@@ -15,24 +15,21 @@ import jax.numpy as jnp
 from jax import lax
 
 
-@jax.custom_vjp
+@jax.custom_jvp
 def _matmul(x, w):
     return lax.dot_general(x, w, (((x.ndim - 1,), (0,)), ((), ())))
 
 
-def _matmul_fwd(x, w):
-    return _matmul(x, w), (x, w)
-
-
-def _matmul_bwd(res, dy):
-    x, w = res
-    dx = lax.dot_general(dy, w, (((dy.ndim - 1,), (1,)), ((), ())))
-    x_T = lax.optimization_barrier(x.reshape(-1, x.shape[-1]).T)  # [D, N], materialized
-    dw = x_T @ dy.reshape(-1, dy.shape[-1]).astype(x_T.dtype)
-    return dx.astype(x.dtype), dw.astype(w.dtype)
-
-
-_matmul.defvjp(_matmul_fwd, _matmul_bwd)
+@_matmul.defjvp
+def _matmul_jvp(primals, tangents):
+    x, w = primals
+    x_dot, w_dot = tangents
+    y = _matmul(x, w)
+    # x @ w_dot, written with x^T materialized ([D, N], behind a barrier so XLA cannot fold the
+    # transpose away): its transpose, the weight gradient, is then x^T @ dy, a standard GEMM.
+    x_T = lax.optimization_barrier(x.reshape(-1, x.shape[-1]).T)
+    y_dot_w = lax.dot_general(x_T, w_dot, (((0,), (0,)), ((), ()))).reshape(y.shape)
+    return y, lax.dot_general(x_dot, w, (((x.ndim - 1,), (0,)), ((), ()))) + y_dot_w
 
 
 def dense_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
