@@ -41,10 +41,14 @@ def default_sweep() -> ml_collections.ConfigDict:
     r.heartbeat_s = 15.0  # claim refresh period
     r.claim_timeout_s = 180.0  # a claim from another host not refreshed this long is stale
     r.poll_s = 1.0  # how often an idle worker looks for runnable runs
-    # JAX persistent compilation cache shared by the sweep's runs (a resumed or retried run, or a
-    # same-shape run, skips compilation); relative to the sweep dir; "" = off. An already set
-    # JAX_COMPILATION_CACHE_DIR in the environment wins.
-    r.compile_cache = "state/jax_cache"
+    # JAX persistent compilation cache (a resumed or retried run, or a run of a shape compiled
+    # before, skips compilation): a folder relative to the sweep dir, or "" for the user-wide
+    # cache (~/.cache/scaling_lab/jax-cache, research/compile_cache.py) that sweeps and single
+    # runs share. An already set JAX_COMPILATION_CACHE_DIR in the environment wins.
+    r.compile_cache = ""
+    # Runs trained one after another in one child process (imports, data and compiled steps stay
+    # warm); 1 = a fresh process per run, 0 = no limit. A crash or failure still costs one run.
+    r.runs_per_child = 32
     r.train_fn = TRAINER  # module:function with the trainer's contract
 
     c.executor = e = ml_collections.ConfigDict()

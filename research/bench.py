@@ -46,13 +46,13 @@ def measure(config, steps: int = 5, peak: float | None = None) -> dict:
     batch = put_batch(trainer, rng.integers(0, cfg.model.vocab_size, (local, ctx + 1),
                                             dtype=np.int32))
     t0 = time.perf_counter()
-    compiled = trainer.train_step.jitted.lower(state, batch).compile()
+    compiled = trainer.train_step.jitted.lower(state, batch, trainer.schedule).compile()
     compile_s = time.perf_counter() - t0
-    state, m = compiled(state, batch)  # warm-up
+    state, m = compiled(state, batch, trainer.schedule)  # warm-up
     jax.block_until_ready(m)
     t0 = time.perf_counter()
     for _ in range(steps):
-        state, m = compiled(state, batch)
+        state, m = compiled(state, batch, trainer.schedule)
     jax.block_until_ready((state, m))
     step_s = (time.perf_counter() - t0) / steps
     tokens_per_step = run_math.tokens_per_step(cfg.train, cfg.model)

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from research.config import ModelConfig  # noqa: F401  (declared once with the other configs)
 from research import mup
+from research.matmul import dense_dot_general
 
 Dtype = Any
 
@@ -57,7 +58,7 @@ class Attention(nn.Module):
         # Fused head dimension (H*K, heads outermost) so tensor parallelism splits whole heads.
         def proj(name):
             return nn.Dense(
-                cfg.d_model, dtype=dtype, param_dtype=pdtype,
+                cfg.d_model, dtype=dtype, param_dtype=pdtype, dot_general=dense_dot_general,
                 kernel_init=nn.with_logical_partitioning(_dense_init(std), ("embed", "heads")),
                 bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("heads",)),
                 name=name)
@@ -92,7 +93,7 @@ class Attention(nn.Module):
         probs_BHTS = jax.nn.softmax(logits_BHTS, axis=-1).astype(dtype)
         mixed_BTHK = jnp.einsum("bhts,bshk->bthk", probs_BHTS, v_BSHK.astype(dtype))
         out_BTD = nn.Dense(
-            cfg.d_model, dtype=dtype, param_dtype=pdtype,
+            cfg.d_model, dtype=dtype, param_dtype=pdtype, dot_general=dense_dot_general,
             kernel_init=nn.with_logical_partitioning(_dense_init(out_std), ("heads", "embed")),
             bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
             name="out")(mixed_BTHK.reshape(B, T, cfg.d_model))
@@ -108,13 +109,13 @@ class MLP(nn.Module):
         dtype, pdtype = jnp.dtype(cfg.compute_dtype), jnp.dtype(cfg.param_dtype)
         d_mlp = cfg.mlp_ratio * cfg.d_model
         h_BTF = nn.Dense(
-            d_mlp, dtype=dtype, param_dtype=pdtype,
+            d_mlp, dtype=dtype, param_dtype=pdtype, dot_general=dense_dot_general,
             kernel_init=nn.with_logical_partitioning(_dense_init(0.02), ("embed", "mlp")),
             bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp",)),
             name="up")(x_BTD)
         h_BTF = _constrain(nn.gelu(h_BTF), ("batch", "length", "act_mlp"))
         return nn.Dense(
-            cfg.d_model, dtype=dtype, param_dtype=pdtype,
+            cfg.d_model, dtype=dtype, param_dtype=pdtype, dot_general=dense_dot_general,
             kernel_init=nn.with_logical_partitioning(
                 _dense_init(0.02 / (2 * cfg.n_layers) ** 0.5), ("mlp", "embed")),
             bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
@@ -167,7 +168,11 @@ class GPT(nn.Module):
             wpe_SD = self.param(
                 "wpe", nn.with_logical_partitioning(_dense_init(0.01), ("length", "embed")),
                 (cfg.context_length, cfg.d_model), pdtype)
-            x_BTD = x_BTD + jnp.take(wpe_SD, positions_T, axis=0).astype(dtype)[None]
+            if isinstance(cache_index, int):  # a slice, not a gather: no scatter in the backward
+                pos_TD = jax.lax.slice_in_dim(wpe_SD, cache_index, cache_index + T, axis=0)
+            else:
+                pos_TD = jnp.take(wpe_SD, positions_T, axis=0)
+            x_BTD = x_BTD + pos_TD.astype(dtype)[None]
         x_BTD = _constrain(x_BTD, ("batch", "length", "act_embed"))
 
         if cfg.scan_layers:
@@ -193,7 +198,7 @@ class GPT(nn.Module):
             logits_BTV = embed.attend(x_BTD)
         else:
             logits_BTV = nn.Dense(
-                cfg.vocab_size, dtype=dtype, param_dtype=pdtype,
+                cfg.vocab_size, dtype=dtype, param_dtype=pdtype, dot_general=dense_dot_general,
                 kernel_init=nn.with_logical_partitioning(_dense_init(0.02), ("embed", "vocab")),
                 bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
                 name="lm_head")(x_BTD)
@@ -212,5 +217,8 @@ def cross_entropy(logits_BTV, targets_BT):
     """Mean next-token cross-entropy in float32, nats per token."""
     logits_BTV = logits_BTV.astype(jnp.float32)
     logz_BT = jax.nn.logsumexp(logits_BTV, axis=-1)
-    target_logit_BT = jnp.take_along_axis(logits_BTV, targets_BT[..., None], axis=-1)[..., 0]
+    # A one-hot mask, not take_along_axis: the same value (one term plus zeros), and its
+    # gradient is elementwise instead of a scatter into a [B, T, V] buffer (slow on CPU).
+    onehot_BTV = targets_BT[..., None] == jnp.arange(logits_BTV.shape[-1], dtype=targets_BT.dtype)
+    target_logit_BT = jnp.sum(jnp.where(onehot_BTV, logits_BTV, 0.0), axis=-1)
     return jnp.mean(logz_BT - target_logit_BT)

@@ -1,39 +1,64 @@
-"""AdamW with masked weight decay, global-norm clipping and the learning-rate schedules."""
+"""AdamW with masked weight decay, global-norm clipping and the learning-rate schedules.
+
+The schedule's numbers (peak, floor, warmup, decay start, length) are computed on the host by
+`schedule_inputs` and enter the compiled train step as traced inputs, not constants: every run
+of one model shape then shares one compiled step whatever its budget or learning rate.
+Only the schedule's kind ("cosine", "constant", "wsd") is static.
+"""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from research import run_math
-from research.config import TrainConfig
+
+SCHEDULES = ("cosine", "constant", "wsd")
 
 
-def learning_rate_schedule(t: TrainConfig, total_steps: int) -> optax.Schedule:
-    """Linear warmup, then cosine to min_lr_ratio x peak at exactly the run's last step
-    (default), constant, or warmup-stable-decay with a linear decay to min_lr_ratio x peak."""
-    peak, floor = t.learning_rate, t.learning_rate * t.min_lr_ratio
+def schedule_inputs(t, total_steps: int) -> dict:
+    """The schedule of a run of `total_steps` as float32 scalars (host arrays, fed to the step).
+
+    Differences such as peak - floor are taken here in float64 and rounded once, as the
+    constants of a baked-in schedule were, so the learning rate is the same to the bit.
+    """
+    peak = float(t.learning_rate)
+    floor = peak * float(t.min_lr_ratio)
     warmup = run_math.warmup_steps(t, total_steps)
+    start = run_math.decay_start(t.decay_fraction, total_steps)
+    values = {
+        "peak": peak, "floor": floor, "peak_minus_floor": peak - floor,
+        "floor_minus_peak": floor - peak, "warmup": warmup,
+        "cosine_span": max(total_steps - warmup, 1),
+        "decay_start": start, "decay_span": max(total_steps - start, 1),
+    }
+    return {k: np.float32(v) for k, v in values.items()}
 
-    def schedule(step):
-        step = jnp.asarray(step, jnp.float32)
-        ramp = peak * jnp.minimum(1.0, (step + 1.0) / warmup)
-        if t.schedule == "constant":
-            return ramp
-        if t.schedule == "cosine":
-            span = max(total_steps - warmup, 1)
-            frac = jnp.clip((step - warmup) / span, 0.0, 1.0)
-            decayed = floor + (peak - floor) * 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
-            return jnp.where(step < warmup, ramp, decayed)
-        if t.schedule == "wsd":
-            start = run_math.decay_start(t.decay_fraction, total_steps)
-            span = max(total_steps - start, 1)
-            frac = jnp.clip((step - start) / span, 0.0, 1.0)
-            return jnp.where(step < start, ramp, peak + (floor - peak) * frac)
-        raise ValueError(f"unknown schedule {t.schedule!r}")
 
-    return schedule
+def lr_at(kind: str, step, s: dict):
+    """Learning rate at `step` for schedule `kind` with the numbers `s` of schedule_inputs:
+    linear warmup, then cosine to the floor at exactly the run's last step, constant, or
+    warmup-stable-decay with a linear decay to the floor."""
+    step = jnp.asarray(step, jnp.float32)
+    ramp = s["peak"] * jnp.minimum(1.0, (step + 1.0) / s["warmup"])
+    if kind == "constant":
+        return ramp
+    if kind == "cosine":
+        frac = jnp.clip((step - s["warmup"]) / s["cosine_span"], 0.0, 1.0)
+        decayed = s["floor"] + s["peak_minus_floor"] * 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+        return jnp.where(step < s["warmup"], ramp, decayed)
+    if kind == "wsd":
+        frac = jnp.clip((step - s["decay_start"]) / s["decay_span"], 0.0, 1.0)
+        return jnp.where(step < s["decay_start"], ramp, s["peak"] + s["floor_minus_peak"] * frac)
+    raise ValueError(f"unknown schedule {kind!r}")
+
+
+def learning_rate_schedule(t, total_steps: int) -> optax.Schedule:
+    """The schedule of one run as an optax schedule (constants baked in; for host-side use)."""
+    s = schedule_inputs(t, total_steps)
+    return lambda step: lr_at(t.schedule, step, s)
 
 
 def decay_mask(params):
@@ -43,9 +68,14 @@ def decay_mask(params):
     return jax.tree_util.tree_map_with_path(is_kernel, params)
 
 
-def make_optimizer(t: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+def optimizer_with_schedule(t, schedule: optax.Schedule) -> optax.GradientTransformation:
+    """AdamW + clipping. Its state does not depend on the schedule, so `tx.init` of any
+    schedule fits a step that builds the same optimizer from traced schedule inputs."""
     return optax.chain(
         optax.clip_by_global_norm(t.grad_clip),
-        optax.adamw(learning_rate_schedule(t, total_steps), b1=t.b1, b2=t.b2,
-                    weight_decay=t.weight_decay, mask=decay_mask),
+        optax.adamw(schedule, b1=t.b1, b2=t.b2, weight_decay=t.weight_decay, mask=decay_mask),
     )
+
+
+def make_optimizer(t, total_steps: int) -> optax.GradientTransformation:
+    return optimizer_with_schedule(t, learning_rate_schedule(t, total_steps))

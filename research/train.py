@@ -12,8 +12,8 @@ import time
 import jax
 import numpy as np
 
-from research import checkpoint, config_checks, data as data_lib, evals, files, flops, provenance
-from research import run_dir, run_math, sharding, storage
+from research import checkpoint, compile_cache, config_checks, data as data_lib, evals, files
+from research import flops, provenance, run_dir, run_math, sharding, storage, timing
 from research import tokenizer as tokenizer_lib
 from research.config import RunConfig
 from research.config_checks import ConfigError
@@ -143,7 +143,9 @@ def _close_manager(manager, exc_type, exc, tb) -> None:
 def _train(config, workdir: str, progress: bool, on_start, cleanup) -> dict:
     cfg = RunConfig.from_configdict(config)  # the one conversion and check of the config
     t, m = cfg.train, cfg.model
+    timer = timing.PhaseTimer()
     mesh = validate(cfg)
+    compile_cache.enable()
     total_steps = run_math.steps(cfg)
     is_writer = jax.process_index() == 0
     # Reads only, until the config, corpus and tokenizer are known to be good; a finished run
@@ -152,26 +154,31 @@ def _train(config, workdir: str, progress: bool, on_start, cleanup) -> dict:
     done = run_dir.finished_result(workdir)
     if done is not None:
         return done
-    data = _load_data(cfg, workdir, progress and is_writer)
+    with timer.phase("data_s"):
+        data = _load_data(cfg, workdir, progress and is_writer)
 
     resuming = os.path.exists(os.path.join(workdir, "config.json"))  # an earlier attempt
     os.makedirs(workdir, exist_ok=True)
     if is_writer:
         run_dir.claim_workdir(workdir, cfg)
         _save_tokenizer(cfg, data, workdir)
-    trainer = build_trainer(cfg, mesh, total_steps)
-    manager = checkpoint.make_manager(workdir, t)
-    cleanup.push(lambda *exc: _close_manager(manager, *exc))
-    state, start, info = _initial_state(trainer, cfg, manager, resuming=resuming,
-                                        writer=is_writer, say=_say)
+    with timer.phase("compile_s"):
+        trainer = build_trainer(cfg, mesh, total_steps)
+    with timer.phase("checkpoint_s"):
+        manager = checkpoint.make_manager(workdir, t)
+        cleanup.push(lambda *exc: _close_manager(manager, *exc))
+        state, start, info = _initial_state(trainer, cfg, manager, resuming=resuming,
+                                            writer=is_writer, say=_say)
     if is_writer:
         run_dir.cut_metrics(workdir, start)  # rows of an aborted attempt past the resumed step
     if on_start is not None:
         on_start(info)
-    eval_sets = {name: data_lib.eval_batches(
-        data, n_batches=t.eval_batches, batch_size=t.batch_size, context_length=m.context_length,
-        eval_set=name, process_index=jax.process_index(), process_count=jax.process_count())
-        for name in data.eval_sets}
+    with timer.phase("data_s"):
+        eval_sets = {name: data_lib.eval_batches(
+            data, n_batches=t.eval_batches, batch_size=t.batch_size,
+            context_length=m.context_length, eval_set=name, process_index=jax.process_index(),
+            process_count=jax.process_count())
+            for name in data.eval_sets}
     writer = MetricsWriter(workdir, is_writer, config=cfg, wandb=wandb_settings(cfg))
     cleanup.callback(writer.close)
     tokens_per_step = run_math.tokens_per_step(t, m)
@@ -182,6 +189,7 @@ def _train(config, workdir: str, progress: bool, on_start, cleanup) -> dict:
     cleanup.callback(bar.close)  # an error then starts on a line of its own
     started_wall = t0 = time.time()
     status, prev = "done", None
+    loop_t0, before_loop = time.perf_counter(), sum(timer.seconds.values())
 
     def check(prev_step, metrics):
         """Metrics of the previous step, read one step late so the device never waits."""
@@ -199,7 +207,12 @@ def _train(config, workdir: str, progress: bool, on_start, cleanup) -> dict:
         batch = data_lib.train_batch(
             data, step=step, batch_size=t.batch_size, context_length=m.context_length, seed=t.seed,
             process_index=jax.process_index(), process_count=jax.process_count())
-        state, metrics = trainer.train_step(state, put_batch(trainer, batch))
+        if step == start:  # the first step compiles (or loads from the cache): a fixed cost
+            with timer.phase("compile_s"):
+                state, metrics = trainer.train_step(state, put_batch(trainer, batch))
+                jax.block_until_ready(metrics)
+        else:
+            state, metrics = trainer.train_step(state, put_batch(trainer, batch))
         if prev is not None and not check(*prev):
             status = "diverged"
             break
@@ -207,29 +220,40 @@ def _train(config, workdir: str, progress: bool, on_start, cleanup) -> dict:
         bar.update(1)
         done_steps = step + 1
         if done_steps in eval_at and done_steps < total_steps:
-            losses = evaluate_sets(trainer, state["params"], eval_sets)
+            jax.block_until_ready(state)  # the pending step is training time, not eval time
+            with timer.phase("eval_s"):
+                losses = evaluate_sets(trainer, state["params"], eval_sets)
             writer.write(done_steps, _eval_metrics(losses, done_steps, tokens_per_step,
                                                    flops_per_token))
-        checkpoint.save(manager, done_steps, state)
+        if manager.should_save(done_steps):
+            jax.block_until_ready(state)
+        with timer.phase("checkpoint_s"):
+            checkpoint.save(manager, done_steps, state)
+    jax.block_until_ready(state)
+    timer.add("train_s", time.perf_counter() - loop_t0 - (sum(timer.seconds.values()) - before_loop))
     if status == "done" and prev is not None and not check(*prev):
         status = "diverged"
     bar.close()
 
     if status == "done":
-        checkpoint.save(manager, total_steps, state, force=total_steps not in manager.all_steps())
-        losses = evaluate_sets(trainer, state["params"], eval_sets)
+        with timer.phase("checkpoint_s"):
+            checkpoint.save(manager, total_steps, state, force=total_steps not in manager.all_steps())
+        with timer.phase("eval_s"):
+            losses = evaluate_sets(trainer, state["params"], eval_sets)
         writer.write(total_steps, _eval_metrics(losses, total_steps, tokens_per_step,
                                                 flops_per_token))
     else:
         losses = {name: (float("nan"), float("nan")) for name in eval_sets}
         log.error("loss is NaN/Inf at step %d: run diverged (lower train.learning_rate)", prev[0] + 1)
-    manager.wait_until_finished()
+    with timer.phase("checkpoint_s"):
+        manager.wait_until_finished()
 
     result = _result(cfg, workdir, data, status, losses, time.time() - started_wall,
                      steps_done=total_steps if status == "done" else prev[0] + 1)
     first_batches = next(iter(eval_sets.values()))
     result.update(evals.result_fields(len(first_batches), t.batch_size, m.context_length,
                                       len(data.train)))
+    result["timing"] = timer.summary()
     if is_writer:
         files.write_json(os.path.join(workdir, "result.json"), result)
     return result

@@ -3,11 +3,18 @@
 State is a plain pytree {"step", "params", "opt_state"}, created already sharded: its shapes
 and logical axes come from `jax.eval_shape`, then a jitted init with `out_shardings` builds
 each shard on its own device (no full copy on one device first).
+
+The learning-rate schedule's numbers are traced inputs of the train step (optim.schedule_inputs),
+so the jitted functions depend only on the run's shape (`StepKey`): they are built once per
+shape in a process and reused by every later run of that shape (a long-lived sweep worker
+compiles each shape once), and across processes their HLO is identical, so JAX's persistent
+compilation cache serves them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -32,11 +39,37 @@ class Trainer:
     state_shardings: Any
     batch_sharding: Any
     init: Callable  # rng -> state
-    train_step: Callable  # (state, batch) -> (state, metrics)
+    train_step: Callable  # (state, batch) -> (state, metrics); this run's schedule supplied
     eval_step: Callable  # (params, batch) -> loss
+    schedule: dict = dataclasses.field(default_factory=dict)  # optim.schedule_inputs of this run
 
     def activate(self):
         return sharding.activate(self.mesh, self.rules)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepKey:
+    """Everything the compiled functions depend on; runs with equal keys share them."""
+    model_cfg: ModelConfig
+    mesh: Any
+    rules: Any
+    microbatches: int
+    schedule: str
+    grad_clip: float
+    b1: float
+    b2: float
+    weight_decay: float
+
+
+@dataclasses.dataclass(frozen=True)
+class _Steps:
+    model: GPT
+    state_shapes: Any
+    state_shardings: Any
+    batch_sharding: Any
+    init: Callable
+    train_step: Callable  # (state, batch, schedule_inputs)
+    eval_step: Callable
 
 
 def _split_microbatches(batch, n):
@@ -47,14 +80,22 @@ def _split_microbatches(batch, n):
     return nn.with_logical_constraint(micro, (None, "batch", None))
 
 
-def build_trainer(config, mesh, total_steps: int) -> Trainer:
-    cfg = RunConfig.from_configdict(config)
-    model_cfg = cfg.model
-    model = GPT(model_cfg)
+def step_key(cfg: RunConfig, mesh) -> StepKey:
     t = cfg.train
-    tx = mup.with_lr_multipliers(optim.make_optimizer(t, total_steps), model_cfg)
-    rules = sharding.rules_of(cfg.mesh)
-    n_micro = t.microbatches
+    return StepKey(cfg.model, mesh, sharding.rules_of(cfg.mesh), t.microbatches, t.schedule,
+                   t.grad_clip, t.b1, t.b2, t.weight_decay)
+
+
+@functools.lru_cache(maxsize=16)
+def _build_steps(key: StepKey) -> _Steps:
+    """The jitted init, train and eval functions of one shape (built from `key` alone)."""
+    model_cfg, mesh, rules, n_micro = key.model_cfg, key.mesh, key.rules, key.microbatches
+    model = GPT(model_cfg)
+
+    def make_tx(schedule):  # µP's per-parameter LR multipliers are 1 under SP
+        return mup.with_lr_multipliers(optim.optimizer_with_schedule(key, schedule), model_cfg)
+
+    tx = make_tx(lambda step: 0.0)  # the state's structure only; no schedule is baked in
 
     def boxed_state(rng):
         dummy = jnp.zeros((1, model_cfg.context_length), jnp.int32)
@@ -77,7 +118,7 @@ def build_trainer(config, mesh, total_steps: int) -> Trainer:
 
     grad_fn = jax.value_and_grad(loss_fn)
 
-    def train_step(state, batch):
+    def train_step(state, batch, sched):
         params = state["params"]
         if n_micro == 1:
             loss, grads = grad_fn(params, batch)
@@ -91,29 +132,42 @@ def build_trainer(config, mesh, total_steps: int) -> Trainer:
                 accumulate, (jnp.zeros((), jnp.float32), zeros),
                 _split_microbatches(batch, n_micro))
             loss, grads = loss / n_micro, jax.tree.map(lambda g: g / n_micro, grads)
-        updates, opt_state = tx.update(grads, state["opt_state"], params)
+        schedule = functools.partial(optim.lr_at, key.schedule, s=sched)
+        updates, opt_state = make_tx(schedule).update(grads, state["opt_state"], params)
         new_state = {"step": state["step"] + 1, "params": optax.apply_updates(params, updates),
                      "opt_state": opt_state}
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
-                   "lr": optim.learning_rate_schedule(t, total_steps)(state["step"])}
+                   "lr": schedule(state["step"])}
         return new_state, metrics
 
     with sharding.activate(mesh, rules):
         jit_init = jax.jit(init, out_shardings=state_shardings)
-        jit_train = jax.jit(train_step, in_shardings=(state_shardings, batch_sharding),
+        jit_train = jax.jit(train_step, in_shardings=(state_shardings, batch_sharding, replicated),
                             out_shardings=(state_shardings, replicated), donate_argnums=0)
         jit_eval = jax.jit(loss_fn, in_shardings=(state_shardings["params"], batch_sharding),
                            out_shardings=replicated)
+    return _Steps(model, state_shapes, state_shardings, batch_sharding, jit_init, jit_train,
+                  jit_eval)
 
-    def wrap(fn):
+
+def build_trainer(config, mesh, total_steps: int) -> Trainer:
+    cfg = RunConfig.from_configdict(config)
+    key = step_key(cfg, mesh)
+    steps = _build_steps(key)
+    schedule = optim.schedule_inputs(cfg.train, total_steps)
+
+    def wrap(fn, *bound):
         def call(*args):
-            with sharding.activate(mesh, rules):
-                return fn(*args)
+            with sharding.activate(mesh, key.rules):
+                return fn(*args, *bound)
         call.jitted = fn
         return call
 
-    return Trainer(model_cfg, model, tx, mesh, rules, total_steps, state_shapes, state_shardings,
-                   batch_sharding, wrap(jit_init), wrap(jit_train), wrap(jit_eval))
+    tx = mup.with_lr_multipliers(optim.make_optimizer(cfg.train, total_steps), key.model_cfg)
+    return Trainer(key.model_cfg, steps.model, tx,
+                   mesh, key.rules, total_steps, steps.state_shapes, steps.state_shardings,
+                   steps.batch_sharding, wrap(steps.init), wrap(steps.train_step, schedule),
+                   wrap(steps.eval_step), schedule)
 
 
 def put_batch(trainer: Trainer, local_batch):

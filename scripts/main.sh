@@ -5,5 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+source scripts/env.sh
 exec .venv/bin/python -m experiments.sweep run --config configs/sweeps/default.py \
   --workdir "${SWEEP_DIR:-sweeps/default}" "$@"

@@ -25,6 +25,7 @@ FLAKY_LR = 0.25  # the fake crashes on a run's first attempt only
 DIVERGE_LR = 100.0  # the fake's loss becomes NaN
 BAD_CONFIG_LR = 0.125  # the fake raises ConfigError
 BAD_DATA_LR = 0.0625  # the fake raises DataError (a UserError, like a bad corpus)
+KILLED_LR = 0.03125  # the fake's process is killed by SIGKILL (as by the OOM killer)
 
 
 def train(config, workdir, progress=False):
@@ -49,6 +50,8 @@ def train(config, workdir, progress=False):
     lr = config.train.learning_rate
     if lr == CRASH_LR or (lr == FLAKY_LR and len((wd / "starts.txt").read_text().split()) == 1):
         raise RuntimeError("simulated crash in the training step")
+    if lr == KILLED_LR:
+        os.kill(os.getpid(), 9)
     for step in range(ckpt["step"] + 1, steps + 1):
         time.sleep(float(os.environ.get("FAKE_STEP_S", "0.005")))
         if step % config.train.checkpoint_every == 0:
@@ -303,3 +306,38 @@ def test_finished_sweep_is_fitted_and_the_law_printed(tmp_path):
     # Unchanged results are not fitted again; the stored law is printed.
     again = cli("run", "--config", cfg, "--workdir", str(wd), "--quiet")
     assert "analysis fit took" not in again.stdout and "chinchilla fit on 9 points" in again.stdout
+
+
+def test_runs_share_a_child_process_and_a_killed_one_costs_only_its_run(tmp_path):
+    """One worker trains its runs in one long-lived child; a run whose process is killed fails
+    alone (recorded as killed) and the runs after it go on in a fresh process."""
+    lrs = (3e-3, 2e-3, KILLED_LR, 1e-3, CRASH_LR, 4e-3)
+    cfg = write_sweep_file(tmp_path, variants=("100k",), tokens=(64 * 20,), learning_rates=lrs,
+                           **{"runner.retries": 0})
+    wd = tmp_path / "w"
+    proc = cli("run", "--config", cfg, "--workdir", str(wd), "--quiet")
+    assert proc.returncode == 1, proc.stderr  # the killed and the crashed run failed
+    runs = plan.expand(fake_sweep(variants=("100k",), tokens=(64 * 20,), learning_rates=lrs))
+    pid = {r.config.train.learning_rate: (wd / "runs" / r.name / "starts.txt").read_text().split()
+           for r in runs}
+    sd = layout.SweepDir(wd)
+    done = {r.config.train.learning_rate for r in runs if (sd.result(r.name) or {}).get("status") == "done"}
+    assert done == {3e-3, 2e-3, 1e-3, 4e-3}
+    assert pid[3e-3] == pid[2e-3] == pid[KILLED_LR]  # one process for the first three
+    assert pid[1e-3] != pid[KILLED_LR]  # a fresh one after the kill
+    assert pid[1e-3] == pid[CRASH_LR] and pid[4e-3] != pid[CRASH_LR]  # replaced after a failure
+    killed = next(r for r in runs if r.config.train.learning_rate == KILLED_LR)
+    last = ledger.events(sd, killed.name)[-1]
+    assert last["event"] == "failed" and "SIGKILL" in last["reason"]
+    # Each run's log holds its own output only, without the end-of-run marker.
+    for r in runs:
+        assert "@@sweep-run-end" not in (wd / "state" / "logs" / f"{r.name}.log").read_text()
+
+
+def test_runs_per_child_1_gives_each_run_its_own_process(tmp_path):
+    cfg = write_sweep_file(tmp_path, variants=("100k",), tokens=(64 * 20,), learning_rates=(1e-3, 2e-3),
+                           **{"runner.runs_per_child": 1})
+    wd = tmp_path / "w"
+    assert cli("run", "--config", cfg, "--workdir", str(wd), "--quiet").returncode == 0
+    pids = [(d / "starts.txt").read_text().split() for d in sorted((wd / "runs").iterdir())]
+    assert len(pids) == 2 and pids[0] != pids[1]

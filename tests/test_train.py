@@ -201,7 +201,41 @@ def test_analytic_flops_match_xla_cost_analysis():
         state = trainer.init(jax.random.key(0))
         batch = train_state.put_batch(trainer, np.zeros((8, ctx + 1), np.int32))
         with trainer.activate():
-            cost = trainer.train_step.jitted.lower(state, batch).compile().cost_analysis()
+            cost = trainer.train_step.jitted.lower(state, batch, trainer.schedule).compile().cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
         analytic = flops.train_flops_per_token(c.model) * 8 * ctx
         assert 1.0 <= cost["flops"] / analytic < 1.08, (n_layers, d_model, cost["flops"] / analytic)
+
+
+def test_runs_of_one_shape_share_one_compiled_step_with_their_own_schedules():
+    """Budget and learning rate are inputs of the step, not constants: two runs of one shape
+    use one executable, and each sees its own schedule (checked against the formula in numpy)."""
+    batch = random_batches(1)[0]
+    seen = []
+    for steps, lr in ((10, 1e-3), (40, 3e-3)):
+        c = small_config()
+        c.train.learning_rate, c.train.warmup_steps = lr, 2
+        mesh = sharding.make_mesh(c.mesh, jax.devices()[:1])
+        trainer = train_state.build_trainer(c, mesh, total_steps=steps)
+        state = trainer.init(jax.random.key(0))
+        lrs = []
+        for _ in range(3):
+            state, m = trainer.train_step(state, train_state.put_batch(trainer, batch))
+            lrs.append(float(m["lr"]))
+        floor = lr * c.train.min_lr_ratio
+        frac = np.clip((np.arange(3) - 2) / (steps - 2), 0, 1)
+        cosine = floor + (lr - floor) * 0.5 * (1 + np.cos(np.pi * frac))
+        expected = np.where(np.arange(3) < 2, lr * np.minimum(1, (np.arange(3) + 1) / 2), cosine)
+        np.testing.assert_allclose(lrs, expected, rtol=1e-6)
+        seen.append(trainer.train_step.jitted)
+    assert seen[0] is seen[1] and seen[0]._cache_size() == 1
+
+
+def test_result_records_where_the_time_went(tmp_path):
+    c = small_config(data=8)
+    c.data.data_dir = str(tmp_path / "datasets")
+    result = train_lib.train(c, str(tmp_path / "run"), progress=False)
+    timing = result["timing"]
+    phases = ("setup_s", "data_s", "compile_s", "eval_s", "checkpoint_s", "train_s")
+    assert all(timing[k] >= 0 for k in phases) and timing["compile_s"] > 0 and timing["train_s"] > 0
+    assert sum(timing[k] for k in phases) == pytest.approx(timing["total_s"], abs=0.01)

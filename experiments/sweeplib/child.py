@@ -1,8 +1,17 @@
-"""Train one run of a sweep in its own process: `python -m experiments.sweeplib.child DIR RUN PARENT_PID`.
+"""Train sweep runs in a child process, one per run or several in a row.
+
+  python -m experiments.sweeplib.child DIR RUN PARENT_PID            one run, then exit
+  python -m experiments.sweeplib.child --serve DIR PARENT_PID TOKEN  runs named on stdin
 
 A crash here (exception, OOM kill, segfault) cannot take the sweep down. The child asks the kernel
 to kill it when its supervising worker dies (PR_SET_PDEATHSIG), so a killed sweep leaves no
 orphan training behind and the restarted sweep resumes the run from its checkpoints.
+
+The serving child keeps imports, the data and compiled steps warm between runs (runs of one
+shape share one compiled step). After each run it prints an end marker carrying TOKEN and the
+run's exit code, which the worker strips from the log. A process that dies takes only the run it
+was training with it; the worker starts a fresh one for the next run, and also replaces it after
+a failed run, so a failure never leaves state behind for the runs after it.
 
 Exit codes tell the worker what happened; the reason is written to DIR/state/logs/<run>.reason.
 They are research/errors.py's codes: 0 done, 1 a crash (retried), a UserError's own code (2 bad
@@ -34,6 +43,7 @@ EXIT_DIVERGED = 5  # the child's own code: a diverged run (the train CLI says EX
 PERMANENT = {errors.EXIT_USER: "user", errors.EXIT_STORAGE: "storage",
              errors.EXIT_CORRUPT_CHECKPOINT: "corrupt_checkpoint"}
 _PR_SET_PDEATHSIG = 1
+END_MARKER = b"@@sweep-run-end %s rc=%d@@\n"  # % (token, exit code), on a line of its own
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -66,10 +76,8 @@ def start_recorder(sweep_dir, name: str):
     return record
 
 
-def main(argv: list[str]) -> int:
-    root, name, parent_pid = argv[1], argv[2], int(argv[3])
-    die_with_parent(parent_pid)
-    # Imported after prctl: a sweep killed during these slow imports leaves no orphan.
+def train_one(root: str, name: str) -> int:
+    """Train run `name` of the sweep in `root`; its exit code."""
     from experiments.sweeplib import layout, plan
 
     sweep_dir = layout.SweepDir(root)
@@ -94,6 +102,30 @@ def main(argv: list[str]) -> int:
         layout.write_atomic(reason_file, message[:500])
         return exit_code_of(e)
     return EXIT_DIVERGED if result.get("status") == "diverged" else EXIT_DONE
+
+
+def serve(root: str, token: str) -> int:
+    """Train each run named on stdin, one per line, until stdin closes."""
+    for line in sys.stdin:
+        name = line.strip()
+        if not name:
+            continue
+        rc = train_one(root, name)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.write(sys.stdout.fileno(), b"\n" + END_MARKER % (token.encode(), rc))
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv[1] == "--serve":
+        root, parent_pid, token = argv[2], int(argv[3]), argv[4]
+        die_with_parent(parent_pid)
+        return serve(root, token)
+    root, name, parent_pid = argv[1], argv[2], int(argv[3])
+    die_with_parent(parent_pid)
+    # Imported after prctl: a sweep killed during these slow imports leaves no orphan.
+    return train_one(root, name)
 
 
 if __name__ == "__main__":

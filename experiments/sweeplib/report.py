@@ -67,6 +67,38 @@ def last_step(sweep_dir: SweepDir, name: str) -> int | None:
     return None
 
 
+TIMING_PARTS = (("startup_s", "start-up"), ("setup_s", "setup"), ("data_s", "data"),
+                ("compile_s", "compile"), ("eval_s", "eval"), ("checkpoint_s", "checkpoint"))
+
+
+def timing_text(timing: dict) -> str:
+    """'fixed 3.1s: start-up 1.2, ..., checkpoint 0.1; training 15.2s'."""
+    fixed = sum(float(timing.get(k) or 0.0) for k, _ in TIMING_PARTS)
+    parts = ", ".join(f"{label} {float(timing.get(k) or 0.0):.1f}" for k, label in TIMING_PARTS)
+    return f"fixed {fixed:.1f}s: {parts}; training {float(timing.get('train_s') or 0.0):.1f}s"
+
+
+def run_timing(sweep_dir: SweepDir, name: str) -> dict | None:
+    """The timing of a run's last finished attempt (its ledger event, else its result.json)."""
+    for e in reversed(ledger.events(sweep_dir, name)):
+        if e.get("event") == "finished" and e.get("timing"):
+            return e["timing"]
+    return ((sweep_dir.result(name) or {}).get("timing")) or None
+
+
+def timing_totals(sweep_dir: SweepDir, runs, states: dict) -> str | None:
+    """Summed fixed costs and steady training time of the finished runs, or None if none."""
+    timings = [t for r in runs if states[r.name].state == "done"
+               for t in [run_timing(sweep_dir, r.name)] if t]
+    if not timings:
+        return None
+    total = {k: sum(float(t.get(k) or 0.0) for t in timings) for k, _ in TIMING_PARTS + (("train_s", ""),)}
+    fixed = sum(total[k] for k, _ in TIMING_PARTS)
+    return (f"time of {len(timings)} finished runs: {timing_text(total)} "
+            f"(fixed {fixed / len(timings):.1f}s per run, "
+            f"{fixed / max(fixed + total['train_s'], 1e-9):.0%} of their time)")
+
+
 def status_table(sweep_dir: SweepDir, runs, states: dict) -> str:
     body = []
     for run in runs:
@@ -78,7 +110,9 @@ def status_table(sweep_dir: SweepDir, runs, states: dict) -> str:
     for st in states.values():
         counts[st.state] = counts.get(st.state, 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    return table(["run", "state", "progress", "detail"], body) + f"\n{len(runs)} runs: {summary}"
+    text = table(["run", "state", "progress", "detail"], body) + f"\n{len(runs)} runs: {summary}"
+    totals = timing_totals(sweep_dir, runs, states)
+    return text + (f"\n{totals}" if totals else "")
 
 
 class Progress:
@@ -105,12 +139,15 @@ class Progress:
     def started(self, run, label: str, attempt: int) -> None:
         self._line(f"{label} starts {run.name}" + (f" (attempt {attempt})" if attempt > 1 else ""))
 
-    def finished(self, run, outcome: str, reason: str, wall_s: float) -> None:
+    def finished(self, run, outcome: str, reason: str, wall_s: float, fields: dict | None = None) -> None:
         with self._lock:
             if outcome == "finished":
                 self.spent_s += wall_s
                 self.spent_flops += self._trained_flops(run)
         what = f"{run.name} done in {duration(wall_s)}" if outcome == "finished" else f"{run.name} FAILED: {reason}"
+        timing = (fields or {}).get("timing")
+        if outcome == "finished" and timing:
+            what += f" ({timing_text(timing)})"
         self._line(what)
 
     def _eta(self, states) -> float | None:

@@ -81,6 +81,8 @@ def check(c: ml_collections.ConfigDict) -> None:
         raise SweepError(f"wsd.decay_fraction={c.wsd.decay_fraction} must lie in (0, 1)")
     if int(c.runner.retries) < 0:
         raise SweepError("runner.retries must be >= 0")
+    if int(c.runner.runs_per_child) < 0:
+        raise SweepError("runner.runs_per_child must be >= 0 (0 = no limit, 1 = a process per run)")
     if int(c.runner.evals_per_run) < 1 or int(c.runner.checkpoints_per_run) < 1:
         raise SweepError("runner.evals_per_run and runner.checkpoints_per_run must be >= 1")
     if ":" not in c.runner.train_fn:

@@ -1,5 +1,8 @@
 """The worker loop: pick a runnable run, claim it, train it in a child process, record the outcome.
 
+The child is long-lived: it trains up to runner.runs_per_child runs in a row (imports, data and
+compiled steps stay warm), and is replaced when it dies or a run in it fails (child.py).
+
 Any number of workers (threads here, processes or Slurm jobs elsewhere) may run this loop on one
 sweep directory; the claim files make each run execute once. A worker ends when every run in its
 scope is final (done or failed) and waits while the remaining ones are running elsewhere or wait
@@ -11,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -45,17 +50,23 @@ class Worker:
         # False for batch jobs: leave when nothing is runnable instead of idling on an allocation
         # (the workers still running finish the rest, and the last one finalizes).
         self.wait_for_others = wait_for_others
+        self.runs_per_child = int(sweep.runner.get("runs_per_child", 1))
         self.proc: subprocess.Popen | None = None
+        self._token = ""
+        self._runs_in_child = 0
 
     def loop(self) -> None:
-        while not self.stop.is_set():
-            run, states = self._claim_next()
-            if run is not None:
-                self.execute(run, states[run.name].attempts + 1)
-            elif all(states[n].state in ledger.FINAL for n in self.scope) or not self.wait_for_others:
-                return
-            else:
-                self.stop.wait(float(self.sweep.runner.poll_s))
+        try:
+            while not self.stop.is_set():
+                run, states = self._claim_next()
+                if run is not None:
+                    self.execute(run, states[run.name].attempts + 1)
+                elif all(states[n].state in ledger.FINAL for n in self.scope) or not self.wait_for_others:
+                    return
+                else:
+                    self.stop.wait(float(self.sweep.runner.poll_s))
+        finally:
+            self._close_child()
 
     def _claim_next(self):
         with self.dir.lock():
@@ -78,7 +89,7 @@ class Worker:
         reason_file = self.dir.logs / f"{run.name}.reason"
         reason_file.unlink(missing_ok=True)
         t0 = time.time()
-        rc = self._spawn(run)
+        rc = self._train(run)
         wall = time.time() - t0
         with self.dir.lock():
             if self.stop.is_set() and rc != 0:
@@ -86,36 +97,102 @@ class Worker:
                 self.claims.release(run.name)
                 return
             outcome, fields = self._outcome(run, rc, reason_file)
+            fields.update(overhead_fields(self.dir.result(run.name), wall) if outcome == "finished" else {})
             ledger.append_event(self.dir, run.name, outcome, worker=self.label, attempt=attempt,
                                 wall_s=round(wall, 2), **fields)
             self.claims.release(run.name)
             results.write(self.dir, self.runs)
         if self.progress:
-            self.progress.finished(run, outcome, fields.get("reason", ""), wall)
+            self.progress.finished(run, outcome, fields.get("reason", ""), wall, fields)
 
-    def _spawn(self, run) -> int:
-        cmd = [sys.executable, "-m", "experiments.sweeplib.child", str(self.dir.root), run.name, str(os.getpid())]
+    def _train(self, run) -> int:
+        """Train `run` in the child (started if there is none); its exit code."""
         self.dir.run_dir(run.name).mkdir(parents=True, exist_ok=True)
         # The child reads its run from here, not from sweep.json, which another plan may replace.
         spec = {"run": run.to_json(), "train_fn": self.sweep.runner.train_fn}
         write_atomic(self.dir.specs / f"{run.name}.json", json.dumps(spec, default=str))
         with open(self.dir.logs / f"{run.name}.log", "ab") as log:
             log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {self.label}\n".encode())
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                         env=child_env(self.dir, self.sweep))
-            while chunk := os.read(self.proc.stdout.fileno(), 65536):
-                log.write(chunk)
-                log.flush()
-                if self.echo:
-                    sys.stderr.buffer.write(chunk)
-                    sys.stderr.flush()
-            rc = self.proc.wait()
-            self.proc.stdout.close()
-        return rc
+            if self.runs_per_child == 1:  # a fresh process for every run
+                self.proc = self._popen([str(self.dir.root), run.name, str(os.getpid())], stdin=None)
+                self._pump(log, marker=None)
+                rc = self.proc.wait()
+                self.proc.stdout.close()
+                self.proc = None
+                return rc
+            if self.proc is None or self.proc.poll() is not None:
+                self._token = secrets.token_hex(8)
+                self.proc = self._popen(
+                    ["--serve", str(self.dir.root), str(os.getpid()), self._token], stdin=subprocess.PIPE)
+                self._runs_in_child = 0
+            try:
+                self.proc.stdin.write(f"{run.name}\n".encode())
+                self.proc.stdin.flush()
+            except BrokenPipeError:
+                pass  # it died meanwhile: _pump sees the end of its output
+            marker = re.compile(rb"\n@@sweep-run-end " + self._token.encode() + rb" rc=(-?\d+)@@\n")
+            rc = self._pump(log, marker)
+            self._runs_in_child += 1
+            if rc is None:  # the process ended during the run: its exit status is the run's
+                rc = self.proc.wait()
+                self._close_child()
+            elif rc != child.EXIT_DONE or self._runs_in_child >= self.runs_per_child > 0:
+                self._close_child()
+            return rc
+
+    def _popen(self, args: list[str], stdin) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "experiments.sweeplib.child", *args],
+                                stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=child_env(self.dir, self.sweep))
+
+    def _pump(self, log, marker) -> int | None:
+        """Copy the child's output to `log` (and the terminal) until `marker` (returns its exit
+        code) or the end of the output (returns None)."""
+        pending = b""
+        keep = 128  # bytes held back in case a marker is split across reads
+        while chunk := os.read(self.proc.stdout.fileno(), 65536):
+            pending += chunk
+            found = marker.search(pending) if marker else None
+            if found:
+                self._emit(log, pending[:found.start()] + b"\n")
+                return int(found.group(1))
+            if marker is None or len(pending) > keep:
+                cut = len(pending) if marker is None else len(pending) - keep
+                self._emit(log, pending[:cut])
+                pending = pending[cut:]
+        self._emit(log, pending)
+        return None
+
+    def _emit(self, log, data: bytes) -> None:
+        if not data:
+            return
+        log.write(data)
+        log.flush()
+        if self.echo:
+            sys.stderr.buffer.write(data)
+            sys.stderr.flush()
+
+    def _close_child(self) -> None:
+        """Let a serving child exit (stdin closed), killing it if it does not."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.stdin:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
 
     def kill_child(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
 
     def _outcome(self, run, rc: int, reason_file) -> tuple[str, dict]:
         result = self.dir.result(run.name)
@@ -144,3 +221,13 @@ class Worker:
         except FileNotFoundError:
             return ""
         return next((line.strip() for line in reversed(lines) if line.strip()), "")[:300]
+
+
+def overhead_fields(result: dict | None, wall_s: float) -> dict:
+    """The run's timing from result.json, plus start-up: the worker's wall time the trainer did
+    not see (process start, imports, handing the run over)."""
+    timing = dict((result or {}).get("timing") or {})
+    if not timing:
+        return {}
+    timing["startup_s"] = round(max(0.0, wall_s - float(timing.get("total_s", 0.0))), 3)
+    return {"timing": timing}

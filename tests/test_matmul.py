@@ -1,0 +1,45 @@
+"""The dense layers' matmul and the loss compute what plain autodiff computes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from research.matmul import dense_dot_general
+from research.model import cross_entropy
+
+DIMS = (((2,), (0,)), ((), ()))
+
+
+def test_dense_matmul_value_and_gradients_equal_plain_dot_general():
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(4, 24, 32)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(32, 48)), jnp.float32)
+    dy = jnp.asarray(rng.normal(size=(4, 24, 48)), jnp.float32)
+
+    def loss(dot):
+        return lambda x, w: jnp.sum(dot(x, w, DIMS) * dy)
+
+    np.testing.assert_array_equal(dense_dot_general(x, w, DIMS), lax.dot_general(x, w, DIMS))
+    ours = jax.jit(jax.grad(loss(dense_dot_general), argnums=(0, 1)))(x, w)
+    plain = jax.grad(loss(lax.dot_general), argnums=(0, 1))(x, w)
+    # Against numpy in float64: dx = dy w^T, dw = x^T dy summed over batch and positions.
+    x64, w64, dy64 = (np.asarray(a, np.float64) for a in (x, w, dy))
+    np.testing.assert_allclose(ours[0], dy64 @ w64.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ours[1], x64.reshape(-1, 32).T @ dy64.reshape(-1, 48), rtol=1e-5, atol=1e-4)
+    for a, b in zip(ours, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_cross_entropy_picks_the_target_logit_exactly():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(3, 5, 11)).astype(np.float32) * 4
+    targets = rng.integers(0, 11, (3, 5)).astype(np.int32)
+    picked = np.take_along_axis(logits, targets[..., None], -1)[..., 0].astype(np.float64)
+    logz = np.log(np.exp(logits.astype(np.float64)).sum(-1))
+    assert abs(float(cross_entropy(jnp.asarray(logits), jnp.asarray(targets))) - (logz - picked).mean()) < 1e-5
+    grad = jax.grad(lambda l: cross_entropy(l, jnp.asarray(targets)))(jnp.asarray(logits))
+    softmax = np.exp(logits - logits.max(-1, keepdims=True))
+    softmax /= softmax.sum(-1, keepdims=True)
+    expected = (softmax - np.eye(11)[targets]) / targets.size
+    np.testing.assert_allclose(grad, expected, atol=1e-6)

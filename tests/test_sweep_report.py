@@ -1,0 +1,36 @@
+"""`sweep status` totals the fixed costs and training time of the finished runs."""
+
+import json
+
+from experiments.sweeplib import ledger, report
+from experiments.sweeplib.layout import SweepDir, write_atomic
+from experiments.sweeplib.worker import overhead_fields
+
+
+class _Run:
+    def __init__(self, name):
+        self.name = name
+
+
+class _State:
+    def __init__(self, state):
+        self.state = state
+
+
+def test_status_totals_fixed_costs_and_training_time(tmp_path):
+    sd = SweepDir(tmp_path)
+    sd.make()
+    timing = {"setup_s": 0.5, "data_s": 1.0, "compile_s": 2.0, "eval_s": 0.25, "checkpoint_s": 0.25,
+              "train_s": 10.0, "total_s": 14.0}
+    for name in ("a", "b"):
+        write_atomic(sd.run_dir(name) / "result.json", json.dumps({"status": "done", "timing": timing}))
+        # The worker saw 15 s: 1 s of start-up outside the trainer.
+        ledger.append_event(sd, name, "finished", **overhead_fields(sd.result(name), wall_s=15.0))
+    runs = [_Run("a"), _Run("b"), _Run("c")]
+    states = {"a": _State("done"), "b": _State("done"), "c": _State("pending")}
+    line = report.timing_totals(sd, runs, states)
+    # Per run: fixed = 1 (start-up) + 0.5 + 1 + 2 + 0.25 + 0.25 = 5 s; two runs: 10 s and 20 s training.
+    assert line.startswith("time of 2 finished runs: fixed 10.0s: start-up 2.0, setup 1.0, data 2.0, "
+                           "compile 4.0, eval 0.5, checkpoint 0.5; training 20.0s")
+    assert "fixed 5.0s per run, 33% of their time" in line
+    assert report.timing_totals(sd, runs, {k: _State("pending") for k in states}) is None
