@@ -35,6 +35,8 @@ def parse_args(argv):
         s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
         if name == "plan":
             s.add_argument("--no-bench", action="store_true", help="skip the timing benchmark")
+            s.add_argument("--preflight", action="store_true",
+                           help="compile every distinct shape on its mesh and print per-device memory")
         if name == "run":
             s.add_argument("--workers", type=int, help="local worker count (executor.workers)")
             s.add_argument("--executor", choices=spec.EXECUTORS, help="executor.kind")
@@ -90,6 +92,9 @@ def save_plan(sweep_dir: SweepDir, sweep, runs) -> None:
 def cmd_plan(args) -> int:
     sweep, runs = load(args)
     sweep_dir = SweepDir(args.workdir)
+    if args.preflight:
+        from research import preflight
+        preflight.check_shapes([r.config for r in runs], out=lambda s: print(s, file=sys.stderr))
     estimates = None
     if not args.no_bench:
         bench = estimate.measure_shapes(runs, sweep_dir, out=lambda s: print(s, file=sys.stderr))
