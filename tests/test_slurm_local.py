@@ -89,9 +89,9 @@ def test_smoke_sweep_completes_through_slurm(slurm, tmp_path):
 
 def test_cancelled_job_resumes_from_checkpoint(slurm, tmp_path):
     workdir = tmp_path / "resume"
-    steps = 3000
+    steps = 1200
     args = ["--set", "variants=('100k',)", "--set", f"tokens=({64 * 8 * steps},)",
-            "--set", "runner.checkpoints_per_run=30", "--set", "executor.slurm.mode='job_per_run'"]
+            "--set", "runner.checkpoints_per_run=24", "--set", "executor.slurm.mode='job_per_run'"]
     jobs = _sweep(args, workdir)
     (run,) = os.listdir(workdir / "runs")
     ckpts = workdir / "runs" / run / "checkpoints"
@@ -110,10 +110,11 @@ def test_cancelled_job_resumes_from_checkpoint(slurm, tmp_path):
     _wait(lambda: not _queued(jobs), 900, f"the resubmitted job {jobs}")
     result = _results(workdir)[run]
     assert result["status"] == "done" and result["steps"] == steps, _debug(workdir)
-    started = [json.loads(line) for line in
-               (workdir / "state" / "events" / f"{run}.jsonl").read_text().splitlines()
-               if json.loads(line)["event"] == "started"]
-    assert [e["resumed"] for e in started] == [False, True]
+    events = [json.loads(line) for line in
+              (workdir / "state" / "events" / f"{run}.jsonl").read_text().splitlines()]
+    # scancel interrupts the run: no failure recorded, no retry spent, one resumed start.
+    assert [(e["event"], e.get("resumed")) for e in events] == [
+        ("started", False), ("started", True), ("finished", None)], events
     # The second attempt's progress bar starts where the checkpoint left off, not at 0.
     log = (workdir / "state" / "logs" / f"{run}.log").read_text(errors="replace")
     second = log.split("\n=== ")[-1]

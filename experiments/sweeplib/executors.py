@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import signal
 import threading
 
 import ml_collections
@@ -119,8 +120,16 @@ def slurm_worker(root: str, label: str, only: list[str] | None) -> None:
     sweep = ml_collections.ConfigDict(stored["sweep"])
     runs = [Run.from_json(r) for r in stored["runs"]]
     claims = make_claims(sweep_dir, sweep)
+    worker = Worker(sweep_dir, runs, sweep, claims, f"{label}@{HOST}", only=only, wait_for_others=False)
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        # scancel and preemption SIGTERM the whole job, the training child included: the run
+        # is interrupted (it resumes from its checkpoint), not failed, and no new one starts.
+        previous = signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
     try:
-        Worker(sweep_dir, runs, sweep, claims, f"{label}@{HOST}", only=only, wait_for_others=False).loop()
+        worker.loop()
         finish.finalize(sweep_dir, runs, sweep, claims, f"{label}@{HOST}")
     finally:
         claims.close()
+        if main:
+            signal.signal(signal.SIGTERM, previous)
