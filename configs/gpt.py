@@ -65,6 +65,10 @@ def base_config() -> ml_collections.ConfigDict:
     m.param_dtype = "float32"
     m.compute_dtype = "float32"  # bfloat16 on accelerators; f32 is fastest on CPU
     m.scan_layers = True
+    # "auto": einsum on CPU, jax.nn.dot_product_attention with cuDNN on GPU (bf16/f16), XLA's on
+    # TPU; or "einsum", "dot_product" (XLA) or "cudnn" (GPU only). Decoding always uses einsum.
+    m.attention = "auto"
+    m.remat = "none"  # "none", "full" (recompute each layer) or "save_dots" (keep matmul outputs)
 
     c.data = d = ml_collections.ConfigDict()
     # "shakespeare" (the embedded default), a folder of .txt files, or "tfds:NAME" (already

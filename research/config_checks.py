@@ -18,6 +18,15 @@ def check_model(m) -> None:
         raise ConfigError("rotary positions need an even head width (d_model / n_heads)")
     if m.position not in ("learned", "rope"):
         raise ConfigError(f"model.position={m.position!r}; use 'learned' or 'rope'")
+    if m.get("attention", "auto") not in ("auto", "einsum", "dot_product", "cudnn"):
+        raise ConfigError(f"model.attention={m.attention!r}; use auto, einsum, dot_product or cudnn")
+    if m.get("remat", "none") not in ("none", "full", "save_dots"):
+        raise ConfigError(f"model.remat={m.remat!r}; use none, full or save_dots")
+    if m.get("attention") == "cudnn":
+        import jax
+        if jax.default_backend() != "gpu" or m.compute_dtype not in ("bfloat16", "float16"):
+            raise ConfigError("model.attention='cudnn' needs a GPU and model.compute_dtype "
+                              "bfloat16 or float16; use auto")
     for key in ("d_model", "n_layers", "n_heads", "context_length", "vocab_size", "mlp_ratio"):
         if int(m[key]) < 1:
             raise ConfigError(f"model.{key} must be positive, got {m[key]}")
