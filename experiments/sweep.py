@@ -66,13 +66,21 @@ def check_trainer_configs(sweep, runs) -> None:
     """The trainer's own config checks on every run, before anything runs (real trainer only)."""
     if sweep.runner.train_fn != spec.TRAINER:
         return
-    from research import train
+    from research import config_checks, train
 
+    # Local runs get a share of this machine's devices; a Slurm run's mesh is checked where it
+    # runs (the child validates before training), not on the submit host's devices.
+    per_run = None
+    if sweep.executor.kind == "local":
+        per_run, _ = executors.devices.local_worker_envs(sweep)
     for run in runs:
         config = copy.deepcopy(run.config)
         config.train.init_from = ""  # a branch's parent has no checkpoints yet
         try:
-            train.validate(config)
+            if per_run is None:
+                config_checks.check_model(config.model)
+            else:
+                train.validate(config, per_run)
         except ValueError as e:
             raise SweepError(f"run {run.name}: {e}") from None
 

@@ -24,9 +24,10 @@ def steps_of(config) -> int:
 
 
 def validate(config, n_devices: int | None = None):
-    """All config errors, before any data loading, compilation or write. Returns the mesh."""
+    """All config errors, before any data loading, compilation or write. Returns the mesh
+    (over the first `n_devices` devices: a sweep checks the share one run will get)."""
     config_checks.check_model(config.model)
-    mesh = sharding.make_mesh(config.mesh)
+    mesh = sharding.make_mesh(config.mesh, None if n_devices is None else jax.devices()[:n_devices])
     rules = sharding.rules_of(config.mesh)
     tensor = mesh.shape["tensor"]
     if config.model.n_heads % tensor or (config.model.mlp_ratio * config.model.d_model) % tensor:
@@ -186,6 +187,11 @@ def _result(config, workdir, data, status, loss, err, wall_s, steps_done) -> dic
         result["branched_from"] = {"run": os.path.abspath(t.init_from), "step": int(t.init_step)}
     if jax.process_count() > 1:
         result["processes"] = jax.process_count()
+    # What the run ran on (a sweep's workers each get their own share of the machine).
+    result["devices"] = jax.device_count()
+    result["device_kind"] = jax.devices()[0].device_kind
+    result["mesh"] = {a: int(s) for a, s in zip(sharding.MESH_AXES,
+                                                sharding.mesh_shape(config.mesh, jax.device_count()))}
     # JSON has no NaN: a diverged run records null.
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
             for k, v in result.items()}

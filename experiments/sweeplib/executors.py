@@ -17,7 +17,7 @@ import threading
 
 import ml_collections
 
-from experiments.sweeplib import ledger
+from experiments.sweeplib import devices, ledger
 from experiments.sweeplib.claims import HOST, Claims
 from experiments.sweeplib.errors import SweepError
 from experiments.sweeplib.layout import SweepDir, read_json
@@ -46,9 +46,10 @@ def run_local(sweep_dir: SweepDir, runs, sweep, *, echo: bool, progress=None) ->
     claims = make_claims(sweep_dir, sweep)
     k = int(sweep.executor.workers)
     stop = threading.Event()
+    _, envs = devices.local_worker_envs(sweep)
     workers = [
         Worker(sweep_dir, runs, sweep, claims, f"local{i}@{HOST}", echo=echo and k == 1,
-               progress=progress, stop=stop)
+               progress=progress, stop=stop, env=envs[i])
         for i in range(k)
     ]
     threads = [threading.Thread(target=w.loop, name=w.label, daemon=True) for w in workers]

@@ -36,7 +36,7 @@ def child_env(sweep_dir: SweepDir | None = None, sweep=None) -> dict:
 class Worker:
     def __init__(self, sweep_dir: SweepDir, runs, sweep, claims: Claims, label: str, *,
                  echo: bool = False, progress=None, stop: threading.Event | None = None, only=None,
-                 wait_for_others: bool = True):
+                 wait_for_others: bool = True, env: dict | None = None):
         self.dir, self.runs, self.sweep, self.claims, self.label = sweep_dir, runs, sweep, claims, label
         self.echo, self.progress = echo, progress
         self.stop = stop or threading.Event()
@@ -46,6 +46,7 @@ class Worker:
         # (the workers still running finish the rest, and the last one finalizes).
         self.wait_for_others = wait_for_others
         self.proc: subprocess.Popen | None = None
+        self.env = env or {}  # this worker's device share (devices.py)
 
     def loop(self) -> None:
         while not self.stop.is_set():
@@ -99,7 +100,7 @@ class Worker:
         with open(self.dir.logs / f"{run.name}.log", "ab") as log:
             log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {self.label}\n".encode())
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                         env=child_env(self.dir, self.sweep))
+                                         env={**child_env(self.dir, self.sweep), **self.env})
             while chunk := os.read(self.proc.stdout.fileno(), 65536):
                 log.write(chunk)
                 log.flush()
