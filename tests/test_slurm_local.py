@@ -36,11 +36,11 @@ def slurm():
     subprocess.run(["bash", os.path.join(ROOT, "scripts", "slurm_local.sh"), "stop"], env=env)
 
 
-def _sweep(args, workdir, timeout=120):
+def _sweep(args, workdir, timeout=120, **env):
     cmd = [sys.executable, "-m", "experiments.sweep", "run", "--config", "configs/sweeps/smoke.py",
            "--workdir", str(workdir), "--executor", "slurm", "--no-analysis", *args]
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                       env=dict(os.environ, PYTHONPATH=ROOT))
+                       env=dict(os.environ, PYTHONPATH=ROOT, **env))
     assert p.returncode == 0, p.stderr[-3000:]
     jobs = re.search(r"submitted \d+ Slurm jobs \(([^)]*)\)", p.stdout)
     assert jobs, p.stdout
@@ -144,3 +144,18 @@ def test_two_task_job_joins_one_mesh_without_flags(slurm, tmp_path):
     rows = sorted(line.split()[1:] for line in p.stdout.splitlines() if line.startswith("RESULT"))
     # Two processes x 2 devices, one global sum: 1 + 1 + 2 + 2.
     assert rows == [["slurm", "0", "2", "4", "6.0"], ["slurm", "1", "2", "4", "6.0"]], p.stdout
+
+
+def test_sweep_run_spans_two_tasks(slurm, tmp_path):
+    """executor.resources.tasks_per_node=2: the run is one srun step of 2 processes (2 fake CPU
+    devices each) that join one mesh of 4 and train together; process 0 writes result.json."""
+    workdir = tmp_path / "two"
+    args = ["--set", "variants=('100k',)", "--set", f"tokens=({64 * 8 * 16},)",
+            "--set", "executor.slurm.mode='job_per_run'", "--set", "executor.slurm.cpus_per_task=1",
+            "--set", "executor.resources.tasks_per_node=2"]
+    jobs = _sweep(args, workdir, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+                  JAX_PLATFORMS="cpu")
+    _wait(lambda: not _queued(jobs), 600, f"the two-task job {jobs}")
+    (result,) = _results(workdir).values()
+    assert result["status"] == "done", _debug(workdir)
+    assert (result["processes"], result["devices"], result["mesh"]["data"]) == (2, 4, 4)

@@ -40,9 +40,14 @@ def is_config_error(e: BaseException) -> bool:
 
 def main(argv: list[str]) -> int:
     root, name, parent_pid = argv[1], argv[2], int(argv[3])
-    die_with_parent(parent_pid)
+    if parent_pid > 0:
+        die_with_parent(parent_pid)
     # Imported after prctl: a sweep killed during these slow imports leaves no orphan.
     from experiments.sweeplib import layout, plan
+    from research import distributed
+
+    # One run as several processes (srun): join them before jax touches a device.
+    distributed.initialize()
 
     sweep_dir = layout.SweepDir(root)
     reason_file = sweep_dir.logs / f"{name}.reason"

@@ -36,7 +36,7 @@ def child_env(sweep_dir: SweepDir | None = None, sweep=None) -> dict:
 class Worker:
     def __init__(self, sweep_dir: SweepDir, runs, sweep, claims: Claims, label: str, *,
                  echo: bool = False, progress=None, stop: threading.Event | None = None, only=None,
-                 wait_for_others: bool = True, env: dict | None = None):
+                 wait_for_others: bool = True, env: dict | None = None, launcher=()):
         self.dir, self.runs, self.sweep, self.claims, self.label = sweep_dir, runs, sweep, claims, label
         self.echo, self.progress = echo, progress
         self.stop = stop or threading.Event()
@@ -47,6 +47,7 @@ class Worker:
         self.wait_for_others = wait_for_others
         self.proc: subprocess.Popen | None = None
         self.env = env or {}  # this worker's device share (devices.py)
+        self.launcher = list(launcher)  # e.g. srun: one run as several processes (executors.py)
 
     def loop(self) -> None:
         while not self.stop.is_set():
@@ -92,7 +93,11 @@ class Worker:
             self.progress.finished(run, outcome, fields.get("reason", ""), wall)
 
     def _spawn(self, run) -> int:
-        cmd = [sys.executable, "-m", "experiments.sweeplib.child", str(self.dir.root), run.name, str(os.getpid())]
+        # Under a launcher the child's parent is srun's step daemon: Slurm, not the parent-death
+        # signal, ends it with the worker (parent pid 0 = do not watch).
+        parent = "0" if self.launcher else str(os.getpid())
+        cmd = [*self.launcher, sys.executable, "-m", "experiments.sweeplib.child", str(self.dir.root),
+               run.name, parent]
         self.dir.run_dir(run.name).mkdir(parents=True, exist_ok=True)
         # The child reads its run from here, not from sweep.json, which another plan may replace.
         spec = {"run": run.to_json(), "train_fn": self.sweep.runner.train_fn}
