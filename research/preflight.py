@@ -80,7 +80,7 @@ def run(config, *, largest: int = 6) -> dict:
 
 
 def _gib(n: float) -> str:
-    return f"{n / 2**30:.3f} GiB"
+    return f"{n / 2**30:.3f} GiB" if n >= 2**30 else f"{n / 2**20:.2f} MiB"
 
 
 def format_report(r: dict) -> str:
