@@ -70,14 +70,13 @@ def check_trainer_configs(sweep, runs) -> None:
 
     # Local runs get a share of this machine's devices; a Slurm run's mesh is checked where it
     # runs (the child validates before training), not on the submit host's devices.
-    per_run = None
-    if sweep.executor.kind == "local":
-        per_run, _ = executors.devices.local_worker_envs(sweep)
+    local = sweep.executor.kind == "local"
+    per_run = executors.devices.local_worker_envs(sweep)[0] if local else None
     for run in runs:
         config = copy.deepcopy(run.config)
         config.train.init_from = ""  # a branch's parent has no checkpoints yet
         try:
-            if per_run is None:
+            if not local:
                 config_checks.check_model(config.model)
             else:
                 train.validate(config, per_run)

@@ -65,7 +65,12 @@ def worker_envs(platform: str, n_devices: int, workers: int, per_run: int,
 
 
 def local_worker_envs(sweep) -> tuple[int, list[dict]]:
-    """(devices per run, per-worker env overrides) for this machine."""
+    """(devices per run, per-worker env overrides) for this machine; (None, [{}]) when one
+    worker takes every device (nothing to split, and no need to start jax here)."""
+    r = sweep.executor.resources
+    if (int(sweep.executor.workers) == 1 and int(r.devices_per_task) == 0
+            and int(r.nodes) == int(r.tasks_per_node) == 1):
+        return None, [{}]
     import jax
 
     n = jax.local_device_count()
