@@ -33,6 +33,11 @@ def slurm():
         pytest.fail(f"local Slurm did not start: {(p.stderr or p.stdout).strip()[-2000:]}", pytrace=False)
     os.environ["SLURM_CONF"] = os.path.join(SLURM_DIR, "slurm.conf")
     yield os.environ["SLURM_CONF"]
+    # A failed test may leave its job running: cancel everything on this private cluster first.
+    queued = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
+    if queued:
+        subprocess.run(["scancel", *queued])
+        _wait(lambda: not _queued(queued), 60, "the leftover jobs to end")
     subprocess.run(["bash", os.path.join(ROOT, "scripts", "slurm_local.sh"), "stop"], env=env)
 
 
@@ -150,12 +155,12 @@ def test_sweep_run_spans_two_tasks(slurm, tmp_path):
     """executor.resources.tasks_per_node=2: the run is one srun step of 2 processes (2 fake CPU
     devices each) that join one mesh of 4 and train together; process 0 writes result.json."""
     workdir = tmp_path / "two"
-    args = ["--set", "variants=('100k',)", "--set", f"tokens=({64 * 8 * 16},)",
+    args = ["--set", "variants=('100k',)", "--set", f"tokens=({64 * 8 * 6},)",
             "--set", "executor.slurm.mode='job_per_run'", "--set", "executor.slurm.cpus_per_task=1",
             "--set", "executor.resources.tasks_per_node=2"]
     jobs = _sweep(args, workdir, XLA_FLAGS="--xla_force_host_platform_device_count=2",
                   JAX_PLATFORMS="cpu")
-    _wait(lambda: not _queued(jobs), 600, f"the two-task job {jobs}")
+    _wait(lambda: not _queued(jobs), 900, f"the two-task job {jobs}")
     (result,) = _results(workdir).values()
     assert result["status"] == "done", _debug(workdir)
     assert (result["processes"], result["devices"], result["mesh"]["data"]) == (2, 4, 4)
