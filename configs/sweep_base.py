@@ -54,6 +54,13 @@ def default_sweep() -> ml_collections.ConfigDict:
     c.executor = e = ml_collections.ConfigDict()
     e.kind = "local"
     e.workers = 1  # local: parallel worker threads; slurm array: jobs in the array
+    # What one run gets. Local: one process per run, devices_per_task of this machine's devices
+    # (0 = an even split among the workers). Slurm: nodes x tasks_per_node processes launched
+    # with srun, devices_per_task GPUs each (0 = none requested).
+    e.resources = res = ml_collections.ConfigDict()
+    res.nodes = 1
+    res.tasks_per_node = 1
+    res.devices_per_task = 0
     e.slurm = s = ml_collections.ConfigDict()
     s.mode = "array"  # "array": workers pull runs; "job_per_run": one job each (+dependencies)
     s.partition = ""

@@ -283,8 +283,10 @@ def quiet_absl(level: str = "warning") -> None:
 
 
 def maybe_initialize_distributed(coordinator: str, num_processes: int, process_id: int) -> None:
-    """Multi-host: every process calls this with the same coordinator before touching devices."""
-    if num_processes > 1:
-        import jax
-        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                                   process_id=process_id)
+    """Multi-host: explicit flags (num_processes > 1), else a Slurm srun step or a TPU pod is
+    detected (research/distributed.py). Call before touching devices; says what it found."""
+    from research import distributed
+
+    found = distributed.initialize(coordinator, num_processes, process_id)
+    if found.method != "none":
+        print(f"distributed: {found.describe()}", file=sys.stderr)

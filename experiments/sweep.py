@@ -69,6 +69,8 @@ def build_parser() -> cli.ArgumentParser:
                        help=argparse.SUPPRESS)
         if name == "plan":
             s.add_argument("--no-bench", action="store_true", help="skip the timing benchmark")
+            s.add_argument("--preflight", action="store_true",
+                           help="compile every distinct shape on its mesh and print per-device memory")
         if name == "run":
             s.add_argument("--workers", type=int, metavar="K",
                            help="local parallel workers (executor.workers)")
@@ -112,13 +114,21 @@ def check_trainer_configs(sweep, runs) -> None:
     if sweep.runner.train_fn != spec.TRAINER:
         return
     from research import metrics, train
+    from research.config import RunConfig
     from research.errors import UserError
 
+    # Local runs get a share of this machine's devices; a Slurm run's mesh is checked where it
+    # runs (the child validates before training), not on the submit host's devices.
+    local = sweep.executor.kind == "local"
+    per_run = executors.devices.local_worker_envs(sweep)[0] if local else None
     for run in runs:
         config = copy.deepcopy(run.config)
         config.train.init_from = ""  # a branch's parent has no checkpoints yet
         try:
-            train.validate(config)
+            if local:
+                train.validate(config, per_run)
+            else:  # the model alone: the mesh is checked on the devices the run gets
+                RunConfig.from_configdict(config)
             metrics.check_tracking(config)
         except UserError as e:
             raise SweepError(f"run {run.name}: {e}") from None
@@ -139,6 +149,9 @@ def save_plan(sweep_dir: SweepDir, sweep, runs) -> None:
 def cmd_plan(args) -> int:
     sweep, runs = load(args)
     sweep_dir = SweepDir(args.workdir)
+    if args.preflight:
+        from research import preflight
+        preflight.check_shapes([r.config for r in runs], out=lambda s: print(s, file=sys.stderr))
     estimates = None
     if not args.no_bench:
         bench = estimate.measure_shapes(runs, sweep_dir, out=lambda s: print(s, file=sys.stderr))

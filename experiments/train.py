@@ -13,6 +13,7 @@ import sys
 
 from experiments import cli
 
+from research.config_checks import ConfigError
 from research.errors import EXIT_FAILED
 
 PROG = "python -m experiments.train"
@@ -33,8 +34,14 @@ def variants_help() -> str:
 def build_parser() -> cli.ArgumentParser:
     p = cli.parser(PROG, __doc__, epilog=variants_help())
     cli.add_config(p, "configs/gpt.py:tiny", "run config")
-    p.add_argument("--workdir", required=True, metavar="DIR",
-                   help="run directory; the same command again resumes the run it holds")
+    p.add_argument("--workdir", metavar="DIR",
+                   help="run directory; the same command again resumes the run it holds "
+                        "(required unless --dry-run)")
+    dry_run = p.add_argument("--dry-run", action="store_true",
+                             help="compile the train step for the configured mesh and print "
+                                  "per-device memory, FLOPs and the largest shardings; no "
+                                  "training, nothing written")
+    cli.deprecated_alias(p, "--dry_run", dry_run)
     p.add_argument("--progress", nargs="?", const=True, default=True, type=cli.parse_bool,
                    metavar="BOOL", help="progress bar on a terminal, periodic lines otherwise")
     no_progress = p.add_argument("--no-progress", dest="progress", action="store_false",
@@ -55,6 +62,12 @@ def main(argv) -> int:
     config = cli.load_config(args.config, overrides)
     cli.quiet_absl()
     cli.maybe_initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    if args.dry_run:
+        from research import preflight
+        print(preflight.format_report(preflight.run(config)))
+        return 0
+    if not args.workdir:
+        raise ConfigError("--workdir is required; name the run directory (or pass --dry-run)")
     from research import metrics, train as train_lib
 
     metrics.check_tracking(config)

@@ -1,7 +1,8 @@
 """Throughput of a config's train step: compile time, step time, tokens/s, model FLOP/s, MFU.
 
-MFU is quoted against a matmul peak measured in the same process, so the ratio is honest on
-whatever machine this runs (a noisy shared CPU included).
+MFU = whole-mesh model FLOP/s / (per-device peak x mesh devices). The per-device peak is the
+vendor dense bf16 figure on known accelerators and a matmul measured in the same process on CPU
+(research/peaks.py); the output names the peak and its source.
 """
 
 from __future__ import annotations
@@ -10,30 +11,19 @@ import dataclasses
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from research import flops, run_math
+from research import flops, peaks, run_math
 from research.config import RunConfig
+from research.peaks import matmul_peak_flops  # noqa: F401  (sweep estimates use it)
 from research.train import validate
 from research.train_state import build_trainer, put_batch
 
 
-def matmul_peak_flops(n: int = 1024, repeats: int = 20) -> float:
-    """Best-of FLOP/s of a jitted n x n x n float32 matmul on the default device(s)."""
-    a = jnp.ones((n, n), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        f(a).block_until_ready()
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * n ** 3 / best
+def measure(config, steps: int = 5, peak: float | peaks.Peak | None = None) -> dict:
+    """Compile and time `steps` train steps of `config` on random tokens (no workdir).
 
-
-def measure(config, steps: int = 5, peak: float | None = None) -> dict:
-    """Compile and time `steps` train steps of `config` on random tokens (no workdir)."""
+    peak: the per-device peak (FLOP/s or a Peak); None = research/peaks.device_peak()."""
     cfg = RunConfig.from_configdict(config)
     # Throughput does not depend on where a branch starts (its parent may not exist yet).
     cfg = cfg.replace(train=dataclasses.replace(cfg.train, init_from="", init_step=-1))
@@ -57,7 +47,11 @@ def measure(config, steps: int = 5, peak: float | None = None) -> dict:
     step_s = (time.perf_counter() - t0) / steps
     tokens_per_step = run_math.tokens_per_step(cfg.train, cfg.model)
     model_flops = run_math.flops_per_step(cfg) / step_s
-    peak = peak if peak is not None else matmul_peak_flops()
+    if peak is None:
+        peak = peaks.device_peak(mesh.devices.flat[0])
+    elif not isinstance(peak, peaks.Peak):
+        peak = peaks.Peak(float(peak), "given by the caller")
+    n_devices = int(mesh.devices.size)
     return {
         "variant": cfg.variant,
         "devices": jax.device_count(),
@@ -68,6 +62,9 @@ def measure(config, steps: int = 5, peak: float | None = None) -> dict:
         "step_s": round(step_s, 5),
         "tokens_per_s": round(tokens_per_step / step_s, 1),
         "model_flops_per_s": model_flops,
-        "matmul_peak_flops_per_s": peak,
-        "mfu": model_flops / peak,
+        "mesh_devices": n_devices,
+        "peak_flops_per_s_per_device": peak.per_device,
+        "peak_source": peak.source,
+        "peak_flops_per_s": peak.of_mesh(n_devices),
+        "mfu": model_flops / peak.of_mesh(n_devices),
     }

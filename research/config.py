@@ -54,6 +54,10 @@ class ModelConfig:
     param_dtype: str = "float32"
     compute_dtype: str = "float32"  # bfloat16 on accelerators; f32 is fastest on CPU
     scan_layers: bool = True
+    # "auto": einsum on CPU, jax.nn.dot_product_attention with cuDNN on GPU (bf16/f16), XLA's on
+    # TPU; or "einsum", "dot_product" (XLA) or "cudnn" (GPU only). Decoding always uses einsum.
+    attention: str = "auto"
+    remat: str = "none"  # "none", "full" (recompute each layer) or "save_dots" (keep matmul outputs)
     # "sp" (GPT-2 initialisation, one LR) or "mup" (µP: the best LR transfers across width).
     # µP equals SP at d_model = mup_base_width with head width mup_base_head_dim; the default
     # base is the 100k model (64 wide, 2 heads of 32). Rules: research/mup.py.
@@ -73,6 +77,11 @@ class ModelConfig:
             raise ConfigError(f"model.position={self.position!r}; use 'learned' or 'rope'")
         if self.position == "rope" and self.head_dim % 2:
             raise ConfigError("rotary positions need an even head width (d_model / n_heads)")
+        if self.attention not in ("auto", "einsum", "dot_product", "cudnn"):
+            raise ConfigError(
+                f"model.attention={self.attention!r}; use auto, einsum, dot_product or cudnn")
+        if self.remat not in ("none", "full", "save_dots"):
+            raise ConfigError(f"model.remat={self.remat!r}; use none, full or save_dots")
         if self.parametrization not in ("sp", "mup"):
             raise ConfigError(f"model.parametrization={self.parametrization!r}; use 'sp' or 'mup'")
         if self.parametrization == "mup" and min(self.mup_base_width, self.mup_base_head_dim) < 1:

@@ -23,6 +23,11 @@ def check_parallelism(cfg, mesh_shape: dict, dp_size: int) -> None:
         raise ConfigError(
             f"mesh.tensor={tensor} must divide model.n_heads={m.n_heads} and the MLP "
             "width; choose a tensor-parallel size that divides the heads")
+    if m.attention == "cudnn":
+        import jax
+        if jax.default_backend() != "gpu" or m.compute_dtype not in ("bfloat16", "float16"):
+            raise ConfigError("model.attention='cudnn' needs a GPU and model.compute_dtype "
+                              "bfloat16 or float16; use auto")
     if t.batch_size % (dp_size * t.microbatches):
         raise ConfigError(
             f"train.batch_size={t.batch_size} is not divisible by data-parallel size {dp_size} "

@@ -13,6 +13,7 @@ The same forward serves training (no cache) and decoding (a KV cache per layer, 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -24,6 +25,28 @@ from research import mup
 from research.matmul import dense_dot_general
 
 Dtype = Any
+
+
+ATTENTION = ("auto", "einsum", "dot_product", "cudnn")
+# "save_dots" keeps the weight-matmul outputs (dots without batch dimensions) and recomputes
+# the attention scores and element-wise ops; "full" keeps only each layer's input.
+REMAT_POLICIES = {"none": None, "full": jax.checkpoint_policies.nothing_saveable,
+                  "save_dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
+
+
+def attention_impl(cfg: ModelConfig) -> str:
+    """The attention implementation `cfg.attention` means on this platform."""
+    if cfg.attention != "auto":
+        return cfg.attention
+    backend = jax.default_backend()
+    if backend == "gpu" and jnp.dtype(cfg.compute_dtype) in (jnp.bfloat16, jnp.float16):
+        return "cudnn"
+    # Plain einsum beats jax.nn.dot_product_attention on CPU (GUIDE.md); XLA's fused one on TPU.
+    return "dot_product" if backend == "tpu" else "einsum"
+
+
+# Output-layer matmul: bf16 inputs, float32 accumulation and result (logits never pass bf16).
+_f32_dot = functools.partial(jax.lax.dot_general, preferred_element_type=jnp.float32)
 
 
 def _dense_init(std):
@@ -83,8 +106,14 @@ class Attention(nn.Module):
             new_cache = {"k": k_BSHK, "v": v_BSHK}
             key_pos_S = jnp.arange(k_BSHK.shape[1])
 
-        # Plain einsum attention: on CPU it beats jax.nn.dot_product_attention (GUIDE.md).
-        scale = mup.attention_scale(cfg)
+        scale = mup.attention_scale(cfg)  # 1/sqrt(d_head) under SP (research/mup.py)
+        impl = attention_impl(cfg)
+        if cache is None and impl in ("dot_product", "cudnn"):
+            mixed_BTHK = jax.nn.dot_product_attention(
+                q_BTHK, k_BSHK.astype(dtype), v_BSHK.astype(dtype), scale=scale, is_causal=True,
+                implementation="cudnn" if impl == "cudnn" else None)
+            return self._out(mixed_BTHK.reshape(B, T, cfg.d_model), dtype, pdtype, out_std), new_cache
+        # Einsum attention (faster on CPU); decoding with a cache always takes this path.
         logits_BHTS = jnp.einsum("bthk,bshk->bhts", q_BTHK * scale, k_BSHK.astype(dtype))
         logits_BHTS = _constrain(logits_BHTS, ("batch", "act_heads", "length", None))
         self.sow("intermediates", "logits", logits_BHTS)  # a no-op unless asked for (coord check)
@@ -92,12 +121,14 @@ class Attention(nn.Module):
         logits_BHTS = jnp.where(causal_TS, logits_BHTS.astype(jnp.float32), -1e30)
         probs_BHTS = jax.nn.softmax(logits_BHTS, axis=-1).astype(dtype)
         mixed_BTHK = jnp.einsum("bhts,bshk->bthk", probs_BHTS, v_BSHK.astype(dtype))
-        out_BTD = nn.Dense(
-            cfg.d_model, dtype=dtype, param_dtype=pdtype, dot_general=dense_dot_general,
+        return self._out(mixed_BTHK.reshape(B, T, cfg.d_model), dtype, pdtype, out_std), new_cache
+
+    def _out(self, mixed_BTD, dtype, pdtype, out_std):
+        return nn.Dense(
+            self.cfg.d_model, dtype=dtype, param_dtype=pdtype, dot_general=dense_dot_general,
             kernel_init=nn.with_logical_partitioning(_dense_init(out_std), ("heads", "embed")),
             bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
-            name="out")(mixed_BTHK.reshape(B, T, cfg.d_model))
-        return out_BTD, new_cache
+            name="out")(mixed_BTD)
 
 
 class MLP(nn.Module):
@@ -175,9 +206,12 @@ class GPT(nn.Module):
             x_BTD = x_BTD + pos_TD.astype(dtype)[None]
         x_BTD = _constrain(x_BTD, ("batch", "length", "act_embed"))
 
+        policy = REMAT_POLICIES[cfg.remat]
+        block = Block if cfg.remat == "none" else nn.remat(
+            Block, policy=policy, prevent_cse=not cfg.scan_layers)
         if cfg.scan_layers:
             stack = nn.scan(
-                Block, variable_axes={"params": 0}, split_rngs={"params": True},
+                block, variable_axes={"params": 0}, split_rngs={"params": True},
                 in_axes=(0, nn.broadcast, nn.broadcast), length=cfg.n_layers,
                 metadata_params={nn.PARTITION_NAME: "layers"})
             x_BTD, new_cache = stack(cfg, name="blocks")(x_BTD, cache, positions_T, cache_index)
@@ -185,7 +219,7 @@ class GPT(nn.Module):
             new_layers = []
             for i in range(cfg.n_layers):
                 layer_cache = None if cache is None else jax.tree.map(lambda c: c[i], cache)
-                x_BTD, c = Block(cfg, name=f"block_{i}")(x_BTD, layer_cache, positions_T,
+                x_BTD, c = block(cfg, name=f"block_{i}")(x_BTD, layer_cache, positions_T,
                                                           cache_index)
                 new_layers.append(c)
             new_cache = None if cache is None else jax.tree.map(
@@ -195,10 +229,12 @@ class GPT(nn.Module):
         if (readout := mup.readout_scale(cfg)) != 1.0:
             x_BTD = x_BTD * readout
         if cfg.tie_embeddings:
-            logits_BTV = embed.attend(x_BTD)
+            logits_BTV = _f32_dot(x_BTD, embed.embedding.astype(dtype),
+                                  (((x_BTD.ndim - 1,), (1,)), ((), ())))
         else:
             logits_BTV = nn.Dense(
-                cfg.vocab_size, dtype=dtype, param_dtype=pdtype, dot_general=dense_dot_general,
+                cfg.vocab_size, dtype=dtype, param_dtype=pdtype,
+                dot_general=dense_dot_general if dtype == jnp.float32 else _f32_dot,
                 kernel_init=nn.with_logical_partitioning(_dense_init(0.02), ("embed", "vocab")),
                 bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
                 name="lm_head")(x_BTD)

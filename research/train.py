@@ -30,9 +30,10 @@ def steps_of(config) -> int:
 
 
 def validate(config, n_devices: int | None = None):
-    """All config errors, before any data loading, compilation or write. Returns the mesh."""
+    """All config errors, before any data loading, compilation or write. Returns the mesh
+    (over the first `n_devices` devices: a sweep checks the share one run will get)."""
     cfg = RunConfig.from_configdict(config)
-    mesh = sharding.make_mesh(cfg.mesh)
+    mesh = sharding.make_mesh(cfg.mesh, None if n_devices is None else jax.devices()[:n_devices])
     rules = sharding.rules_of(cfg.mesh)
     config_checks.check_parallelism(cfg, dict(mesh.shape), sharding.data_parallel_size(mesh, rules))
     config_checks.check_paths(cfg, checkpoint.checkpoint_dir)
@@ -325,6 +326,11 @@ def _result(cfg: RunConfig, workdir, data, status, losses, wall_s, steps_done) -
         result["branched_from"] = {"run": os.path.abspath(t.init_from), "step": t.init_step}
     if jax.process_count() > 1:
         result["processes"] = jax.process_count()
+    # What the run ran on (a sweep's workers each get their own share of the machine).
+    result["devices"] = jax.device_count()
+    result["device_kind"] = jax.devices()[0].device_kind
+    result["mesh"] = {a: int(s) for a, s in zip(sharding.MESH_AXES,
+                                                sharding.mesh_shape(cfg.mesh, jax.device_count()))}
     # JSON has no NaN: a diverged run records null.
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
             for k, v in result.items()}

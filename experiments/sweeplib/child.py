@@ -123,10 +123,14 @@ def main(argv: list[str]) -> int:
         die_with_parent(parent_pid)
         return serve(root, token)
     root, name, parent_pid = argv[1], argv[2], int(argv[3])
-    die_with_parent(parent_pid)
+    if parent_pid > 0:  # 0: launched by srun, whose step daemon ends it with the worker
+        die_with_parent(parent_pid)
     # Imported after prctl: a sweep killed during these slow imports leaves no orphan.
-    return train_one(root, name)
+    from research import distributed
 
+    # One run as several processes (srun): join them before jax touches a device.
+    distributed.initialize()
+    return train_one(root, name)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))

@@ -32,7 +32,7 @@ def measure_shapes(runs, sweep_dir: SweepDir, out=print) -> dict[str, dict]:
         key = shape_key(run.config)
         if key not in cache:
             out(f"benchmarking {run.variant} ({BENCH_STEPS} steps)...")
-            peak = peak or bench.matmul_peak_flops()  # measured once; only MFU uses it
+            peak = peak or bench.peaks.device_peak()  # found once; only MFU uses it
             m = bench.measure(run.config, steps=BENCH_STEPS, peak=peak)
             cache[key] = {"step_s": float(m["step_s"]), "compile_s": float(m["compile_s"])}
             write_atomic(cache_file, json.dumps(cache, indent=1))

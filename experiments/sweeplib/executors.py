@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import signal
 import threading
 
 import ml_collections
 
-from experiments.sweeplib import ledger
+from experiments.sweeplib import devices, ledger
 from experiments.sweeplib.claims import HOST, Claims, worker_name  # noqa: F401 (HOST: sweep.py)
 from experiments.sweeplib.errors import SweepError
 from experiments.sweeplib.layout import SweepDir, read_json
@@ -45,9 +46,10 @@ def run_local(sweep_dir: SweepDir, runs, sweep, *, echo: bool, progress=None) ->
     claims = make_claims(sweep_dir, sweep)
     k = int(sweep.executor.workers)
     stop = threading.Event()
+    _, envs = devices.local_worker_envs(sweep)
     workers = [
         Worker(sweep_dir, runs, sweep, claims, worker_name(f"local{i}"), echo=echo and k == 1,
-               progress=progress, stop=stop)
+               progress=progress, stop=stop, env=envs[i])
         for i in range(k)
     ]
     threads = [threading.Thread(target=w.loop, name=w.label, daemon=True) for w in workers]
@@ -83,7 +85,31 @@ def slurm_parameters(sweep, job_name: str) -> dict:
             params[key] = s[key]
     if int(s.gpus_per_node) > 0:
         params["gpus_per_node"] = int(s.gpus_per_node)
+    r = sweep.executor.resources
+    if int(r.devices_per_task) > 0:
+        params["gpus_per_task"] = int(r.devices_per_task)
+    if run_tasks(sweep) > 1:
+        # The allocation holds one run's tasks; the worker runs once, in the batch script, and
+        # starts each run with srun over all of them (run_launcher).
+        params.update(nodes=int(r.nodes), ntasks_per_node=int(r.tasks_per_node), use_srun=False)
     return params
+
+
+def run_tasks(sweep) -> int:
+    r = sweep.executor.resources
+    return int(r.nodes) * int(r.tasks_per_node)
+
+
+def run_launcher(sweep) -> list[str]:
+    """Command prefix that starts one run's processes inside a Slurm allocation ([] = plain)."""
+    if run_tasks(sweep) <= 1:
+        return []
+    r = sweep.executor.resources
+    cmd = ["srun", "--kill-on-bad-exit=1", f"--nodes={int(r.nodes)}",
+           f"--ntasks={run_tasks(sweep)}", f"--ntasks-per-node={int(r.tasks_per_node)}"]
+    if int(r.devices_per_task) > 0:
+        cmd.append(f"--gpus-per-task={int(r.devices_per_task)}")
+    return cmd
 
 
 def submit_slurm(sweep_dir: SweepDir, runs, sweep) -> list[str]:
@@ -119,9 +145,18 @@ def slurm_worker(root: str, label: str, only: list[str] | None) -> None:
     sweep = ml_collections.ConfigDict(stored["sweep"])
     runs = [Run.from_json(r) for r in stored["runs"]]
     claims = make_claims(sweep_dir, sweep)
+    name = worker_name(label)
+    worker = Worker(sweep_dir, runs, sweep, claims, name, only=only, wait_for_others=False,
+                    launcher=run_launcher(sweep))
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        # scancel and preemption SIGTERM the whole job, the training child included: the run
+        # is interrupted (it resumes from its checkpoint), not failed, and no new one starts.
+        previous = signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
     try:
-        name = worker_name(label)
-        Worker(sweep_dir, runs, sweep, claims, name, only=only, wait_for_others=False).loop()
+        worker.loop()
         finish.finalize(sweep_dir, runs, sweep, claims, name)
     finally:
         claims.close()
+        if main:
+            signal.signal(signal.SIGTERM, previous)

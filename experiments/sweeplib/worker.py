@@ -41,7 +41,7 @@ def child_env(sweep_dir: SweepDir | None = None, sweep=None) -> dict:
 class Worker:
     def __init__(self, sweep_dir: SweepDir, runs, sweep, claims: Claims, label: str, *,
                  echo: bool = False, progress=None, stop: threading.Event | None = None, only=None,
-                 wait_for_others: bool = True):
+                 wait_for_others: bool = True, env: dict | None = None, launcher=()):
         self.dir, self.runs, self.sweep, self.claims, self.label = sweep_dir, runs, sweep, claims, label
         self.echo, self.progress = echo, progress
         self.stop = stop or threading.Event()
@@ -52,6 +52,8 @@ class Worker:
         self.wait_for_others = wait_for_others
         self.runs_per_child = int(sweep.runner.get("runs_per_child", 1))
         self.proc: subprocess.Popen | None = None
+        self.env = env or {}  # this worker's device share (devices.py)
+        self.launcher = list(launcher)  # e.g. srun: one run as several processes (executors.py)
         self._token = ""
         self._runs_in_child = 0
 
@@ -113,8 +115,12 @@ class Worker:
         write_atomic(self.dir.specs / f"{run.name}.json", json.dumps(spec, default=str))
         with open(self.dir.logs / f"{run.name}.log", "ab") as log:
             log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {self.label}\n".encode())
-            if self.runs_per_child == 1:  # a fresh process for every run
-                self.proc = self._popen([str(self.dir.root), run.name, str(os.getpid())], stdin=None)
+            if self.runs_per_child == 1 or self.launcher:  # a fresh process (or srun step) per run
+                # Under a launcher the child's parent is srun's step daemon: Slurm, not the
+                # parent-death signal, ends it with the worker (parent pid 0 = do not watch).
+                parent = "0" if self.launcher else str(os.getpid())
+                self.proc = self._popen([str(self.dir.root), run.name, parent], stdin=None,
+                                        launcher=self.launcher)
                 self._pump(log, marker=None)
                 rc = self.proc.wait()
                 self.proc.stdout.close()
@@ -140,10 +146,10 @@ class Worker:
                 self._close_child()
             return rc
 
-    def _popen(self, args: list[str], stdin) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "experiments.sweeplib.child", *args],
+    def _popen(self, args: list[str], stdin, launcher=()) -> subprocess.Popen:
+        return subprocess.Popen([*launcher, sys.executable, "-m", "experiments.sweeplib.child", *args],
                                 stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=child_env(self.dir, self.sweep))
+                                env={**child_env(self.dir, self.sweep), **self.env})
 
     def _pump(self, log, marker) -> int | None:
         """Copy the child's output to `log` (and the terminal) until `marker` (returns its exit
