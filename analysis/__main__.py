@@ -31,6 +31,9 @@ def _common(p, *, selection=True):
                    help="repeated rows (exact duplicates, or a run name given twice): drop "
                         "them with a warning, keeping the later row, or refuse with their rows")
     if selection:
+        p.add_argument("--loss-column", default="loss",
+                       help="the loss to fit, e.g. eval_NAME_loss for a second evaluation set "
+                            "(its standard error from the column of that name plus _stderr)")
         p.add_argument("--select", choices=["best", "all"], default="best",
                        help="best: keep the lowest-loss run among runs at one point that "
                             "differ in --select-by; all: fit every run")
@@ -121,7 +124,8 @@ def main(argv=None):
                                  params_column=args.params_column,
                                  reference_flops=args.reference_flops, compute=args.compute,
                                  select=args.select, select_by=args.select_by,
-                                 base_law=args.base_law, duplicates=args.duplicates)
+                                 base_law=args.base_law, duplicates=args.duplicates,
+                                 loss_column=args.loss_column)
             print(summary)
         elif args.command == "isoflop":
             from .pipeline import run_isoflop
@@ -130,7 +134,7 @@ def main(argv=None):
                                      params_column=args.params_column, compute=args.compute,
                                      select=args.select, select_by=args.select_by,
                                      reference_flops=args.reference_flops,
-                                     duplicates=args.duplicates)
+                                     duplicates=args.duplicates, loss_column=args.loss_column)
             print(summary)
         elif args.command == "envelope":
             from .envelope import envelope, envelope_input

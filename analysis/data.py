@@ -109,11 +109,26 @@ class Results:
 DUPLICATES = ("drop", "refuse")
 
 
-def load_results(path, duplicates="drop") -> Results:
+def load_results(path, duplicates="drop", loss_column="loss") -> Results:
     """Read a CSV, JSONL or JSON-list file, a sweep directory (its results.csv, else
     runs/*/result.json or */result.json), or one run directory (its result.json).
-    Repeated rows are dropped with a note (duplicates="drop") or refused ("refuse")."""
-    return deduplicate(_load(os.fspath(path)), duplicates)
+    Repeated rows are dropped with a note (duplicates="drop") or refused ("refuse").
+    `loss_column` names the loss to fit (e.g. eval_NAME_loss of a second eval set)."""
+    return use_loss_column(deduplicate(_load(os.fspath(path)), duplicates), loss_column)
+
+
+def use_loss_column(table: Results, name: str) -> Results:
+    """The table with column `name` (and `name`_stderr) as its loss (and loss_stderr)."""
+    if name == "loss":
+        return table
+    if not table.has(name):
+        losses = sorted(c for c in table.columns if c.endswith("loss") and table.has(c))
+        raise AnalysisError(f"{table.source}: no column '{name}' to fit; choose --loss-column "
+                            f"from: {', '.join(losses) or 'none'}")
+    table.columns["loss"] = table.columns[name]
+    table.columns["loss_stderr"] = table.columns.get(f"{name}_stderr", [None] * len(table))
+    table.notes.append(f"loss is column {name}")
+    return table
 
 
 def _load(path) -> Results:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 
 from . import plots, report
-from .data import Results, load_results
+from .data import Results, load_results, use_loss_column
 from .envelope import envelope
 from .errors import AnalysisError
 from .fit import fit_law
 from .isoflop import isoflop
 
 
-def _table(results, duplicates="drop"):
-    return results if isinstance(results, Results) else load_results(results, duplicates)
+def _table(results, duplicates="drop", loss_column="loss"):
+    if isinstance(results, Results):
+        return use_loss_column(results, loss_column)
+    return load_results(results, duplicates, loss_column)
 
 
 def _out_dir(out_dir):
@@ -26,9 +28,9 @@ def _out_dir(out_dir):
 def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber_delta=1e-3,
             holdout_above_flops=None, holdout_above_params=None, seed=0,
             params_column="params", reference_flops=None, compute="auto", select="best",
-            select_by=None, base_law=None, duplicates="drop"):
+            select_by=None, base_law=None, duplicates="drop", loss_column="loss"):
     """Writes out_dir/fit.json, plots (PNG+SVG), report.md, report.html. Returns (fit, summary)."""
-    table = _table(results, duplicates)
+    table = _table(results, duplicates, loss_column)
     fit = fit_law(table, law, x, huber_delta=huber_delta, bootstrap=bootstrap, seed=seed,
                   holdout_above_flops=holdout_above_flops,
                   holdout_above_params=holdout_above_params, params_column=params_column,
@@ -59,9 +61,9 @@ def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber
 
 def run_isoflop(results, out_dir, *, bootstrap=1000, seed=0, bin_width_dex=None,
                 params_column="params", compute="auto", select="best", select_by=None,
-                reference_flops=None, duplicates="drop"):
+                reference_flops=None, duplicates="drop", loss_column="loss"):
     """Writes out_dir/isoflop.json, plots and report. Returns (result, summary)."""
-    table = _table(results, duplicates)
+    table = _table(results, duplicates, loss_column)
     res = isoflop(table, bootstrap=bootstrap, seed=seed, bin_width_dex=bin_width_dex,
                   params_column=params_column, compute=compute, select=select,
                   select_by=select_by, reference_flops=reference_flops)

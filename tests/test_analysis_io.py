@@ -173,3 +173,26 @@ def test_result_json_is_strict_json_with_null_for_non_finite(tmp_path):
 
     data = json.loads(open(path).read(), parse_constant=refuse)
     assert data == {"params": {"E": 1.5}, "ci95": {"b": [None, None]}}
+
+
+def test_loss_column_fits_a_second_eval_set(tmp_path):
+    """Two eval sets from two known power laws: --loss-column picks which one is fitted."""
+    from analysis.pipeline import run_fit
+
+    N = np.geomspace(1e5, 1e8, 12)
+    path = tmp_path / "results.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["run", "params", "tokens", "loss", "loss_stderr", "eval_other_loss",
+                    "eval_other_loss_stderr"])
+        for i, n in enumerate(N):
+            w.writerow([f"r{i}", n, 1e9, 2.0 + 50.0 * n ** -0.3, 0.01, 1.5 + 80.0 * n ** -0.45, 0.01])
+    first, _ = run_fit(str(path), str(tmp_path / "a"), "power", "params", bootstrap=0)
+    other, _ = run_fit(str(path), str(tmp_path / "b"), "power", "params", bootstrap=0,
+                       loss_column="eval_other_loss")
+    exponent = next(k for k in first["params"] if k not in ("E", "A"))
+    assert first["params"][exponent] == pytest.approx(0.3, rel=1e-3)
+    assert other["params"][exponent] == pytest.approx(0.45, rel=1e-3)
+    with pytest.raises(AnalysisError, match="eval_other_loss"):
+        run_fit(str(path), str(tmp_path / "c"), "power", "params", bootstrap=0,
+                loss_column="eval_missing_loss")
