@@ -159,10 +159,12 @@ class TrainConfig:
             raise ConfigError(f"train.schedule={self.schedule!r}; use cosine, constant or wsd")
         if not self.learning_rate > 0:
             raise ConfigError(f"train.learning_rate must be positive, got {self.learning_rate}")
-        for key in ("batch_size", "microbatches", "eval_every", "eval_batches", "log_every",
+        for key in ("batch_size", "microbatches", "eval_batches", "log_every",
                     "checkpoint_every", "keep_checkpoints"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"train.{key} must be positive, got {getattr(self, key)}")
+        if self.eval_every < 0 or self.eval_points < 0:  # 0: none of that kind (the end still is)
+            raise ConfigError("train.eval_every and train.eval_points must be >= 0")
         if self.seed < 0:
             raise ConfigError(f"train.seed={self.seed} must be >= 0")
         if not 0.0 < self.decay_fraction < 1.0:

@@ -128,7 +128,8 @@ def check_sources(data_cfg) -> None:
             try:
                 corpus_lib.sources.resolve(spec)
             except corpus_lib.CorpusError as e:  # a config naming a missing path
-                raise ConfigError(str(e)) from None
+                key = "data.corpus" if spec == str(data_cfg.corpus) else "data.eval_sets"
+                raise ConfigError(f"{key}: {e}") from None
 
 
 class VocabSizeError(DataError):

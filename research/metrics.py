@@ -60,7 +60,8 @@ class MetricsWriter:
     def write(self, step: int, scalars: dict) -> None:
         if not self.enabled:
             return
-        values = {k: float(v) for k, v in scalars.items()}
+        # Counts (tokens) stay integers in metrics.jsonl; everything else is a float.
+        values = {k: v if isinstance(v, int) else float(v) for k, v in scalars.items()}
         self._jsonl.write(json.dumps({"step": int(step), **values}) + "\n")
         self._jsonl.flush()
         for k, v in values.items():

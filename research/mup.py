@@ -36,7 +36,6 @@ is a good start there, not a guarantee.
 from __future__ import annotations
 
 import jax
-import optax
 from flax.core import meta
 
 PARAMETRIZATIONS = ("sp", "mup")
@@ -117,6 +116,7 @@ def lr_multipliers(params, cfg):
 def scale_learning_rates(cfg) -> optax.GradientTransformation:
     """Chained after AdamW: multiplies each parameter's update (hence its LR and its decoupled
     weight decay) by its µP multiplier."""
+    import optax  # here, not at the top: the model (and sampling) must not load the optimizer
 
     def update(updates, state, params=None):
         del params
@@ -133,4 +133,6 @@ def scale_learning_rates(cfg) -> optax.GradientTransformation:
 def with_lr_multipliers(tx: optax.GradientTransformation, cfg) -> optax.GradientTransformation:
     """The optimizer `tx` with µP's per-parameter learning rates; `tx` itself under SP (so an SP
     run's optimizer state keeps its layout)."""
+    import optax
+
     return optax.chain(tx, scale_learning_rates(cfg)) if is_mup(cfg) else tx

@@ -125,17 +125,7 @@ class BpeTokenizer:
         return [np.asarray(ids, dtype=np.int32) for ids in out]
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
-        data = [int(i) for i in np.asarray(ids).ravel()]
-        # Split at end-of-document ids so they read as blank lines, like the byte tokenizer.
-        docs, current = [], []
-        for i in data:
-            if i == self.eod_id:
-                docs.append(current)
-                current = []
-            else:
-                current.append(i)
-        docs.append(current)
-        return "\n\n".join(self._sp.decode(d) for d in docs)
+        return "\n\n".join(self._sp.decode(d) for d in split_documents(ids, self.eod_id))
 
     def save(self, path: str | os.PathLike) -> None:
         files.write_atomic(path, self.model_proto)
@@ -182,15 +172,8 @@ class HfTokenizer:
         return [np.asarray(e.ids, dtype=np.int32) for e in encoded]
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
-        docs, current = [], []
-        for i in (int(i) for i in np.asarray(ids).ravel()):
-            if i == self.eod_id:
-                docs.append(current)
-                current = []
-            else:
-                current.append(i)
-        docs.append(current)
-        return "\n\n".join(self._tok.decode(d, skip_special_tokens=False) for d in docs)
+        return "\n\n".join(self._tok.decode(d, skip_special_tokens=False)
+                           for d in split_documents(ids, self.eod_id))
 
     def save(self, path: str | os.PathLike) -> None:
         files.write_atomic(path, self.json_bytes)
@@ -198,6 +181,20 @@ class HfTokenizer:
 
 def _hf_from_state(json_bytes, eod_token):
     return HfTokenizer(json_bytes, eod_token=eod_token)
+
+
+def split_documents(ids, eod_id: int) -> list[list[int]]:
+    """Token ids cut at end-of-document ids (dropped): decoders join the pieces with a blank
+    line, so documents read apart, as with the byte tokenizer."""
+    docs, current = [], []
+    for i in (int(i) for i in np.asarray(ids).ravel()):
+        if i == eod_id:
+            docs.append(current)
+            current = []
+        else:
+            current.append(i)
+    docs.append(current)
+    return docs
 
 
 def _line_chunks(text: str, max_chars: int) -> Iterator[str]:

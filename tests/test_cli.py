@@ -185,7 +185,7 @@ def run_cli(module, *args, timeout=300):
 @pytest.mark.parametrize("args, start", [
     (["--config.train.tokenz=1"], "error: unknown config key 'train.tokenz'; did you mean --config.train.tokens?"),
     (["--config", "configs/gpt.py:huge"], "error: unknown variant 'huge' in configs/gpt.py; choose one of: tiny,"),
-    (["--config.data.corpus=/nonexistent"], "error: data.corpus='/nonexistent' is neither"),
+    (["--config.data.corpus=/nonexistent"], "error: data.corpus: '/nonexistent' is neither"),
 ])
 def test_train_config_errors_exit_2_with_exactly_one_line(tmp_path, args, start):
     out = run_cli("experiments.train", "--workdir", str(tmp_path / "run"), *TINY, *args)

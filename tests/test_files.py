@@ -58,21 +58,26 @@ def test_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
         files.read_json(tmp_path / "missing.json")
 
 
-def test_run_and_token_cache_files_are_world_readable(tmp_path):
+def test_run_and_token_store_files_are_world_readable(tmp_path):
     from configs import gpt
     from research import data as data_lib, run_dir
     from research.tokenizer import train_bpe
+    from tests.test_data_sources import cfg_for, make_docs, write_jsonl
 
     with umask(0o022):
         c = gpt.get_config("100k")
         run_dir.claim_workdir(str(tmp_path / "run"), c)
-        data_lib._write_cache(tmp_path / "cache", {"train": np.arange(4, dtype=np.uint16)},
-                              {"corpus": "x"})
+        corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(10))
+        td = data_lib.load_token_data(cfg_for(corpus, tmp_path / "data", store_workers=1),
+                                      progress=False)
         tok = train_bpe(["hello world, the quick brown fox " * 50] * 20, 300)
         tok.save(tmp_path / "run" / "tokenizer.model")
-    for path in (tmp_path / "run" / "config.json", tmp_path / "cache" / "train.npy",
-                 tmp_path / "cache" / "info.json", tmp_path / "run" / "tokenizer.model"):
+    store = pathlib.Path(td.info["store"])
+    stored = [p for p in store.rglob("*") if p.is_file()]
+    assert len(stored) >= 3  # tokens, document offsets, info.json
+    for path in (tmp_path / "run" / "config.json", tmp_path / "run" / "tokenizer.model", *stored):
         assert mode(path) == 0o644, path
+    assert mode(store) == 0o755
 
 
 def test_sweep_files_are_world_readable(tmp_path):

@@ -185,7 +185,7 @@ def test_mup_compiles_every_ladder_variant_on_the_mixed_mesh(variant):
                              trainer.state_shapes, trainer.state_shardings)
         batch = jax.ShapeDtypeStruct((8, 17), jnp.int32, sharding=trainer.batch_sharding)
         with trainer.activate():
-            trainer.train_step.jitted.lower(state, batch)
+            trainer.train_step.jitted.lower(state, batch, trainer.schedule)
         return
     state = trainer.init(jax.random.key(0))
     losses = []

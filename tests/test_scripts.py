@@ -23,7 +23,8 @@ def make_copy(tmp_path, with_venv: bool) -> pathlib.Path:
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
     (repo / ".ci").mkdir()
-    for name in ("scripts/setup.sh", "scripts/test.sh", "scripts/main.sh", ".ci/run", "requirements.txt"):
+    for name in ("scripts/setup.sh", "scripts/test.sh", "scripts/main.sh", "scripts/env.sh", ".ci/run",
+                 "requirements.txt"):
         shutil.copy(ROOT / name, repo / name)
     if with_venv:  # as `python -m venv` would have left it, plus a file that must survive
         bin_dir = repo / ".venv" / "bin"

@@ -10,7 +10,7 @@ the case µP's 1/d_head attention is for), one token budget. µP's base is the n
 (64 wide, heads of 16), where µP and SP are the same model. No scaling law is fitted.
 """
 
-from experiments.sweeplib.spec import default_sweep
+from configs.sweep_base import default_sweep
 
 LEARNING_RATES = tuple(2.0 ** -k for k in range(11, 3, -1))  # 4.9e-4 .. 6.25e-2
 
