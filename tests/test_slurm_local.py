@@ -98,8 +98,12 @@ def test_cancelled_job_resumes_from_checkpoint(slurm, tmp_path):
     args = ["--set", "variants=('100k',)", "--set", f"tokens=({64 * 8 * steps},)",
             "--set", "runner.checkpoints_per_run=24", "--set", "executor.slurm.mode='job_per_run'"]
     jobs = _sweep(args, workdir)
-    (run,) = os.listdir(workdir / "runs")
-    ckpts = workdir / "runs" / run / "checkpoints"
+    runs = workdir / "runs"
+    # The run's directory appears once its job starts and its config, corpus and tokenizer pass.
+    _wait(lambda: (runs.is_dir() and os.listdir(runs)) or not _queued(jobs), 600,
+          "the run's directory")
+    (run,) = os.listdir(runs)
+    ckpts = runs / run / "checkpoints"
 
     def saved():
         return sorted(int(d) for d in os.listdir(ckpts) if d.isdigit()) if ckpts.exists() else []
@@ -117,9 +121,12 @@ def test_cancelled_job_resumes_from_checkpoint(slurm, tmp_path):
     assert result["status"] == "done" and result["steps"] == steps, _debug(workdir)
     events = [json.loads(line) for line in
               (workdir / "state" / "events" / f"{run}.jsonl").read_text().splitlines()]
-    # scancel interrupts the run: no failure recorded, no retry spent, one resumed start.
-    assert [(e["event"], e.get("resumed")) for e in events] == [
-        ("started", False), ("started", True), ("finished", None)], events
+    # scancel interrupts the run: no failure recorded, no retry spent; the second start follows
+    # the interruption and resumes from a checkpoint (the trainer's own event says so).
+    assert [e["event"] for e in events] == [
+        "started", "from_scratch", "started", "resumed", "finished"], events
+    assert [e.get("after_interrupt") for e in events if e["event"] == "started"] == [False, True]
+    assert [e["from_step"] for e in events if e["event"] == "resumed"] == [at_cancel]
     # The second attempt's progress bar starts where the checkpoint left off, not at 0.
     log = (workdir / "state" / "logs" / f"{run}.log").read_text(errors="replace")
     second = log.split("\n=== ")[-1]
