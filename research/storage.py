@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
 
@@ -69,4 +70,7 @@ def storage_errors(default_path: str = ""):
         converted = as_storage_error(e, default_path)
         if converted is None:
             raise
+        # orbax's background writers can hold the same failure in a task nobody awaits; asyncio
+        # would log it with a traceback when the task is collected. It is reported once, here.
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         raise converted from e
