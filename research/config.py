@@ -143,7 +143,11 @@ class TrainConfig:
     grad_clip: float = 1.0
     eval_every: int = 200  # steps; evaluation also runs at the end
     eval_points: int = 8  # plus this many log-spaced evaluations (a loss curve; 0: none)
-    eval_batches: int = 8
+    eval_batches: int = 8  # batches of batch_size windows per evaluation during the run
+    # Batches of the evaluation at the end of the run (the loss in result.json), for every eval
+    # set; 0 = eval_batches. A larger final sample keeps the curve's evaluations cheap while
+    # loss_stderr stays small. Capped at the set's disjoint windows (no window is repeated).
+    final_eval_batches: int = 0
     log_every: int = 10
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
@@ -163,6 +167,9 @@ class TrainConfig:
                     "checkpoint_every", "keep_checkpoints"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"train.{key} must be positive, got {getattr(self, key)}")
+        if self.final_eval_batches < 0:
+            raise ConfigError(f"train.final_eval_batches={self.final_eval_batches} must be >= 0 "
+                              "(0: the same as train.eval_batches)")
         if self.eval_every < 0 or self.eval_points < 0:  # 0: none of that kind (the end still is)
             raise ConfigError("train.eval_every and train.eval_points must be >= 0")
         if self.seed < 0:

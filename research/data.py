@@ -270,19 +270,14 @@ def eval_batches(
     """A fixed list of validation batches, int32 [local_batch, context_length + 1] each.
 
     From the evaluation set `eval_set` (a name of data.eval_sets), or by default the held-out
-    split. The n_batches * batch_size windows are spread evenly over it (distinct, in order).
-    If it holds fewer windows, fewer whole batches are returned (with a warning); if it cannot
-    fill even one batch, DataError.
+    split. The n_batches * batch_size windows are spread evenly over it (distinct, in order:
+    disjoint targets, so no window is counted twice). If it holds fewer windows, fewer whole
+    batches are returned (with a warning; `eval_capacity` says how many); if it cannot fill
+    even one batch, DataError.
     """
     tokens = data.val if eval_set is None else data.eval_sets[eval_set]
     n = num_windows(tokens, context_length)
-    available = n // batch_size
-    if available == 0:
-        raise DataError(
-            f"the {eval_set or 'validation'} set has {len(tokens)} tokens, fewer than one batch of "
-            f"{batch_size} x {context_length + 1}; raise data.validation_fraction or lower "
-            "train.batch_size / model.context_length"
-        )
+    available = eval_capacity(data, batch_size, context_length, eval_set)
     if available < n_batches:
         log.warning(
             f"{eval_set or 'validation'} set holds only"
@@ -297,6 +292,21 @@ def eval_batches(
         _windows(tokens, starts[b * batch_size + rows], context_length)
         for b in range(n_batches)
     ]
+
+
+def eval_capacity(data: TokenData, batch_size: int, context_length: int,
+                  eval_set: str | None = None) -> int:
+    """Whole batches of distinct windows the evaluation set (default: the held-out split) holds;
+    DataError if not even one."""
+    tokens = data.val if eval_set is None else data.eval_sets[eval_set]
+    available = num_windows(tokens, context_length) // batch_size
+    if available == 0:
+        raise DataError(
+            f"the {eval_set or 'validation'} set has {len(tokens)} tokens, fewer than one batch of "
+            f"{batch_size} x {context_length + 1}; raise data.validation_fraction or lower "
+            "train.batch_size / model.context_length"
+        )
+    return available
 
 
 def bytes_per_token(data: TokenData, eval_set: str | None = None) -> float:

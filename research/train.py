@@ -175,11 +175,18 @@ def _train(config, workdir: str, progress: bool, on_start, cleanup) -> dict:
     if on_start is not None:
         on_start(info)
     with timer.phase("data_s"):
-        eval_sets = {name: data_lib.eval_batches(
-            data, n_batches=t.eval_batches, batch_size=t.batch_size,
-            context_length=m.context_length, eval_set=name, process_index=jax.process_index(),
-            process_count=jax.process_count())
-            for name in data.eval_sets}
+        eval_sets = _eval_batches(data, t, m, t.eval_batches)
+        # The end-of-run evaluation (result.json's losses) may be larger; checked now, built at
+        # the end so its batches are not held in memory through training.
+        final_n = evals.final_batches(t)
+        capacity = {name: data_lib.eval_capacity(data, t.batch_size, m.context_length, name)
+                    for name in data.eval_sets}
+        final_units = {name: min(final_n, c) for name, c in capacity.items()}
+        for name, c in capacity.items():
+            if c < final_n:
+                _say(f"the {name} eval set holds {c} batches of {t.batch_size} disjoint windows of "
+                     f"{m.context_length + 1} tokens; the final evaluation uses {c}, not "
+                     f"{final_n} (train.final_eval_batches), and result.json says so")
     writer = MetricsWriter(workdir, is_writer, config=cfg, wandb=wandb_settings(cfg))
     cleanup.callback(writer.close)
     tokens_per_step = run_math.tokens_per_step(t, m)
@@ -239,8 +246,11 @@ def _train(config, workdir: str, progress: bool, on_start, cleanup) -> dict:
     if status == "done":
         with timer.phase("checkpoint_s"):
             checkpoint.save(manager, total_steps, state, force=total_steps not in manager.all_steps())
+        with timer.phase("data_s"):
+            final_sets = eval_sets if final_n == t.eval_batches else \
+                _eval_batches(data, t, m, final_units)
         with timer.phase("eval_s"):
-            losses = evaluate_sets(trainer, state["params"], eval_sets)
+            losses = evaluate_sets(trainer, state["params"], final_sets)
         writer.write(total_steps, _eval_metrics(losses, total_steps, tokens_per_step,
                                                 flops_per_token))
     else:
@@ -251,13 +261,22 @@ def _train(config, workdir: str, progress: bool, on_start, cleanup) -> dict:
 
     result = _result(cfg, workdir, data, status, losses, time.time() - started_wall,
                      steps_done=total_steps if status == "done" else prev[0] + 1)
-    first_batches = next(iter(eval_sets.values()))
-    result.update(evals.result_fields(len(first_batches), t.batch_size, m.context_length,
-                                      len(data.train)))
+    result.update(evals.result_fields(final_units, final_n, t.batch_size, m.context_length,
+                                      len(data.train), capacity))
     result["timing"] = timer.summary()
     if is_writer:
         files.write_json(os.path.join(workdir, "result.json"), result)
     return result
+
+
+def _eval_batches(data, t, m, n_batches) -> dict:
+    """{name: fixed eval batches} for every evaluation set (data.eval_sets order); `n_batches`
+    is one count for all, or a count per set."""
+    return {name: data_lib.eval_batches(
+        data, n_batches=n_batches[name] if isinstance(n_batches, dict) else n_batches,
+        batch_size=t.batch_size, context_length=m.context_length,
+        eval_set=name, process_index=jax.process_index(), process_count=jax.process_count())
+        for name in data.eval_sets}
 
 
 def evaluate_sets(trainer, params, eval_sets) -> dict:

@@ -294,6 +294,10 @@ def test_eval_batches_fixed_distinct_and_bounded(caplog):
     with caplog.at_level("WARNING"):
         few = data_lib.eval_batches(td, n_batches=10, batch_size=8, context_length=16)
     assert len(few) == 5 and "only 5 batches" in caplog.text
+    assert data_lib.eval_capacity(td, batch_size=8, context_length=16) == 5
+    # Every window of the set, none twice: the capped request never repeats one.
+    all_starts = np.concatenate(few)[:, 0]
+    assert len(set(all_starts)) == 40 and np.all(np.diff(all_starts) == 16)
     with pytest.raises(data_lib.DataError, match="fewer than one batch"):
         data_lib.eval_batches(td, n_batches=1, batch_size=41, context_length=16)
 

@@ -1,9 +1,19 @@
 """Issue 9 items 6-7 (research side): log-spaced evals, eval rows with tokens and FLOPs,
-the stderr's unit and the train split's size in result.json."""
+the stderr's unit and the train split's size in result.json, and a final evaluation larger
+than the ones along the way (train.final_eval_batches), capped at a set's disjoint windows."""
 
 import json
+import math
 
-from research import evals, flops, train as train_lib
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from research import checkpoint, data as data_lib, evals, flops, train as train_lib
+from research.config import RunConfig
+from research.config_checks import ConfigError
+from research.model import GPT
+from tests.test_data_sources import write_jsonl
 from tests.test_train import small_config
 
 
@@ -31,3 +41,70 @@ def test_run_writes_eval_rows_with_tokens_and_flops(tmp_path):
     assert evals_[-1]["flops"] == result["flops"] and evals_[-1]["tokens"] == result["tokens"]
     assert "eval batch" in result["loss_stderr_unit"] and result["unique_tokens"] > 0
     assert result["epochs"] > 0
+
+
+def _window_losses(workdir, tokens, n_windows):
+    """Per-window mean next-token losses of the run's final parameters on the `n_windows`
+    windows spread evenly over `tokens` (the model applied directly, not the trainer's eval)."""
+    cfg, params = checkpoint.load_for_inference(workdir)
+    ctx = cfg.model.context_length
+    n = data_lib.num_windows(tokens, ctx)
+    starts = (np.arange(n_windows) * n) // n_windows
+    windows = np.stack([np.asarray(tokens[s * ctx:s * ctx + ctx + 1], dtype=np.int32)
+                        for s in starts])
+    logits, _ = GPT(cfg.model).apply({"params": params}, jnp.asarray(windows[:, :-1]))
+    logits = np.asarray(logits, dtype=np.float64)
+    top = logits.max(axis=-1, keepdims=True)
+    logz = top[..., 0] + np.log(np.exp(logits - top).sum(axis=-1))
+    target = np.take_along_axis(logits, windows[:, 1:, None], -1)[..., 0]
+    return (logz - target).mean(axis=-1)
+
+
+def test_final_eval_uses_its_own_size_for_every_set_and_is_capped(tmp_path, monkeypatch):
+    """Evaluations along the run use eval_batches; the last one uses final_eval_batches for
+    every eval set, capped at a set's disjoint windows (said in result.json); its stderr is
+    the standard error of the batch means of independently computed per-window losses."""
+    # A second set of 1 document, ~1,700 bytes: 53 windows of 32 tokens, 3 batches of 16.
+    small = write_jsonl(tmp_path / "small.jsonl", ["abcdefghij " * 155])
+    c = small_config(data=8)
+    c.data.data_dir = str(tmp_path / "data")  # the small set's store stays out of the user cache
+    c.data.eval_sets = ("validation", f"small={small}")
+    c.train.eval_points, c.train.eval_every = 3, 0
+    c.train.eval_batches, c.train.final_eval_batches = 2, 5
+    sizes = []
+    real_evaluate = train_lib.evaluate
+
+    def counting(trainer, params, batches):
+        sizes.append(len(batches))
+        return real_evaluate(trainer, params, batches)
+
+    monkeypatch.setattr(train_lib, "evaluate", counting)
+    workdir = tmp_path / "run"
+    result = train_lib.train(c, str(workdir), progress=False)
+
+    n_evals = len(evals.eval_steps(12, 3, 0))
+    assert sizes == [2, 2] * (n_evals - 1) + [5, 3]  # (validation, small) per evaluation
+    assert result["loss_stderr_units"] == 5 and result["eval_windows"] == 5 * 16
+    assert result["eval_tokens"] == 5 * 16 * 32 and "5 batches" in result["loss_stderr_unit"]
+    assert result["eval_validation_loss_stderr_units"] == 5
+    assert result["eval_small_loss_stderr_units"] == 3
+    assert set(result["capped_eval_sets"]) == {"small"}
+    assert "5 batches requested" in result["capped_eval_sets"]["small"]
+
+    data = data_lib.load_token_data(RunConfig.from_configdict(c).data, progress=False)
+    for name, units, loss, err in (("validation", 5, result["loss"], result["loss_stderr"]),
+                                   ("small", 3, result["eval_small_loss"],
+                                    result["eval_small_loss_stderr"])):
+        per_window = _window_losses(str(workdir), data.eval_sets[name], units * 16)
+        means = per_window.reshape(units, 16).mean(axis=1)  # batch b = windows 16b..16b+15
+        assert loss == pytest.approx(per_window.mean(), rel=1e-4), name
+        assert err == pytest.approx(means.std(ddof=1) / math.sqrt(units), rel=1e-3), name
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r for r in rows if "eval/loss" in r][-1]["eval/loss"] == result["loss"]
+
+
+def test_final_eval_batches_defaults_to_eval_batches():
+    t = RunConfig().train
+    assert t.final_eval_batches == 0 and evals.final_batches(t) == t.eval_batches
+    with pytest.raises(ConfigError, match="final_eval_batches"):
+        RunConfig.from_configdict({"train": {"final_eval_batches": -1}})
