@@ -26,10 +26,13 @@ DIVERGE_LR = 100.0  # the fake's loss becomes NaN
 BAD_CONFIG_LR = 0.125  # the fake raises ConfigError
 BAD_DATA_LR = 0.0625  # the fake raises DataError (a UserError, like a bad corpus)
 KILLED_LR = 0.03125  # the fake's process is killed by SIGKILL (as by the OOM killer)
+# A child's slow imports (jax, flax, orbax take seconds), simulated when a test asks for them.
+time.sleep(float(os.environ.get("FAKE_IMPORT_S", "0")))
 
 
 def train(config, workdir, progress=False):
     """Fake trainer: 5 ms per step, a checkpoint every checkpoint_every steps, a known loss."""
+    t0 = time.perf_counter()
     from research import flops
 
     wd = pathlib.Path(workdir)
@@ -68,6 +71,9 @@ def train(config, workdir, progress=False):
         "seed": config.train.seed, "steps": steps, "n_layers": config.model.n_layers,
         "d_model": config.model.d_model, "learning_rate": lr, "config_hash": "fake",
     }
+    total = time.perf_counter() - t0  # all of it "training": the fixed costs are the worker's
+    result["timing"] = {"setup_s": 0.0, "data_s": 0.0, "compile_s": 0.0, "eval_s": 0.0,
+                        "checkpoint_s": 0.0, "train_s": total, "total_s": total}
     layout.write_atomic(wd / "result.json", json.dumps(result))
     return result
 
@@ -341,3 +347,27 @@ def test_runs_per_child_1_gives_each_run_its_own_process(tmp_path):
     assert cli("run", "--config", cfg, "--workdir", str(wd), "--quiet").returncode == 0
     pids = [(d / "starts.txt").read_text().split() for d in sorted((wd / "runs").iterdir())]
     assert len(pids) == 2 and pids[0] != pids[1]
+
+
+def test_start_up_reaches_the_progress_line_and_status_totals(tmp_path):
+    """A child's first run carries the process's start-up (here 1 s of simulated imports), the
+    next run in the same child none; the progress line and `sweep status` both show it."""
+    cfg = write_sweep_file(tmp_path, variants=("100k",), tokens=(64 * 20,), learning_rates=(1e-3, 2e-3))
+    wd = tmp_path / "w"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), FAKE_IMPORT_S="1.0")
+    proc = subprocess.run([sys.executable, "-m", "experiments.sweep", "run", "--config", cfg,
+                           "--workdir", str(wd), "--quiet"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    done = [line for line in proc.stderr.splitlines() if " done in " in line]
+    startups = [float(line.split("start-up ")[1].split(",")[0]) for line in done]
+    assert len(startups) == 2 and startups[0] >= 1.0 and startups[1] == 0.0, done
+    sd = layout.SweepDir(wd)
+    timings = sorted((e["time"], e["timing"]) for r in plan.expand(fake_sweep(
+        variants=("100k",), tokens=(64 * 20,), learning_rates=(1e-3, 2e-3)))
+        for e in ledger.events(sd, r.name) if e["event"] == "finished")
+    first, second = timings[0][1], timings[1][1]
+    assert first["startup_s"] >= 1.0 and second["startup_s"] == 0.0
+    status = cli("status", "--workdir", str(wd))
+    total = float(status.stdout.split("fixed ")[1].split("s:")[0])
+    assert f"start-up {first['startup_s']:.1f}," in status.stdout and total >= 1.0, status.stdout

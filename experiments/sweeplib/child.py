@@ -19,6 +19,12 @@ config or data, 3 storage, 4 no readable checkpoint: permanent, fixing them need
 EXIT_DIVERGED for a run whose loss became NaN/Inf (permanent: it would diverge again).
 Where training starts (resumed from a checkpoint, or from scratch) is appended to the run's
 events as soon as it is known.
+
+Start-up: before each run the child writes DIR/state/logs/<run>.startup, the seconds from its
+spawn (SPAWNED_ENV, set by the worker) until it was ready to train: the trainer imported and the
+JAX backend initialised. That is the process's start-up cost for its first run, and 0 for the
+runs after it in the same process (they find everything warm). The worker puts it in the run's
+timing (worker.overhead_fields).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import inspect
 import os
 import signal
 import sys
+import time
 import traceback
 
 from research import errors
@@ -44,6 +51,9 @@ PERMANENT = {errors.EXIT_USER: "user", errors.EXIT_STORAGE: "storage",
              errors.EXIT_CORRUPT_CHECKPOINT: "corrupt_checkpoint"}
 _PR_SET_PDEATHSIG = 1
 END_MARKER = b"@@sweep-run-end %s rc=%d@@\n"  # % (token, exit code), on a line of its own
+SPAWNED_ENV = "SWEEP_CHILD_SPAWNED_AT"  # time.time() when the worker started this process
+_IMPORTED_AT = time.time()  # the fallback spawn time: misses only the interpreter's own start
+_started = False  # whether this process has reported its start-up (to its first run)
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -76,6 +86,30 @@ def start_recorder(sweep_dir, name: str):
     return record
 
 
+def startup_seconds() -> float:
+    """Seconds from this process's spawn until now; call it once ready to train."""
+    try:
+        spawned = float(os.environ[SPAWNED_ENV])
+    except (KeyError, ValueError):
+        spawned = _IMPORTED_AT
+    return max(0.0, time.time() - spawned)
+
+
+def report_startup(sweep_dir, name: str) -> None:
+    """Write the run's share of this process's start-up (all of it for its first run, 0 after),
+    once the trainer is imported and the JAX backend initialised (a trainer that imported JAX
+    uses it at once; initialising it here counts it as start-up, not as the run's setup)."""
+    global _started
+    from experiments.sweeplib import layout
+
+    seconds = 0.0
+    if not _started:
+        if "jax" in sys.modules:
+            sys.modules["jax"].devices()
+        seconds, _started = startup_seconds(), True
+    layout.write_atomic(sweep_dir.logs / f"{name}.startup", f"{seconds:.3f}\n")
+
+
 def train_one(root: str, name: str) -> int:
     """Train run `name` of the sweep in `root`; its exit code."""
     from experiments.sweeplib import layout, plan
@@ -89,6 +123,7 @@ def train_one(root: str, name: str) -> int:
         config.train.init_from = str(sweep_dir.run_dir(run.depends_on))
     try:
         train = load_train_fn(spec["train_fn"])
+        report_startup(sweep_dir, name)
         extra = {}
         if "on_start" in inspect.signature(train).parameters:
             extra["on_start"] = start_recorder(sweep_dir, name)

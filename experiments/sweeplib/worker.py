@@ -90,16 +90,20 @@ class Worker:
             self.progress.started(run, self.label, attempt)
         reason_file = self.dir.logs / f"{run.name}.reason"
         reason_file.unlink(missing_ok=True)
+        startup_file = self.dir.logs / f"{run.name}.startup"  # written by the child (child.py)
+        startup_file.unlink(missing_ok=True)
         t0 = time.time()
         rc = self._train(run)
         wall = time.time() - t0
+        startup = _read_seconds(startup_file)
         with self.dir.lock():
             if self.stop.is_set() and rc != 0:
                 # Interrupted on purpose (Ctrl-C): not the run's fault; it resumes next time.
                 self.claims.release(run.name)
                 return
             outcome, fields = self._outcome(run, rc, reason_file)
-            fields.update(overhead_fields(self.dir.result(run.name), wall) if outcome == "finished" else {})
+            if outcome == "finished":
+                fields.update(overhead_fields(self.dir.result(run.name), wall, startup))
             ledger.append_event(self.dir, run.name, outcome, worker=self.label, attempt=attempt,
                                 wall_s=round(wall, 2), **fields)
             self.claims.release(run.name)
@@ -147,9 +151,11 @@ class Worker:
             return rc
 
     def _popen(self, args: list[str], stdin, launcher=()) -> subprocess.Popen:
+        # The child measures its start-up from this moment (child.SPAWNED_ENV).
+        env = {**child_env(self.dir, self.sweep), **self.env, child.SPAWNED_ENV: repr(time.time())}
         return subprocess.Popen([*launcher, sys.executable, "-m", "experiments.sweeplib.child", *args],
                                 stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env={**child_env(self.dir, self.sweep), **self.env})
+                                env=env)
 
     def _pump(self, log, marker) -> int | None:
         """Copy the child's output to `log` (and the terminal) until `marker` (returns its exit
@@ -229,11 +235,25 @@ class Worker:
         return next((line.strip() for line in reversed(lines) if line.strip()), "")[:300]
 
 
-def overhead_fields(result: dict | None, wall_s: float) -> dict:
-    """The run's timing from result.json, plus start-up: the worker's wall time the trainer did
-    not see (process start, imports, handing the run over)."""
+def overhead_fields(result: dict | None, wall_s: float, startup_s: float | None = None) -> dict:
+    """The run's timing from result.json, plus the worker's wall time the trainer did not see.
+
+    `startup_s` is what the child reported (child.py): its process start-up (spawn, imports,
+    JAX backend) for the first run it trains, 0 for later runs in the same process. The rest of
+    the unseen time (handing the run over, the trainer's last writes) is added to `setup_s`, so
+    the phases still sum to the worker's wall time. Without a report, all of it is start-up."""
     timing = dict((result or {}).get("timing") or {})
     if not timing:
         return {}
-    timing["startup_s"] = round(max(0.0, wall_s - float(timing.get("total_s", 0.0))), 3)
+    unseen = max(0.0, wall_s - float(timing.get("total_s", 0.0)))
+    startup = unseen if startup_s is None else min(max(0.0, startup_s), unseen)
+    timing["startup_s"] = round(startup, 3)
+    timing["setup_s"] = round(float(timing.get("setup_s", 0.0)) + unseen - startup, 3)
     return {"timing": timing}
+
+
+def _read_seconds(path) -> float | None:
+    try:
+        return float(path.read_text())
+    except (OSError, ValueError):
+        return None
