@@ -179,3 +179,15 @@ def test_analysis_command_carries_the_extrapolation_check(tmp_path):
     assert not any(a.startswith("--holdout") for a in fit)
     fit = finish.analysis_commands(where, small_sweep(**{"analysis.holdout_above_params": 4e5}))[0]
     assert fit[fit.index("--holdout-above-params") + 1] == "400000.0"
+
+
+def test_estimate_counts_evaluations_along_the_run_and_the_larger_final_one():
+    from configs.sweeps import default
+    from experiments.sweeplib import estimate
+
+    runs = {r.steps: r for r in plan.expand(default.get_config()) if r.variant == "800k"}
+    # 128 steps: log-spaced evals at 1, 2, 4, 8, 16, 32, 64 (eval_every 64 adds none), 8 batches
+    # each, then the final evaluation's 80.
+    assert estimate.eval_batches(runs[128]) == 7 * 8 + 80
+    # 1024 steps: 7 log-spaced steps below the last, plus eval_every's 512.
+    assert estimate.eval_batches(runs[1024]) == 8 * 8 + 80

@@ -1,16 +1,17 @@
 """Wall-time estimates for `plan`, from a short measured benchmark of each distinct model shape.
 
 estimate(run) = STARTUP_S (process start, imports, data) + compile_s + steps x step_s
-               + evaluations x eval_batches x step_s / 3 (an eval batch is about a forward pass)
+               + eval batches x step_s / 3 (an eval batch is about a forward pass): eval_batches
+                 per evaluation along the run, final_eval_batches at its end
 Measurements are cached in DIR/state/bench.json by shape, so a second `plan` is instant.
 """
 
 from __future__ import annotations
 
 import json
-import math
 
 from experiments.sweeplib.layout import SweepDir, read_json, write_atomic
+from research import evals
 
 STARTUP_S = 6.0  # measured: a child process importing jax/flax/orbax and loading the corpus
 BENCH_STEPS = 5  # 3 was too noisy on a shared machine
@@ -45,11 +46,19 @@ def estimates(runs, bench: dict[str, dict]) -> dict[str, float]:
         b = bench.get(shape_key(run.config))
         if b is None:
             continue
-        t = run.config.train
-        evals = math.ceil(run.steps_to_train / int(t.eval_every)) + 1
         out[run.name] = (STARTUP_S + b["compile_s"] + run.steps_to_train * b["step_s"]
-                         + evals * int(t.eval_batches) * b["step_s"] / 3)
+                         + eval_batches(run) * b["step_s"] / 3)
     return out
+
+
+def eval_batches(run) -> int:
+    """Eval batches one run evaluates: along the way (research.evals.eval_steps past the run's
+    start, the last step excluded) and at its end (train.final_eval_batches, 0 = eval_batches)."""
+    t = run.config.train
+    along = sum(run.start_step < s < run.steps for s in evals.eval_steps(
+        run.steps, int(t.get("eval_points", 0)), int(t.eval_every)))
+    final = int(t.get("final_eval_batches", 0)) or int(t.eval_batches)
+    return along * int(t.eval_batches) + final
 
 
 def cached_estimates(runs, sweep_dir: SweepDir) -> dict[str, float]:
