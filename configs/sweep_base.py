@@ -28,6 +28,9 @@ def default_sweep() -> ml_collections.ConfigDict:
     c.tokens_per_param = ()  # grid alternative: D = r * params, per model
     c.flops = ()  # isoflop: compute budgets C (analytic training FLOPs)
     c.learning_rates = ()  # empty = the base config's learning rate
+    # A peak LR per variant name ("100k", or "L2d48" for the tuple (2, 48)); empty = one LR for
+    # all. Not together with learning_rates (a grid).
+    c.variant_learning_rates = {}
     c.parametrizations = ()  # "sp" / "mup"; empty = the base config's model.parametrization
     c.seeds = (0,)
 

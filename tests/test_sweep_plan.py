@@ -191,3 +191,18 @@ def test_estimate_counts_evaluations_along_the_run_and_the_larger_final_one():
     assert estimate.eval_batches(runs[128]) == 7 * 8 + 80
     # 1024 steps: 7 log-spaced steps below the last, plus eval_every's 512.
     assert estimate.eval_batches(runs[1024]) == 8 * 8 + 80
+
+
+def test_variant_learning_rates_give_each_size_its_own_lr():
+    table = {"100k": 6e-3, "L3d96": 4e-3, "800k": 3e-3}
+    runs = plan.expand(small_sweep(variant_learning_rates=table))
+    assert {r.variant: r.config.train.learning_rate for r in runs} == table
+    # The LR is in the config, so in the name's hash: only 800k (3e-3, the base LR) keeps its name.
+    shared = {r.name for r in plan.expand(small_sweep())} & {r.name for r in runs}
+    assert {n.split("-")[0] for n in shared} == {"800k"}
+    with pytest.raises(SweepError, match="no entry for variant 'L3d96'"):
+        plan.expand(small_sweep(variant_learning_rates={"100k": 6e-3, "800k": 3e-3}))
+    with pytest.raises(SweepError, match="not both"):
+        small_sweep(variant_learning_rates=table, learning_rates=(1e-3, 2e-3))
+    with pytest.raises(SweepError, match="positive number"):
+        small_sweep(variant_learning_rates={**table, "800k": -1.0})

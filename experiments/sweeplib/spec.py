@@ -69,6 +69,11 @@ def check(c: ml_collections.ConfigDict) -> None:
     for p in c.parametrizations:
         if p not in ("sp", "mup"):
             raise SweepError(f"parametrizations has {p!r}; use 'sp' and/or 'mup'")
+    if c.variant_learning_rates and c.learning_rates:
+        raise SweepError("set variant_learning_rates or a learning_rates grid, not both")
+    for name, lr in dict(c.variant_learning_rates).items():
+        if not isinstance(lr, (int, float)) or not lr > 0:
+            raise SweepError(f"variant_learning_rates[{name!r}] is {lr!r}; give a positive number")
     if not c.seeds:
         raise SweepError("sweep has no seeds; set seeds=(0,)")
     if c.kind == "grid" and bool(c.tokens) == bool(c.tokens_per_param):
