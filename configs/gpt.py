@@ -36,7 +36,8 @@ VARIANTS = ("tiny", *LADDER)
 # has been run on this code yet. 100k and 800k are the optima the first round measured (a 100k
 # model preferred ~6e-3, an 800k one ~1.5e-3); 300k is their geometric interpolation; 1.5m-50m
 # continue that decline slowly; 170m and up follow GPT-3's table for similar widths (Brown et al.
-# 2020, Table 2.1). configs/sweeps/lr_transfer.py is the sweep that should replace them.
+# 2020, Table 2.1). configs/sweeps/lr_ladder.py is the sweep that produces the SP values (the
+# best LR per size at the main job's settings, 100k-800k and the (2, 48) model).
 # Under µP, train.learning_rate is the base width's LR instead (research/mup.py).
 LEARNING_RATES = {
     "100k": 6e-3,

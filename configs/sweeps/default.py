@@ -22,9 +22,12 @@ def get_config(arg: str = ""):
     # not capacity (the fit then puts E at 0 and leaves alpha unconstrained).
     s.base.model.position = "rope"
     s.base.train.batch_size = 16
-    s.base.train.learning_rate = 3e-3
     s.base.train.eval_batches = 8
     s.variants = ((2, 48), "100k", "300k", "800k")  # 57k to 793k non-embedding parameters
+    # Peak LR per size. PLACEHOLDERS: today's single LR (3e-3) for every size, until the best LR
+    # per size measured by configs/sweeps/lr_ladder.py (the SP LR sweep over these four sizes)
+    # replaces them.
+    s.variant_learning_rates = {"L2d48": 3e-3, "100k": 3e-3, "300k": 3e-3, "800k": 3e-3}
     s.tokens = (262_144, 524_288, 1_048_576, 2_097_152)  # 128 to 1024 steps of 16 x 128 tokens
     s.runner.evals_per_run = 2
     s.runner.checkpoints_per_run = 4
