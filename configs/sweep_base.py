@@ -4,7 +4,8 @@
 A sweep config's `get_config(arg)` returns a ConfigDict with:
   name, kind ("grid" | "isoflop" | "wsd"), base (a configs/gpt.py trainer config),
   variants (LADDER names or (n_layers, d_model[, n_heads]) tuples), tokens, tokens_per_param,
-  flops, learning_rates, seeds, wsd.decay_fraction, runner.*, executor.*, analysis.*.
+  flops, learning_rates, variant_learning_rates, seeds, wsd.decay_fraction, runner.*,
+  executor.*, analysis.*.
 """
 
 import ml_collections
@@ -28,9 +29,11 @@ def default_sweep() -> ml_collections.ConfigDict:
     c.tokens_per_param = ()  # grid alternative: D = r * params, per model
     c.flops = ()  # isoflop: compute budgets C (analytic training FLOPs)
     c.learning_rates = ()  # empty = the base config's learning rate
-    # A peak LR per variant name ("100k", or "L2d48" for the tuple (2, 48)); empty = one LR for
-    # all. Not together with learning_rates (a grid).
-    c.variant_learning_rates = {}
+    # A peak LR per variant, keyed by the variant's run name ("100k", "L2d48" for (2, 48)):
+    # {"L2d48": 1.2e-2, "100k": 6e-3}, or ((name, lr), ...) pairs (needed for a name with a dot,
+    # such as "1.5m": ConfigDict keys cannot hold one). Every variant needs an entry, and no
+    # other name may appear; not together with learning_rates. None = off (base LR or the grid).
+    c.variant_learning_rates = None
     c.parametrizations = ()  # "sp" / "mup"; empty = the base config's model.parametrization
     c.seeds = (0,)
 

@@ -16,12 +16,16 @@ from experiments.sweeplib.errors import SweepError
 def test_sweep_config_expands_to_every_lr_width_and_parametrization():
     sweep = spec.load("configs/sweeps/lr_transfer.py")
     runs = plan.expand(sweep)
-    assert len(runs) == 8 * 4 * 2
+    assert len(runs) == 6 * 4 * 2
     seen = {(r.config.model.parametrization, r.config.model.d_model, r.config.train.learning_rate)
             for r in runs}
     assert len(seen) == len(runs)
+    assert {r.config.model.d_model for r in runs} == {32, 64, 128, 256}
     assert {r.config.model.n_layers for r in runs} == {2}  # width varies, depth does not
-    assert {r.config.model.n_heads for r in runs} == {4}
+    assert {r.config.model.n_heads for r in runs} == {2}  # ... and the head width with it
+    assert {r.steps for r in runs} == {128}
+    # µP's base is the narrowest model, where it is SP (same width, same head width).
+    assert {(r.config.model.mup_base_width, r.config.model.mup_base_head_dim) for r in runs} == {(32, 16)}
     lrs = sorted({r.config.train.learning_rate for r in runs})
     assert all(b / a == 2.0 for a, b in zip(lrs, lrs[1:]))
     assert all(f"-{r.config.model.parametrization}-" in r.name for r in runs)

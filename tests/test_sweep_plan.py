@@ -126,6 +126,7 @@ def test_wsd_branch_inside_warmup_is_refused():
     ({"kind": "isoflop", "tokens": (), "flops": (1e6,)}, "smaller than one optimizer step"),
     ({"analysis.holdout_above_flops": 1e12, "analysis.holdout_above_params": 1e5},
      "choose one extrapolation check"),
+    ({"variant_learning_rates": {"100k": 6e-3}}, "no LR for variant L3d96, 800k"),
 ])
 def test_bad_input_refused_in_one_line_before_anything_runs(tmp_path, capsys, change, message):
     cfg = tmp_path / "bad.py"
@@ -136,6 +137,42 @@ def test_bad_input_refused_in_one_line_before_anything_runs(tmp_path, capsys, ch
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
     assert not workdir.exists()
+
+
+VARIANT_LRS = {"100k": 6e-3, "L3d96": 3e-3, "800k": 1.5e-3}
+
+
+def test_variant_learning_rates_give_each_variant_its_own_lr():
+    runs = plan.expand(small_sweep(variant_learning_rates=VARIANT_LRS, seeds=(0, 1)))
+    assert len(runs) == 3 * 2 * 2
+    assert {(r.variant, r.config.train.learning_rate) for r in runs} == set(VARIANT_LRS.items())
+    # The resolved LR is part of the run's config, so of its hash and name: against one shared
+    # LR (the base's 3e-3) only the variants whose LR differs get new names.
+    shared = {r.name: r for r in plan.expand(small_sweep(seeds=(0, 1)))}
+    assert {r.variant for r in runs if r.name in shared} == {"L3d96"}
+    for r in runs:
+        assert plan.config_hash(r.config) == r.name.rsplit("-", 1)[1]
+    # The same table as (name, LR) pairs, the form a name with a dot ("1.5m") needs.
+    pairs = plan.expand(small_sweep(variant_learning_rates=tuple(VARIANT_LRS.items()), seeds=(0, 1)))
+    assert [r.name for r in pairs] == [r.name for r in runs]
+    dotted = plan.expand(small_sweep(variants=("1.5m", (2, 48)),
+                                     variant_learning_rates=(("1.5m", 1e-3), ("L2d48", 1.2e-2))))
+    assert {(r.variant, r.config.train.learning_rate) for r in dotted} == {("1.5m", 1e-3),
+                                                                          ("L2d48", 1.2e-2)}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"variant_learning_rates": {"100k": 6e-3, "800k": 1.5e-3}}, "no LR for variant L3d96;"),
+    ({"variant_learning_rates": {**VARIANT_LRS, "300k": 3e-3}}, "names 300k, not a variant"),
+    ({"variant_learning_rates": VARIANT_LRS, "learning_rates": (1e-3, 2e-3)}, "are both set"),
+    ({"variant_learning_rates": {**VARIANT_LRS, "800k": -1e-3}}, "['800k']=-0.001; it must be"),
+    ({"variant_learning_rates": (("100k", 6e-3), ("100k", 6e-3))}, "appears twice"),
+    ({"variant_learning_rates": (6e-3, 3e-3)}, "must map variant names to LRs"),
+])
+def test_variant_learning_rates_refused(change, message):
+    with pytest.raises(SweepError) as e:
+        small_sweep(**change)
+    assert message in str(e.value) and "\n" not in str(e.value)
 
 
 def test_unavailable_executor_and_misspelt_override_refused(tmp_path, capsys, monkeypatch):
@@ -192,17 +229,3 @@ def test_estimate_counts_evaluations_along_the_run_and_the_larger_final_one():
     # 1024 steps: 7 log-spaced steps below the last, plus eval_every's 512.
     assert estimate.eval_batches(runs[1024]) == 8 * 8 + 80
 
-
-def test_variant_learning_rates_give_each_size_its_own_lr():
-    table = {"100k": 6e-3, "L3d96": 4e-3, "800k": 3e-3}
-    runs = plan.expand(small_sweep(variant_learning_rates=table))
-    assert {r.variant: r.config.train.learning_rate for r in runs} == table
-    # The LR is in the config, so in the name's hash: only 800k (3e-3, the base LR) keeps its name.
-    shared = {r.name for r in plan.expand(small_sweep())} & {r.name for r in runs}
-    assert {n.split("-")[0] for n in shared} == {"800k"}
-    with pytest.raises(SweepError, match="no entry for variant 'L3d96'"):
-        plan.expand(small_sweep(variant_learning_rates={"100k": 6e-3, "800k": 3e-3}))
-    with pytest.raises(SweepError, match="not both"):
-        small_sweep(variant_learning_rates=table, learning_rates=(1e-3, 2e-3))
-    with pytest.raises(SweepError, match="positive number"):
-        small_sweep(variant_learning_rates={**table, "800k": -1.0})

@@ -24,6 +24,7 @@ import ml_collections
 
 from configs import gpt
 from experiments.sweeplib.errors import SweepError
+from experiments.sweeplib.spec import variant_learning_rates
 from research import flops as flops_lib, run_math
 from research.config import RunConfig
 from research.config_checks import ConfigError
@@ -168,13 +169,14 @@ def expand(sweep) -> list[Run]:
     runs: list[Run] = []
     for variant in sweep.variants:
         variant_dims(variant)  # fail on an unknown variant before any budget message
+    per_variant = variant_learning_rates(sweep)  # {} unless set; then one LR per variant
     for seed in sweep.seeds:
         for lr, p in itertools.product(lrs, parametrizations):
             lr_tag = f"-lr{lr:g}" if len(lrs) > 1 else ""
             lr_tag += f"-{p}" if len(parametrizations) > 1 else ""
             for variant in sweep.variants:
                 base = model_config(sweep.base, variant, seed,
-                                    lr if lr is not None else _variant_lr(sweep, variant))
+                                    per_variant.get(variant_dims(variant).name, lr))
                 if p is not None:
                     base.model.parametrization = p
                 if sweep.kind == "grid":
@@ -187,18 +189,6 @@ def expand(sweep) -> list[Run]:
     if len(set(names)) != len(names):
         raise SweepError("two runs of the sweep have the same config; remove duplicate variants or budgets")
     return runs
-
-
-def _variant_lr(sweep, variant) -> float | None:
-    """The variant's own peak LR from sweep.variant_learning_rates (None when that is empty)."""
-    table = dict(sweep.variant_learning_rates)
-    if not table:
-        return None
-    name = variant_dims(variant).name
-    if name not in table:
-        raise SweepError(f"variant_learning_rates has no entry for variant {name!r}; "
-                         f"add one (it has {', '.join(sorted(table))})")
-    return float(table[name])
 
 
 def _grid(sweep, base, seed, lr_tag) -> list[Run]:

@@ -3,7 +3,8 @@
 A sweep config is an ml_collections file whose `get_config(arg)` returns a ConfigDict with:
   name, kind ("grid" | "isoflop" | "wsd"), base (a configs/gpt.py trainer config),
   variants (LADDER names or (n_layers, d_model[, n_heads]) tuples), tokens, tokens_per_param,
-  flops, learning_rates, seeds, wsd.decay_fraction, runner.*, executor.*, analysis.*.
+  flops, learning_rates, variant_learning_rates, seeds, wsd.decay_fraction, runner.*,
+  executor.*, analysis.*.
 configs/sweep_base.py `default_sweep()` declares every key, so a sweep file only states what
 differs and a misspelt override fails instead of being ignored.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
+import math
 import os
 
 import ml_collections
@@ -69,13 +71,9 @@ def check(c: ml_collections.ConfigDict) -> None:
     for p in c.parametrizations:
         if p not in ("sp", "mup"):
             raise SweepError(f"parametrizations has {p!r}; use 'sp' and/or 'mup'")
-    if c.variant_learning_rates and c.learning_rates:
-        raise SweepError("set variant_learning_rates or a learning_rates grid, not both")
-    for name, lr in dict(c.variant_learning_rates).items():
-        if not isinstance(lr, (int, float)) or not lr > 0:
-            raise SweepError(f"variant_learning_rates[{name!r}] is {lr!r}; give a positive number")
     if not c.seeds:
         raise SweepError("sweep has no seeds; set seeds=(0,)")
+    variant_learning_rates(c)
     if c.kind == "grid" and bool(c.tokens) == bool(c.tokens_per_param):
         raise SweepError("a grid sweep needs exactly one of tokens=(...) or tokens_per_param=(...)")
     if c.kind == "wsd" and not c.tokens:
@@ -105,3 +103,42 @@ def check(c: ml_collections.ConfigDict) -> None:
     if c.analysis.holdout_above_flops and c.analysis.holdout_above_params:
         raise SweepError("analysis.holdout_above_flops and analysis.holdout_above_params are "
                          "both set; choose one extrapolation check")
+
+
+def variant_learning_rates(c) -> dict:
+    """`variant_learning_rates` as {variant run name: peak LR} ({} when unset), checked: one
+    positive LR for every variant of the sweep and no other name, and no `learning_rates` grid."""
+    table = c.variant_learning_rates
+    if not table:
+        return {}
+    if hasattr(table, "items"):  # a dict (a ConfigDict in a sweep config)
+        pairs = list(table.items())
+    else:
+        try:
+            pairs = [(name, lr) for name, lr in table]
+        except (TypeError, ValueError):
+            raise SweepError("variant_learning_rates must map variant names to LRs: "
+                             '{"100k": 6e-3, ...} or (("100k", 6e-3), ...)') from None
+    lrs = {}
+    for name, lr in pairs:
+        if not isinstance(name, str) or name in lrs:
+            raise SweepError(f"variant_learning_rates: {name!r} is not a variant name or appears "
+                             "twice; key it by names such as '100k' or 'L2d48'")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (
+                math.isfinite(lr) and lr > 0):
+            raise SweepError(f"variant_learning_rates[{name!r}]={lr!r}; it must be a positive number")
+        lrs[name] = float(lr)
+    if c.learning_rates:
+        raise SweepError("variant_learning_rates and learning_rates are both set; use the grid "
+                         "(one LR axis for every variant) or the per-variant table, not both")
+    from experiments.sweeplib.plan import variant_dims  # here: plan imports this module
+    names = [variant_dims(v).name for v in c.variants]
+    missing = [n for n in names if n not in lrs]
+    if missing:
+        raise SweepError(f"variant_learning_rates has no LR for variant {', '.join(missing)}; "
+                         "give every variant of the sweep one")
+    extra = sorted(set(lrs) - set(names))
+    if extra:
+        raise SweepError(f"variant_learning_rates names {', '.join(extra)}, not a variant of this "
+                         f"sweep ({', '.join(names)}); remove or correct it")
+    return lrs
