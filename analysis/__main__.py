@@ -67,6 +67,9 @@ def _parser():
                    help="also fit runs with N <= this (N from --params-column), i.e. without "
                         "the largest models, and report errors on the others")
     f.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    f.add_argument("--no-abandon", action="store_true",
+                   help="run every start to convergence or the iteration cap instead of "
+                        "abandoning those that cannot reach the best (slower)")
     f.add_argument("--reference-flops", type=float, nargs="+", default=None,
                    help="computes at which to report N_opt, D_opt (default: max C x 1, 10, 100)")
     i = sub.add_parser("isoflop", help="iso-FLOP parabolas (Approach 2)", formatter_class=fmt)
@@ -129,7 +132,7 @@ def main(argv=None):
                                  reference_flops=args.reference_flops, compute=args.compute,
                                  select=args.select, select_by=args.select_by,
                                  base_law=args.base_law, duplicates=args.duplicates,
-                                 loss_column=args.loss_column)
+                                 loss_column=args.loss_column, abandon=not args.no_abandon)
             print(summary)
         elif args.command == "isoflop":
             from .pipeline import run_isoflop

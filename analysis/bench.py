@@ -55,7 +55,7 @@ def main(points=300, n_boot=1000, scipy_starts=450):
     warm = time.perf_counter() - t0
     print(f"vectorised full-grid fit: {cold:.2f} s cold (with compilation), {warm:.2f} s warm; "
           f"objective {res.f[best]:.6g}, {near.sum()} starts at best, "
-          f"{(~res.converged).sum()} hit the iteration cap")
+          f"{res.capped.sum()} hit the iteration cap")
 
     weights = bootstrap_weights(np.arange(points), n_boot, seed=0)
     starts = bootstrap_starts(law, res, best)
