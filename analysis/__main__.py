@@ -96,12 +96,15 @@ def _parser():
     c.add_argument("--source", choices=["auto", "eval", "train"], default="auto",
                    help="which loss rows make the curves (auto: eval rows when every run has "
                         "2+, else train rows)")
-    b = sub.add_parser("bench", help="time the vectorised fit against a plain scipy loop",
+    b = sub.add_parser("bench", help="time the vectorised fit against a plain scipy loop, and "
+                                     "the whole fit command end to end",
                        formatter_class=fmt)
     b.add_argument("--points", type=int, default=300, help="synthetic points")
     b.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     b.add_argument("--scipy-starts", type=int, default=450,
                    help="grid starts timed with scipy (the rest extrapolated)")
+    b.add_argument("--e2e-points", type=int, default=240,
+                   help="points of the end-to-end timing of 'fit' (0 to skip it)")
     return p
 
 
@@ -158,7 +161,7 @@ def main(argv=None):
                 print(f"  note: {n}")
         else:
             from .bench import main as bench
-            bench(args.points, args.bootstrap, args.scipy_starts)
+            bench(args.points, args.bootstrap, args.scipy_starts, args.e2e_points)
     except AnalysisError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
