@@ -67,6 +67,9 @@ def _parser():
                    help="also fit runs with N <= this (N from --params-column), i.e. without "
                         "the largest models, and report errors on the others")
     f.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    f.add_argument("--no-abandon", action="store_true",
+                   help="run every start to convergence or the iteration cap instead of "
+                        "abandoning those that cannot reach the best (slower)")
     f.add_argument("--reference-flops", type=float, nargs="+", default=None,
                    help="computes at which to report N_opt, D_opt (default: max C x 1, 10, 100)")
     i = sub.add_parser("isoflop", help="iso-FLOP parabolas (Approach 2)", formatter_class=fmt)
@@ -93,21 +96,28 @@ def _parser():
     c.add_argument("--source", choices=["auto", "eval", "train"], default="auto",
                    help="which loss rows make the curves (auto: eval rows when every run has "
                         "2+, else train rows)")
-    b = sub.add_parser("bench", help="time the vectorised fit against a plain scipy loop",
+    b = sub.add_parser("bench", help="time the vectorised fit against a plain scipy loop, and "
+                                     "the whole fit command end to end",
                        formatter_class=fmt)
     b.add_argument("--points", type=int, default=300, help="synthetic points")
     b.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     b.add_argument("--scipy-starts", type=int, default=450,
                    help="grid starts timed with scipy (the rest extrapolated)")
+    b.add_argument("--e2e-points", type=int, default=240,
+                   help="points of the end-to-end timing of 'fit' (0 to skip it)")
     return p
 
 
 def _compile_cache():
     """A persistent JAX compilation cache, so a second `fit` skips XLA compilation
-    (set before JAX is imported; JAX_COMPILATION_CACHE_DIR chooses another place)."""
+    (set before JAX is imported; JAX_COMPILATION_CACHE_DIR chooses another place).
+    Every compilation is kept: by default JAX skips those under 1 s, and the fit's many
+    small ones (tens of them, eager ops included) then cost seconds on every run."""
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(base, "scaling-analysis", "jax")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 
 def main(argv=None):
@@ -125,7 +135,7 @@ def main(argv=None):
                                  reference_flops=args.reference_flops, compute=args.compute,
                                  select=args.select, select_by=args.select_by,
                                  base_law=args.base_law, duplicates=args.duplicates,
-                                 loss_column=args.loss_column)
+                                 loss_column=args.loss_column, abandon=not args.no_abandon)
             print(summary)
         elif args.command == "isoflop":
             from .pipeline import run_isoflop
@@ -151,7 +161,7 @@ def main(argv=None):
                 print(f"  note: {n}")
         else:
             from .bench import main as bench
-            bench(args.points, args.bootstrap, args.scipy_starts)
+            bench(args.points, args.bootstrap, args.scipy_starts, args.e2e_points)
     except AnalysisError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -26,6 +26,13 @@ NEAR_BEST_ATOL = 1e-12     # absolute floor for that gap (noise-free fits reach 
 DISAGREE_RTOL = 1e-2       # near-best optima differing by more than this are flagged
 PAD = 64                   # point counts are padded to a multiple of this
 BOOT_STARTS = 8            # starts per bootstrap refit: the full-data optimum + distinct optima
+STARTS_NOTE = ("L-BFGS from every start of the grid; after 100 iterations a start is "
+               "abandoned (n_starts_abandoned) once its objective is over 0.1% above the best "
+               "and, even at ten times its progress over the last 25 iterations, it could not "
+               "reach the best within the iteration cap (never when the best fits the data "
+               "exactly; --no-abandon turns it off). n_starts_at_best counts the starts that "
+               "reached the best objective (within 1e-6 relative), abandoned ones not among "
+               "them; n_starts_not_converged those that ran to the iteration cap")
 
 
 @functools.lru_cache(maxsize=None)
@@ -71,14 +78,17 @@ def to_z(theta, T, c):
     return np.linalg.solve(T, (np.asarray(theta) - c).T).T
 
 
-def fit_points(law: Law, logX, logL, huber_delta=1e-3, weights=None, starts=None):
+def fit_points(law: Law, logX, logL, huber_delta=1e-3, weights=None, starts=None,
+               abandon=True):
     """Multi-start fit on arrays (from law.grid unless `starts` is given);
-    returns the optimiser result and diagnostics."""
+    returns the optimiser result and diagnostics. abandon=False runs every start to
+    convergence or the iteration cap (see optimize)."""
     w = np.ones(len(logL)) if weights is None else np.asarray(weights, float)
     T, c = law.change_of_variables(logX.mean(axis=0))
     logX, logL, w = pad_points(logX, logL, w)
     grid = law.grid if starts is None else np.asarray(starts, float)
-    res = minimize(objective(law.log_pred), to_z(grid, T, c), (w, logL, logX, huber_delta, T, c))
+    res = minimize(objective(law.log_pred), to_z(grid, T, c), (w, logL, logX, huber_delta, T, c),
+                   abandon=abandon)
     res = res._replace(x=res.x @ T.T + c)
     f = np.where(np.isfinite(res.f), res.f, np.inf)
     best = int(np.argmin(f))
@@ -140,18 +150,20 @@ def bootstrap_weights(groups, n_boot, seed):
 
 
 def bootstrap_starts(law: Law, res, best, max_starts=BOOT_STARTS):
-    """The full-data optimum plus the best distinct other optima of the full fit."""
-    order = np.argsort(np.where(np.isfinite(res.f), res.f, np.inf))
+    """The full-data optimum plus the best distinct other optima of the full fit: starts
+    that converged (not those stopped early, which are no optimum)."""
+    f = np.where(np.isfinite(res.f) & res.converged, res.f, np.inf)
+    order = np.argsort(f)
     chosen = [res.x[best]]
     for i in order:
-        if len(chosen) >= max_starts or not np.isfinite(res.f[i]):
+        if len(chosen) >= max_starts or not np.isfinite(f[i]):
             break
         if all(np.max(np.abs(res.x[i] - c)) > 1e-2 for c in chosen):
             chosen.append(res.x[i])
     return np.array(chosen)
 
 
-def bootstrap_fits(law, logX, logL, weights, starts, huber_delta):
+def bootstrap_fits(law, logX, logL, weights, starts, huber_delta, abandon=True):
     """Refit every resample from `starts`; returns (n_boot, P) best points.
 
     `starts` is (S, P) for every resample or (n_boot, S, P); `logL` is (n,), or
@@ -170,7 +182,8 @@ def bootstrap_fits(law, logX, logL, weights, starts, huber_delta):
     logX, logL, lane_w = pad_points(logX, logL, lane_w)
     lane_args, shared = ((lane_w, logL), (logX,)) if per_lane_y else ((lane_w,), (logL, logX))
     res = minimize_lanes(objective(law.log_pred), to_z(lane_x, T, c), lane_args,
-                         (*shared, huber_delta, T, c))
+                         (*shared, huber_delta, T, c),
+                         groups=np.repeat(np.arange(n_boot), n_starts), abandon=abandon)
     res = res._replace(x=res.x @ T.T + c)
     f = np.where(np.isfinite(res.f), res.f, np.inf).reshape(n_boot, n_starts)
     pick = np.argmin(f, axis=1)
@@ -205,7 +218,7 @@ def prepare(table, params_column="params", compute="auto", select="best", select
 def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, bootstrap=1000,
             seed=0, reference_flops=None, holdout_above_flops=None, holdout_above_params=None,
             params_column="params", compute="auto", select="best", select_by=None, starts=None,
-            base_law=None):
+            base_law=None, abandon=True):
     """Fit `law` to a results table. Returns a JSON-ready dict (the content of fit.json).
 
     compute: "auto" (the flops column when present, else 6ND), "flops" or "6nd".
@@ -213,7 +226,8 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
     (default learning_rate); "all" fits every row. starts: optional (S, P) start points
     in the law's log-space coordinates instead of its full grid. base_law: for
     law="data-constrained", a dict of E, A, B, alpha, beta (or a chinchilla fit.json path)
-    to hold fixed; without it the base law is fitted jointly.
+    to hold fixed; without it the base law is fitted jointly. abandon=False runs every
+    start to convergence or the iteration cap (slower; see STARTS_NOTE).
     """
     if holdout_above_flops is not None and holdout_above_params is not None:
         raise AnalysisError("--holdout-above-flops and --holdout-above-params both given; "
@@ -226,20 +240,21 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
     table, cost, selection, scan = prepare(table, params_column, compute, select, select_by)
     logX, logL = design(table, law_obj, params_column)
     C = compute_column(table, cost)
-    res, best, near = fit_points(law_obj, logX, logL, huber_delta, starts=starts)
+    res, best, near = fit_points(law_obj, logX, logL, huber_delta, starts=starts,
+                                 abandon=abandon)
     theta = res.x[best]
     params = {k: float(v) for k, v in law_obj.to_natural(theta).items()}
 
     warnings, disagree = disagreement(law_obj, res.x[near], theta)
     warnings = list(table.warnings) + warnings + _degenerate_warnings(law_obj, theta, logL)
-    if not res.converged[best]:
+    if res.capped[best]:
         warnings.append("the best start hit the iteration cap before converging")
     warnings += edge_warnings(scan)
     if law_obj.name == "data-constrained":
         from .constrained import flatness_warnings
         warnings += flatness_warnings(law_obj, theta, lambda t: objective_value(
             law_obj, t, logX, logL, huber_delta))
-    n_capped = int((~res.converged).sum())
+    n_capped = int(res.capped.sum())
 
     out = dict(
         law=law_obj.name, x=list(law_obj.x), params_column=params_column,
@@ -247,6 +262,9 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
         fitted_log_space=dict(zip(law_obj.fitted, map(float, theta))),
         n_points=int(len(logL)), n_starts=int(len(res.x)),
         n_starts_at_best=int(near.sum()), n_starts_not_converged=n_capped,
+        n_starts_abandoned=int(res.abandoned.sum()),
+        starts_note=STARTS_NOTE if abandon else "L-BFGS from every start of the grid, each "
+        "run to convergence or the iteration cap (--no-abandon)",
         objective=float(res.f[best]), huber_delta=float(huber_delta),
         objective_note="sum over points of Huber(log L_pred - log L), parameters in log space",
         selection=selection, lr_scan=scan,
@@ -265,7 +283,8 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
         groups, unit = bootstrap_groups(table)
         weights = bootstrap_weights(groups, bootstrap, seed)
         boot_starts = bootstrap_starts(law_obj, res, best)
-        boot = bootstrap_fits(law_obj, logX, logL, weights, boot_starts, huber_delta)
+        boot = bootstrap_fits(law_obj, logX, logL, weights, boot_starts, huber_delta,
+                              abandon=abandon)
         samples = dict(law_obj.to_natural(boot))
         if law_obj.name == "chinchilla":
             samples.update(allocation.chinchilla_samples(samples, out["reference_flops"], cost_kp))
@@ -274,7 +293,9 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
             n=int(bootstrap), seed=int(seed), unit=unit, n_units=int(groups.max() + 1),
             starts_per_refit=int(len(boot_starts)),
             starts_note="each refit starts from the full-data optimum and the best distinct "
-                        "other optima of the full-grid fit (not the full grid)",
+                        "other optima of the full-grid fit (not the full grid); starts that "
+                        "cannot reach their refit's best objective are abandoned as in the "
+                        "full-grid fit",
             interval="percentile, 2.5% to 97.5%"))
         out["_samples"] = samples
     else:
@@ -291,7 +312,8 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
     for by, threshold in (("flops", holdout_above_flops), ("params", holdout_above_params)):
         if threshold is not None:  # at most one is set (checked above)
             out["extrapolation"] = extrapolation_check(table, law_obj, threshold, huber_delta,
-                                                       params_column, by=by, C=C)
+                                                       params_column, by=by, C=C,
+                                                       abandon=abandon)
     return out
 
 
@@ -343,7 +365,7 @@ def _residuals(law, theta, logX, logL):
 
 
 def extrapolation_check(table, law, threshold, huber_delta=1e-3, params_column="params",
-                        by="flops", C=None):
+                        by="flops", C=None, abandon=True):
     """Fit on runs with C <= threshold (by="flops") or N <= threshold (by="params", i.e.
     without the largest models), predict the others, report relative errors."""
     flops = C if C is not None else compute_column(table, cost_model(table, params_column))
@@ -355,7 +377,7 @@ def extrapolation_check(table, law, threshold, huber_delta=1e-3, params_column="
     fit_table = table.subset(below)
     held = table.subset(~below)
     logX, logL = design(fit_table, law, params_column)
-    res, best, _ = fit_points(law, logX, logL, huber_delta)
+    res, best, _ = fit_points(law, logX, logL, huber_delta, abandon=abandon)
     hX, hL = design_unchecked(held, law, params_column)
     pred = law.predict(res.x[best], hX)
     actual = np.exp(hL)

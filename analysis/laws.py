@@ -7,6 +7,7 @@ log L, so the fit objective is the same for all of them. Adding a law is one
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 from typing import Callable
@@ -54,7 +55,15 @@ class Law:
         """Loss (not log) at one parameter vector, numpy in and out."""
         import jax
         with jax.enable_x64(True):
-            return np.exp(np.asarray(self.log_pred(jnp.asarray(theta)[None], jnp.asarray(logX))[0]))
+            return np.exp(np.asarray(_jitted(self.log_pred)(jnp.asarray(theta)[None],
+                                                            jnp.asarray(logX))[0]))
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted(log_pred):
+    """One compiled program per shape: op-by-op dispatch cost tens of small compilations."""
+    import jax
+    return jax.jit(log_pred)
 
 
 def _product(*axes):

@@ -28,14 +28,14 @@ def _out_dir(out_dir):
 def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber_delta=1e-3,
             holdout_above_flops=None, holdout_above_params=None, seed=0,
             params_column="params", reference_flops=None, compute="auto", select="best",
-            select_by=None, base_law=None, duplicates="drop", loss_column="loss"):
+            select_by=None, base_law=None, duplicates="drop", loss_column="loss", abandon=True):
     """Writes out_dir/fit.json, plots (PNG+SVG), report.md, report.html. Returns (fit, summary)."""
     table = _table(results, duplicates, loss_column)
     fit = fit_law(table, law, x, huber_delta=huber_delta, bootstrap=bootstrap, seed=seed,
                   holdout_above_flops=holdout_above_flops,
                   holdout_above_params=holdout_above_params, params_column=params_column,
                   reference_flops=reference_flops, compute=compute, select=select,
-                  select_by=select_by, base_law=base_law)
+                  select_by=select_by, base_law=base_law, abandon=abandon)
     if table.has("step") and table.has("run"):
         try:
             fit["approach1"] = envelope(table, params_column=params_column, compute=compute)

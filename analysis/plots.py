@@ -1,27 +1,85 @@
-"""Figures for a fit and an iso-FLOP analysis, each saved as PNG and SVG."""
+"""Figures for a fit and an iso-FLOP analysis, each saved as PNG and SVG.
+
+Drawn on bare `Figure`s (no pyplot: no global figure state, and its import is
+not paid), with tick labels in plain text: matplotlib's default log-axis labels
+are mathtext, whose parser was a large part of the time to write a report.
+"""
 
 from __future__ import annotations
 
 import os
 
 import matplotlib
+import matplotlib.colors
+import matplotlib.ticker
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.colors  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
+from . import allocation
 
-from . import allocation  # noqa: E402
+# SVG text as <text> elements rather than one path per glyph: much cheaper to write.
+STYLE = {"svg.fonttype": "none"}
+_SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3"
+                             "\u2074\u2075\u2076\u2077\u2078\u2079")
+
+
+def _figure(*shape, **kw):
+    """A figure and its axes, like pyplot.subplots but with no pyplot state."""
+    fig = Figure(figsize=kw.pop("figsize"))
+    return fig, fig.subplots(*shape, **kw)
+
+
+def _power_label(v):
+    """v as '10' with superscript digits (or 'm×10ⁿ' for a whole mantissa), else %.3g."""
+    if not np.isfinite(v) or v <= 0:
+        return f"{v:.3g}"
+    e = int(np.floor(np.log10(v) + 1e-9))
+    m = v / 10.0 ** e
+    if abs(m - round(m)) > 1e-6 * m:
+        return f"{v:.3g}"
+    power = "10" + str(e).translate(_SUPERSCRIPT)
+    return power if round(m) == 1 else f"{round(m)}\u00d7{power}"
+
+
+class _PlainLogFormatter(matplotlib.ticker.LogFormatter):
+    """matplotlib's choice of which log ticks to label, written without mathtext."""
+
+    def __call__(self, x, pos=None):
+        return _power_label(x) if super().__call__(x, pos) else ""
+
+
+MINOR_MAX_DECADES = 3   # log axes spanning more than this get no minor ticks
+
+
+def _tidy_log_axes(fig):
+    """Every log axis of `fig` (colour bars too) labelled in plain text; formatters an axis
+    was given on purpose (not matplotlib's log defaults) are left alone. Axes spanning
+    many decades lose their minor ticks: unlabelled there, and each tick is costly to draw."""
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() != "log":
+                continue
+            lo, hi = sorted(axis.get_view_interval())
+            if lo > 0 and np.log10(hi / lo) > MINOR_MAX_DECADES:
+                axis.set_minor_locator(matplotlib.ticker.NullLocator())
+            for get, put in ((axis.get_major_formatter, axis.set_major_formatter),
+                             (axis.get_minor_formatter, axis.set_minor_formatter)):
+                if isinstance(get(), matplotlib.ticker.LogFormatterSciNotation):
+                    put(_PlainLogFormatter(10.0, labelOnlyBase=False))
 
 
 def _save(fig, out_dir, name):
+    """PNG and SVG, cropped to the drawn content (the bounding box is measured once: each
+    `bbox_inches="tight"` save costs an extra pass over every artist)."""
+    _tidy_log_axes(fig)
     paths = []
-    for ext in ("png", "svg"):
-        p = os.path.join(out_dir, f"{name}.{ext}")
-        fig.savefig(p, dpi=120, bbox_inches="tight")
-        paths.append(p)
-    plt.close(fig)
+    with matplotlib.rc_context(STYLE):
+        fig.draw_without_rendering()
+        bbox = fig.get_tightbbox().padded(matplotlib.rcParams["savefig.pad_inches"])
+        for ext in ("png", "svg"):
+            p = os.path.join(out_dir, f"{name}.{ext}")
+            fig.savefig(p, dpi=120, bbox_inches=bbox)
+            paths.append(p)
     return paths[0]
 
 
@@ -56,7 +114,6 @@ def fit_plots(fit: dict, out_dir: str) -> list:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 pngs += draw(fit, out_dir)
         except (ValueError, OverflowError, FloatingPointError, ZeroDivisionError) as e:
-            plt.close("all")
             fit.setdefault("warnings", []).append(f"plot {name} skipped: it cannot be drawn "
                                                   f"for this fit ({str(e).splitlines()[0]})")
     return pngs
@@ -67,7 +124,7 @@ def _plot_loss_vs_x(fit, out_dir):
     law, theta, logX, logL = d["law"], d["theta"], d["logX"], d["logL"]
     loss = np.exp(logL)
     pngs = []
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    fig, ax = _figure(figsize=(6, 4.2))
     x = np.exp(logX[:, 0])
     if logX.shape[1] > 2:  # e.g. the data-constrained law: observed against predicted
         pred = law.predict(theta, logX)
@@ -118,7 +175,7 @@ def _plot_frontier(fit, out_dir):
         logC, cost = d["logC"], d["cost"]
         c_label = "compute C (FLOPs, 6ND)" if fit["compute"]["name"] == "6ND" else \
             "compute C (FLOPs, flops column)"
-        fig, ax = plt.subplots(figsize=(6, 4.2))
+        fig, ax = _figure(figsize=(6, 4.2))
         n = np.exp(logX[:, 0])
         sc = ax.scatter(np.exp(logC), loss, c=n, cmap="plasma", s=14,
                         norm=_log_norm(n))
@@ -132,7 +189,7 @@ def _plot_frontier(fit, out_dir):
         ax.legend()
         pngs.append(_save(fig, out_dir, "loss_vs_compute"))
 
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        fig, axes = _figure(1, 2, figsize=(10, 4))
         n_opt, d_opt, _ = allocation.optimum(params, cs, cost)
         samples = fit.get("_samples")
         for ax, val, name, key in ((axes[0], n_opt, "N_opt", 0), (axes[1], d_opt, "D_opt", 1)):
@@ -157,7 +214,7 @@ def _plot_residuals(fit, out_dir):
     law, theta, logX, logL = d["law"], d["theta"], d["logX"], d["logL"]
     loss = np.exp(logL)
     pngs = []
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = _figure(figsize=(6, 3.5))
     resid = np.asarray(fit["residuals"]["log_loss"])
     ax.scatter(np.exp(logX[:, 0]), resid, s=12)
     ax.axhline(0, color="k", lw=0.8)
@@ -177,7 +234,7 @@ def lr_plot(scan: dict, out_dir: str, group_name: str) -> str:
     sizes = scan["sizes"]
     cols = min(4, len(sizes))
     rows = -(-len(sizes) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+    fig, axes = _figure(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
     for ax, size in zip(axes.flat, sizes):
         for i, c in enumerate(size["curves"]):
             ax.plot(c["lr"], c["loss"], "o-", ms=3, color=f"C{i % 10}",
@@ -199,9 +256,9 @@ def lr_plot(scan: dict, out_dir: str, group_name: str) -> str:
 def isoflop_plots(result: dict, out_dir: str) -> list:
     """Iso-FLOP parabolas with their minima, and N_opt/D_opt against budget."""
     cur = result["_curves"]
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    fig, ax = _figure(figsize=(6, 4.2))
     labels = np.unique(cur["labels"])
-    colours = plt.cm.viridis(np.linspace(0, 1, max(len(labels), 2)))
+    colours = matplotlib.colormaps["viridis"](np.linspace(0, 1, max(len(labels), 2)))
     for col, lab in zip(colours, labels):
         m = cur["labels"] == lab
         ax.scatter(np.exp(cur["logN"][m]), cur["loss"][m], color=col, s=14)
@@ -215,7 +272,7 @@ def isoflop_plots(result: dict, out_dir: str) -> list:
     ax.set(xscale="log", xlabel="params N", ylabel="loss", title="iso-FLOP profiles")
     pngs = [_save(fig, out_dir, "isoflop_parabolas")]
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = _figure(1, 2, figsize=(10, 4))
     b = [x for x in result["budgets"] if x["used"]]
     cs = np.array([x["budget"] for x in b])
     grid = np.exp(np.linspace(np.log(cs.min()), np.log(cs.max()), 50))

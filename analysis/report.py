@@ -85,8 +85,10 @@ def fit_summary(fit: dict, report_path: str | None = None) -> str:
             lines.append(f"  {describe(n, v, se, ci, True)}")
         else:
             lines.append(f"  {describe(n, v, se, ci, False)}")
-    lines.append(f"  starts: {fit['n_starts']}, at best objective: {fit['n_starts_at_best']}, "
-                 f"objective {fit['objective']:.6g}")
+    abandoned = fit.get("n_starts_abandoned")
+    dropped = f" ({abandoned} abandoned as unable to reach the best)" if abandoned else ""
+    lines.append(f"  starts: {fit['n_starts']}{dropped}, at best objective: "
+                 f"{fit['n_starts_at_best']}, objective {fit['objective']:.6g}")
     if fit.get("bootstrap"):
         b = fit["bootstrap"]
         lines.append(f"  bootstrap: {b['n']} resamples of {b['n_units']} {b['unit']}, seed {b['seed']}")
