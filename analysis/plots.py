@@ -210,9 +210,7 @@ def _plot_frontier(fit, out_dir):
 
 
 def _plot_residuals(fit, out_dir):
-    d = fit["_data"]
-    law, theta, logX, logL = d["law"], d["theta"], d["logX"], d["logL"]
-    loss = np.exp(logL)
+    law, logX = fit["_data"]["law"], fit["_data"]["logX"]
     pngs = []
     fig, ax = _figure(figsize=(6, 3.5))
     resid = np.asarray(fit["residuals"]["log_loss"])
