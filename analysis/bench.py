@@ -18,7 +18,8 @@ import time
 import numpy as np
 from scipy.optimize import minimize as scipy_minimize
 
-from .fit import bootstrap_fits, bootstrap_starts, bootstrap_weights, fit_points
+from .fit import BOOT_ABANDON_AFTER, bootstrap_fits, bootstrap_starts, bootstrap_weights, \
+    fit_points
 from .laws import make_law
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `analysis` imports
@@ -93,7 +94,8 @@ def main(points=300, n_boot=1000, scipy_starts=450, e2e_points=240):
     weights = bootstrap_weights(np.arange(points), n_boot, seed=0)
     starts = bootstrap_starts(law, res, best)
     t0 = time.perf_counter()
-    boot = bootstrap_fits(law, logX, logL, weights, starts, 1e-3)
+    boot = bootstrap_fits(law, logX, logL, weights, starts, 1e-3,
+                          abandon_after=BOOT_ABANDON_AFTER)  # as fit_law does
     tb = time.perf_counter() - t0
     print(f"bootstrap: {n_boot} refits x {len(starts)} starts in {tb:.2f} s (with compilation); "
           f"alpha 95% CI {np.percentile(boot[:, 3], 2.5):.4f} .. {np.percentile(boot[:, 3], 97.5):.4f}")

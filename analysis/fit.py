@@ -17,7 +17,7 @@ from .compute import compute_column, cost_model
 from .data import Results, final_rows, load_results
 from .errors import AnalysisError
 from .laws import Law, make_law
-from .optimize import minimize, minimize_lanes
+from .optimize import ABANDON_AFTER, minimize, minimize_lanes
 from .provenance import provenance
 from .select import edge_warnings, lr_scan, select_best
 
@@ -26,6 +26,10 @@ NEAR_BEST_ATOL = 1e-12     # absolute floor for that gap (noise-free fits reach 
 DISAGREE_RTOL = 1e-2       # near-best optima differing by more than this are flagged
 PAD = 64                   # point counts are padded to a multiple of this
 BOOT_STARTS = 8            # starts per bootstrap refit: the full-data optimum + distinct optima
+# Refits start at optima of the full fit, not on the grid's plateaus, so their hopeless starts
+# are abandoned from the first check (25 iterations) rather than after 100: 30% fewer
+# evaluations on the bench data, the same percentiles (to 1e-8) and the same resample optima.
+BOOT_ABANDON_AFTER = 25
 STARTS_NOTE = ("L-BFGS from every start of the grid; after 100 iterations a start is "
                "abandoned (n_starts_abandoned) once its objective is over 0.1% above the best "
                "and, even at ten times its progress over the last 25 iterations, it could not "
@@ -163,11 +167,14 @@ def bootstrap_starts(law: Law, res, best, max_starts=BOOT_STARTS):
     return np.array(chosen)
 
 
-def bootstrap_fits(law, logX, logL, weights, starts, huber_delta, abandon=True):
+def bootstrap_fits(law, logX, logL, weights, starts, huber_delta, abandon=True,
+                   abandon_after=ABANDON_AFTER):
     """Refit every resample from `starts`; returns (n_boot, P) best points.
 
     `starts` is (S, P) for every resample or (n_boot, S, P); `logL` is (n,), or
-    (n_boot, n) to refit many data sets on one design at once (simulation tests)."""
+    (n_boot, n) to refit many data sets on one design at once (simulation tests).
+    abandon_after: iterations before a resample's hopeless starts may be abandoned
+    (BOOT_ABANDON_AFTER when the starts are optima of the full fit)."""
     n_boot = len(weights)
     starts = np.asarray(starts, float)
     if starts.ndim == 2:
@@ -183,7 +190,8 @@ def bootstrap_fits(law, logX, logL, weights, starts, huber_delta, abandon=True):
     lane_args, shared = ((lane_w, logL), (logX,)) if per_lane_y else ((lane_w,), (logL, logX))
     res = minimize_lanes(objective(law.log_pred), to_z(lane_x, T, c), lane_args,
                          (*shared, huber_delta, T, c),
-                         groups=np.repeat(np.arange(n_boot), n_starts), abandon=abandon)
+                         groups=np.repeat(np.arange(n_boot), n_starts), abandon=abandon,
+                         abandon_after=abandon_after)
     res = res._replace(x=res.x @ T.T + c)
     f = np.where(np.isfinite(res.f), res.f, np.inf).reshape(n_boot, n_starts)
     pick = np.argmin(f, axis=1)
@@ -284,7 +292,7 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
         weights = bootstrap_weights(groups, bootstrap, seed)
         boot_starts = bootstrap_starts(law_obj, res, best)
         boot = bootstrap_fits(law_obj, logX, logL, weights, boot_starts, huber_delta,
-                              abandon=abandon)
+                              abandon=abandon, abandon_after=BOOT_ABANDON_AFTER)
         samples = dict(law_obj.to_natural(boot))
         if law_obj.name == "chinchilla":
             samples.update(allocation.chinchilla_samples(samples, out["reference_flops"], cost_kp))
@@ -295,7 +303,7 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
             starts_note="each refit starts from the full-data optimum and the best distinct "
                         "other optima of the full-grid fit (not the full grid); starts that "
                         "cannot reach their refit's best objective are abandoned as in the "
-                        "full-grid fit",
+                        "full-grid fit, from 25 iterations on",
             interval="percentile, 2.5% to 97.5%"))
         out["_samples"] = samples
     else:

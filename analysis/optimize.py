@@ -87,14 +87,16 @@ def minimize(value_and_grad: Callable, starts, args=(), *, max_iter: int = 1000,
 
 def minimize_lanes(value_and_grad: Callable, starts, lane_args=(), shared_args=(), *,
                    groups=None, max_iter: int = 1000, memory: int = 10, gtol: float = 1e-10,
-                   ftol: float = 1e-10, abandon: bool = True) -> Result:
+                   ftol: float = 1e-10, abandon: bool = True,
+                   abandon_after: int = ABANDON_AFTER) -> Result:
     """`minimize` where each lane also has its own rows of `lane_args`.
 
     The objective is called as `value_and_grad(x, *lane_args, *shared_args)`
     with lane_args gathered to the lanes in the current batch (the bootstrap
     gives every lane its own resampling weights this way). `groups` (lanes,)
     labels lanes that minimise the same objective (one bootstrap resample):
-    a lane is only abandoned for being worse than the best of its own group.
+    a lane is only abandoned for being worse than the best of its own group, and
+    not before `abandon_after` iterations.
     """
     with float64():
         starts = np.asarray(starts, dtype=np.float64)
@@ -125,7 +127,7 @@ def minimize_lanes(value_and_grad: Callable, starts, lane_args=(), shared_args=(
                 best = np.full(group.max() + 1, np.inf)
                 np.minimum.at(best, group, f_now)
                 iters = np.asarray(state["iters"])
-                hopeless = active & (iters >= ABANDON_AFTER) & _hopeless(
+                hopeless = active & (iters >= abandon_after) & _hopeless(
                     f_before, f_now[lanes], best[group[lanes]], (max_iter - iters) / CHUNK)
                 gone[lanes[hopeless]] = True
                 active &= ~hopeless
