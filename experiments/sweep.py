@@ -92,7 +92,7 @@ def parse_args(argv):
     return args
 
 
-def load(args, checks: bool = True):
+def load(args, checks: bool = True, trainer_checks: bool = True):
     sweep = cli.build_config(args.config, example=EXAMPLE)
     sweep = cli.apply_overrides(sweep, args.overrides)
     if getattr(args, "workers", None) is not None:
@@ -105,8 +105,13 @@ def load(args, checks: bool = True):
     runs = plan.expand(sweep)
     if checks:  # plan and run: refuse what cannot run here, before anything runs
         executors.check_available(sweep)
-        check_trainer_configs(sweep, runs)
+        if trainer_checks:
+            check_trainer_configs(sweep, runs)
     return sweep, runs
+
+
+def _unfinished(sweep_dir: SweepDir, runs) -> bool:
+    return any((sweep_dir.result(r.name) or {}).get("status") != "done" for r in runs)
 
 
 def check_trainer_configs(sweep, runs) -> None:
@@ -163,8 +168,21 @@ def cmd_plan(args) -> int:
 
 
 def cmd_run(args) -> int:
-    sweep, runs = load(args)
+    sweep, runs = load(args, trainer_checks=False)
     sweep_dir = SweepDir(args.workdir)
+    workers = None
+    if sweep.executor.kind == "local" and _unfinished(sweep_dir, runs):
+        # Training children start now: their imports overlap the trainer checks below.
+        workers = executors.local_workers(sweep_dir, runs, sweep, echo=not args.quiet,
+                                          start_children=True)
+    try:
+        check_trainer_configs(sweep, runs)
+        return _run(args, sweep, runs, sweep_dir, workers)
+    finally:
+        executors.close_children(workers)
+
+
+def _run(args, sweep, runs, sweep_dir: SweepDir, workers) -> int:
     save_plan(sweep_dir, sweep, runs)
     claims = executors.make_claims(sweep_dir, sweep)
     if args.retry_failed:
@@ -180,7 +198,8 @@ def cmd_run(args) -> int:
     progress = report.Progress(sweep_dir, runs, claims, int(sweep.runner.retries), int(sweep.executor.workers),
                                estimate.cached_estimates(runs, sweep_dir))
     try:
-        executors.run_local(sweep_dir, runs, sweep, echo=not args.quiet, progress=progress)
+        executors.run_local(sweep_dir, runs, sweep, echo=not args.quiet, progress=progress,
+                            workers=workers)
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130

@@ -350,8 +350,9 @@ def test_runs_per_child_1_gives_each_run_its_own_process(tmp_path):
 
 
 def test_start_up_reaches_the_progress_line_and_status_totals(tmp_path):
-    """A child's first run carries the process's start-up (here 1 s of simulated imports), the
-    next run in the same child none; the progress line and `sweep status` both show it."""
+    """A child's first run carries the process's start-up that it waited for (here 1 s of
+    simulated imports, which nothing else overlaps with a fake trainer), the next run in the
+    same child none; the progress line and `sweep status` both show it."""
     cfg = write_sweep_file(tmp_path, variants=("100k",), tokens=(64 * 20,), learning_rates=(1e-3, 2e-3))
     wd = tmp_path / "w"
     env = dict(os.environ, PYTHONPATH=str(ROOT), FAKE_IMPORT_S="1.0")
@@ -361,13 +362,74 @@ def test_start_up_reaches_the_progress_line_and_status_totals(tmp_path):
     assert proc.returncode == 0, proc.stderr
     done = [line for line in proc.stderr.splitlines() if " done in " in line]
     startups = [float(line.split("start-up ")[1].split(",")[0]) for line in done]
-    assert len(startups) == 2 and startups[0] >= 1.0 and startups[1] == 0.0, done
+    assert len(startups) == 2 and startups[0] >= 0.8 and startups[1] == 0.0, done
     sd = layout.SweepDir(wd)
     timings = sorted((e["time"], e["timing"]) for r in plan.expand(fake_sweep(
         variants=("100k",), tokens=(64 * 20,), learning_rates=(1e-3, 2e-3)))
         for e in ledger.events(sd, r.name) if e["event"] == "finished")
     first, second = timings[0][1], timings[1][1]
-    assert first["startup_s"] >= 1.0 and second["startup_s"] == 0.0
+    assert first["startup_s"] >= 0.8 and second["startup_s"] == 0.0
     status = cli("status", "--workdir", str(wd))
     total = float(status.stdout.split("fixed ")[1].split("s:")[0])
-    assert f"start-up {first['startup_s']:.1f}," in status.stdout and total >= 1.0, status.stdout
+    assert f"start-up {first['startup_s']:.1f}," in status.stdout and total >= 0.8, status.stdout
+
+
+def _children_of_this_process() -> list[int]:
+    """Pids of live sweep children whose parent is this process (from /proc)."""
+    pids = []
+    for entry in pathlib.Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"experiments.sweeplib.child" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_child_start_up_overlaps_the_sweeps_own_checks(tmp_path, monkeypatch):
+    """The serving child is started before the trainer checks and gets ready meanwhile: with
+    1 s of simulated imports and 1.5 s of checks, the first run waits well under the 1 s the
+    child took to start (which it still reports in its .startup file)."""
+    from experiments import sweep as sweep_cli
+
+    cfg = write_sweep_file(tmp_path, variants=("100k",), tokens=(64 * 20,), learning_rates=(1e-3,))
+    wd = tmp_path / "w"
+    seen = []
+
+    def slow_check(sweep, runs):
+        seen.append(_children_of_this_process())
+        time.sleep(1.5)
+
+    monkeypatch.setattr(sweep_cli, "check_trainer_configs", slow_check)
+    monkeypatch.setenv("FAKE_IMPORT_S", "1.0")
+    assert sweep_cli.main(["run", "--config", cfg, "--workdir", str(wd), "--quiet"]) == 0
+    assert len(seen) == 1 and len(seen[0]) == 1, seen  # one child, alive during the checks
+    sd = layout.SweepDir(wd)
+    (run,) = plan.expand(fake_sweep(variants=("100k",), tokens=(64 * 20,), learning_rates=(1e-3,)))
+    finished = [e for e in ledger.events(sd, run.name) if e["event"] == "finished"]
+    assert finished[0]["timing"]["startup_s"] < 0.5, finished
+    assert float((sd.logs / f"{run.name}.startup").read_text()) >= 1.0
+    assert _children_of_this_process() == []  # ended once the sweep was over
+
+
+def test_failed_checks_end_the_started_child(tmp_path, monkeypatch):
+    """A config the checks refuse stops the sweep with one line, and the child started for it
+    does not outlive the refusal (in-process callers, such as these tests, do not exit)."""
+    from experiments import sweep as sweep_cli
+    from experiments.sweeplib.errors import SweepError
+
+    cfg = write_sweep_file(tmp_path, variants=("100k",), tokens=(64 * 20,), learning_rates=(1e-3,))
+    seen = []
+
+    def refuse(sweep, runs):
+        seen.append(_children_of_this_process())
+        raise SweepError("run x: refused by the test")
+
+    monkeypatch.setattr(sweep_cli, "check_trainer_configs", refuse)
+    assert sweep_cli.main(["run", "--config", cfg, "--workdir", str(tmp_path / "w"), "--quiet"]) == 2
+    assert len(seen) == 1 and len(seen[0]) == 1, seen
+    assert _children_of_this_process() == []
+    assert not (tmp_path / "w" / "runs").exists() or not any((tmp_path / "w" / "runs").iterdir())

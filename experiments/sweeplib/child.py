@@ -1,7 +1,8 @@
 """Train sweep runs in a child process, one per run or several in a row.
 
   python -m experiments.sweeplib.child DIR RUN PARENT_PID            one run, then exit
-  python -m experiments.sweeplib.child --serve DIR PARENT_PID TOKEN  runs named on stdin
+  python -m experiments.sweeplib.child --serve DIR PARENT_PID TOKEN [TRAIN_FN]
+                                                                     runs named on stdin
 
 A crash here (exception, OOM kill, segfault) cannot take the sweep down. The child asks the kernel
 to kill it when its supervising worker dies (PR_SET_PDEATHSIG), so a killed sweep leaves no
@@ -24,7 +25,10 @@ Start-up: before each run the child writes DIR/state/logs/<run>.startup, the sec
 spawn (SPAWNED_ENV, set by the worker) until it was ready to train: the trainer imported and the
 JAX backend initialised. That is the process's start-up cost for its first run, and 0 for the
 runs after it in the same process (they find everything warm). The worker puts it in the run's
-timing (worker.overhead_fields).
+timing (worker.overhead_fields). A serving child given TRAIN_FN gets ready before it reads its
+first run name: the sweep starts it while it is still checking the runs' configs (the two
+overlap on separate cores), and the start-up it reports ends when it was ready, not when its
+first run arrived.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ END_MARKER = b"@@sweep-run-end %s rc=%d@@\n"  # % (token, exit code), on a line 
 SPAWNED_ENV = "SWEEP_CHILD_SPAWNED_AT"  # time.time() when the worker started this process
 _IMPORTED_AT = time.time()  # the fallback spawn time: misses only the interpreter's own start
 _started = False  # whether this process has reported its start-up (to its first run)
+_ready_seconds: float | None = None  # start-up of a child that warmed up before its first run
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -104,9 +109,13 @@ def report_startup(sweep_dir, name: str) -> None:
 
     seconds = 0.0
     if not _started:
-        if "jax" in sys.modules:
-            sys.modules["jax"].devices()
-        seconds, _started = startup_seconds(), True
+        if _ready_seconds is not None:
+            seconds = _ready_seconds
+        else:
+            if "jax" in sys.modules:
+                sys.modules["jax"].devices()
+            seconds = startup_seconds()
+        _started = True
     layout.write_atomic(sweep_dir.logs / f"{name}.startup", f"{seconds:.3f}\n")
 
 
@@ -139,8 +148,24 @@ def train_one(root: str, name: str) -> int:
     return EXIT_DIVERGED if result.get("status") == "diverged" else EXIT_DONE
 
 
-def serve(root: str, token: str) -> int:
+def warm_up(train_fn: str) -> None:
+    """Import the trainer and initialise the JAX backend before the first run is named, and
+    note how long that took from spawn. A failure is left for the first run to meet and
+    record as its own (train_one), so it is not reported twice."""
+    global _ready_seconds
+    try:
+        load_train_fn(train_fn)
+        if "jax" in sys.modules:
+            sys.modules["jax"].devices()
+    except Exception:  # noqa: BLE001 - see the docstring
+        return
+    _ready_seconds = startup_seconds()
+
+
+def serve(root: str, token: str, train_fn: str = "") -> int:
     """Train each run named on stdin, one per line, until stdin closes."""
+    if train_fn:
+        warm_up(train_fn)
     for line in sys.stdin:
         name = line.strip()
         if not name:
@@ -156,7 +181,7 @@ def main(argv: list[str]) -> int:
     if argv[1] == "--serve":
         root, parent_pid, token = argv[2], int(argv[3]), argv[4]
         die_with_parent(parent_pid)
-        return serve(root, token)
+        return serve(root, token, argv[5] if len(argv) > 5 else "")
     root, name, parent_pid = argv[1], argv[2], int(argv[3])
     if parent_pid > 0:  # 0: launched by srun, whose step daemon ends it with the worker
         die_with_parent(parent_pid)

@@ -41,17 +41,40 @@ def check_available(sweep) -> None:
                          "run on a Slurm login node or use --executor local")
 
 
-def run_local(sweep_dir: SweepDir, runs, sweep, *, echo: bool, progress=None) -> None:
-    """k worker threads until every run is final. Ctrl-C stops them and their children."""
-    claims = make_claims(sweep_dir, sweep)
+def local_workers(sweep_dir: SweepDir, runs, sweep, *, echo: bool, start_children: bool = False,
+                  claims: Claims | None = None) -> list[Worker]:
+    """The k local workers (one device share each). With `start_children`, each serving worker
+    starts its training child now, so that the child's start-up (imports, JAX) runs while the
+    sweep is still checking configs; close_children() ends them if the sweep stops there."""
+    claims = claims or make_claims(sweep_dir, sweep)
     k = int(sweep.executor.workers)
     stop = threading.Event()
     _, envs = devices.local_worker_envs(sweep)
     workers = [
         Worker(sweep_dir, runs, sweep, claims, worker_name(f"local{i}"), echo=echo and k == 1,
-               progress=progress, stop=stop, env=envs[i])
+               stop=stop, env=envs[i])
         for i in range(k)
     ]
+    if start_children:
+        for w in workers:
+            if w.serves():
+                w.start_child()
+    return workers
+
+
+def close_children(workers) -> None:
+    for w in workers or ():
+        w.kill_child()
+        w.close_child()
+
+
+def run_local(sweep_dir: SweepDir, runs, sweep, *, echo: bool, progress=None,
+              workers: list[Worker] | None = None) -> None:
+    """k worker threads until every run is final. Ctrl-C stops them and their children."""
+    workers = workers or local_workers(sweep_dir, runs, sweep, echo=echo)
+    claims, stop = workers[0].claims, workers[0].stop
+    for w in workers:
+        w.progress = progress
     threads = [threading.Thread(target=w.loop, name=w.label, daemon=True) for w in workers]
     for t in threads:
         t.start()

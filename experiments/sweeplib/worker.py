@@ -68,7 +68,7 @@ class Worker:
                 else:
                     self.stop.wait(float(self.sweep.runner.poll_s))
         finally:
-            self._close_child()
+            self.close_child()
 
     def _claim_next(self):
         with self.dir.lock():
@@ -131,10 +131,7 @@ class Worker:
                 self.proc = None
                 return rc
             if self.proc is None or self.proc.poll() is not None:
-                self._token = secrets.token_hex(8)
-                self.proc = self._popen(
-                    ["--serve", str(self.dir.root), str(os.getpid()), self._token], stdin=subprocess.PIPE)
-                self._runs_in_child = 0
+                self.start_child()
             try:
                 self.proc.stdin.write(f"{run.name}\n".encode())
                 self.proc.stdin.flush()
@@ -145,10 +142,23 @@ class Worker:
             self._runs_in_child += 1
             if rc is None:  # the process ended during the run: its exit status is the run's
                 rc = self.proc.wait()
-                self._close_child()
+                self.close_child()
             elif rc != child.EXIT_DONE or self._runs_in_child >= self.runs_per_child > 0:
-                self._close_child()
+                self.close_child()
             return rc
+
+    def serves(self) -> bool:
+        """Whether this worker trains its runs in a long-lived serving child."""
+        return self.runs_per_child != 1 and not self.launcher
+
+    def start_child(self) -> None:
+        """Start a serving child, which imports the trainer and initialises JAX at once, before
+        any run is named: the sweep calls this early so that start-up overlaps its own checks."""
+        self.close_child()
+        self._token = secrets.token_hex(8)
+        self.proc = self._popen(["--serve", str(self.dir.root), str(os.getpid()), self._token,
+                                 str(self.sweep.runner.train_fn)], stdin=subprocess.PIPE)
+        self._runs_in_child = 0
 
     def _popen(self, args: list[str], stdin, launcher=()) -> subprocess.Popen:
         # The child measures its start-up from this moment (child.SPAWNED_ENV).
@@ -184,22 +194,22 @@ class Worker:
             sys.stderr.buffer.write(data)
             sys.stderr.flush()
 
-    def _close_child(self) -> None:
-        """Let a serving child exit (stdin closed), killing it if it does not."""
+    def close_child(self) -> None:
+        """End a serving child. It is idle between runs (it has printed its end marker, after
+        the trainer's last write and its wait for async checkpoints), so it is killed rather
+        than left to tear JAX down, which costs about half a second per child."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        if proc.stdin:
-            try:
-                proc.stdin.close()
-            except OSError:
-                pass
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:
             proc.kill()
-            proc.wait()
-        proc.stdout.close()
+        proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe:
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
 
     def kill_child(self) -> None:
         proc = self.proc
