@@ -213,6 +213,7 @@ class GPT(nn.Module):
             stack = nn.scan(
                 block, variable_axes={"params": 0}, split_rngs={"params": True},
                 in_axes=(0, nn.broadcast, nn.broadcast), length=cfg.n_layers,
+                unroll=min(cfg.scan_unroll, cfg.n_layers),
                 metadata_params={nn.PARTITION_NAME: "layers"})
             x_BTD, new_cache = stack(cfg, name="blocks")(x_BTD, cache, positions_T, cache_index)
         else:

@@ -109,6 +109,37 @@ def test_scanned_and_looped_layers_compute_the_same_function(position):
                                forward(scan_cfg, scanned, tokens), rtol=0, atol=1e-5)
 
 
+def test_scan_unroll_changes_neither_the_function_nor_its_gradient_nor_the_run_identity():
+    """Unrolling the layer scan is a speed choice: same parameter tree, same loss and gradients
+    (up to float summation order), and a run's config hash does not see it."""
+    from research import run_math
+    from research.config import RunConfig
+
+    rolled = small_cfg(n_layers=3, scan_unroll=1)
+    unrolled = small_cfg(n_layers=3)  # default: every layer in one scan iteration
+    assert unrolled.scan_unroll >= 3
+    params = init_params(rolled)
+    assert jax.tree.structure(abstract_params(unrolled)) == jax.tree.structure(params)
+    tokens = random_tokens(rolled, (2, 16), 3)
+
+    def loss(cfg):
+        def f(p):
+            logits, _ = GPT(cfg).apply({"params": p}, tokens[:, :-1])
+            return cross_entropy(logits, tokens[:, 1:])
+        return jax.jit(jax.value_and_grad(f))(params)
+
+    (l1, g1), (l2, g2) = loss(rolled), loss(unrolled)
+    np.testing.assert_allclose(l1, l2, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+    config = gpt_configs.get_config("100k")
+    other = gpt_configs.get_config("100k")
+    other.model.scan_unroll = 1
+    assert run_math.config_hash(config) == run_math.config_hash(other)
+    with pytest.raises(Exception, match="scan_unroll"):
+        RunConfig.from_configdict(dict(config, model=dict(config.model, scan_unroll=0)))
+
+
 @pytest.mark.parametrize("overrides", [
     dict(),
     dict(tie_embeddings=False),
