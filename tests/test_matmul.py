@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax import lax
 
 from research.matmul import dense_dot_general
@@ -11,11 +12,12 @@ from research.model import cross_entropy
 DIMS = (((2,), (0,)), ((), ()))
 
 
-def test_dense_matmul_value_and_gradients_equal_plain_dot_general():
+@pytest.mark.parametrize("d_in,d_out", [(32, 48), (48, 32)])  # x or dy is the one transposed
+def test_dense_matmul_value_and_gradients_equal_plain_dot_general(d_in, d_out):
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=(4, 24, 32)), jnp.float32)
-    w = jnp.asarray(rng.normal(size=(32, 48)), jnp.float32)
-    dy = jnp.asarray(rng.normal(size=(4, 24, 48)), jnp.float32)
+    x = jnp.asarray(rng.normal(size=(4, 24, d_in)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(d_in, d_out)), jnp.float32)
+    dy = jnp.asarray(rng.normal(size=(4, 24, d_out)), jnp.float32)
 
     def loss(dot):
         return lambda x, w: jnp.sum(dot(x, w, DIMS) * dy)
@@ -26,9 +28,17 @@ def test_dense_matmul_value_and_gradients_equal_plain_dot_general():
     # Against numpy in float64: dx = dy w^T, dw = x^T dy summed over batch and positions.
     x64, w64, dy64 = (np.asarray(a, np.float64) for a in (x, w, dy))
     np.testing.assert_allclose(ours[0], dy64 @ w64.T, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(ours[1], x64.reshape(-1, 32).T @ dy64.reshape(-1, 48), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(ours[1], x64.reshape(-1, d_in).T @ dy64.reshape(-1, d_out),
+                               rtol=1e-5, atol=1e-4)
     for a, b in zip(ours, plain):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+    # Forward mode too: the directional derivative along (x_dot, w_dot) against float64 numpy.
+    x_dot = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+    w_dot = jnp.asarray(rng.normal(size=w.shape), jnp.float32)
+    _, tangent = jax.jit(lambda *a: jax.jvp(lambda x, w: dense_dot_general(x, w, DIMS),
+                                            a[:2], a[2:]))(x, w, x_dot, w_dot)
+    expected = np.asarray(x_dot, np.float64) @ w64 + x64 @ np.asarray(w_dot, np.float64)
+    np.testing.assert_allclose(tangent, expected, rtol=1e-5, atol=1e-4)
 
 
 def test_cross_entropy_picks_the_target_logit_exactly():
