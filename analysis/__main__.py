@@ -58,6 +58,7 @@ def _parser():
                    help="data-constrained law: hold the base law fixed at this chinchilla "
                         "fit.json (default: fit it jointly with R_D*, R_N*)")
     f.add_argument("--out", required=True, help="output directory")
+    f.add_argument("--svg", action="store_true", help="also write every plot as SVG")
     f.add_argument("--bootstrap", type=int, default=1000, help="resamples (0 to skip)")
     f.add_argument("--huber-delta", type=float, default=1e-3,
                    help="Huber threshold on log-loss residuals")
@@ -75,6 +76,7 @@ def _parser():
     i = sub.add_parser("isoflop", help="iso-FLOP parabolas (Approach 2)", formatter_class=fmt)
     _common(i)
     i.add_argument("--out", required=True, help="output directory")
+    i.add_argument("--svg", action="store_true", help="also write every plot as SVG")
     i.add_argument("--bootstrap", type=int, default=1000, help="resamples (0 to skip)")
     i.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     i.add_argument("--bin-width", type=float, default=None,
@@ -135,7 +137,8 @@ def main(argv=None):
                                  reference_flops=args.reference_flops, compute=args.compute,
                                  select=args.select, select_by=args.select_by,
                                  base_law=args.base_law, duplicates=args.duplicates,
-                                 loss_column=args.loss_column, abandon=not args.no_abandon)
+                                 loss_column=args.loss_column, abandon=not args.no_abandon,
+                                 svg=args.svg)
             print(summary)
         elif args.command == "isoflop":
             from .pipeline import run_isoflop
@@ -144,7 +147,8 @@ def main(argv=None):
                                      params_column=args.params_column, compute=args.compute,
                                      select=args.select, select_by=args.select_by,
                                      reference_flops=args.reference_flops,
-                                     duplicates=args.duplicates, loss_column=args.loss_column)
+                                     duplicates=args.duplicates, loss_column=args.loss_column,
+                                     svg=args.svg)
             print(summary)
         elif args.command == "envelope":
             from .envelope import envelope, envelope_input

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import threading
 
-from . import plots, report
+from . import report
 from .data import Results, load_results, use_loss_column
 from .envelope import envelope
 from .errors import AnalysisError
 from .fit import fit_law
 from .isoflop import isoflop
+
+
+def _import_plots_meanwhile() -> threading.Thread:
+    """matplotlib takes ~0.7 s to import; the fit spends most of its time in XLA, which
+    releases the GIL, so the import runs beside it on the other core."""
+    t = threading.Thread(target=importlib.import_module, args=(f"{__package__}.plots",),
+                         daemon=True)
+    t.start()
+    return t
+
+
+def _plots():
+    from . import plots  # waits for a background import still under way (the import lock)
+    return plots
 
 
 def _table(results, duplicates="drop", loss_column="loss"):
@@ -28,9 +44,12 @@ def _out_dir(out_dir):
 def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber_delta=1e-3,
             holdout_above_flops=None, holdout_above_params=None, seed=0,
             params_column="params", reference_flops=None, compute="auto", select="best",
-            select_by=None, base_law=None, duplicates="drop", loss_column="loss", abandon=True):
-    """Writes out_dir/fit.json, plots (PNG+SVG), report.md, report.html. Returns (fit, summary)."""
+            select_by=None, base_law=None, duplicates="drop", loss_column="loss", abandon=True,
+            svg=False):
+    """Writes out_dir/fit.json, plots (PNG, and SVG with `svg`), report.md, report.html.
+    Returns (fit, summary)."""
     table = _table(results, duplicates, loss_column)
+    _import_plots_meanwhile()
     fit = fit_law(table, law, x, huber_delta=huber_delta, bootstrap=bootstrap, seed=seed,
                   holdout_above_flops=holdout_above_flops,
                   holdout_above_params=holdout_above_params, params_column=params_column,
@@ -43,7 +62,7 @@ def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber
             fit["notes"].append(f"Approach 1 skipped: {e}")
     _out_dir(out_dir)
     report.write_json(fit, os.path.join(out_dir, "fit.json"))
-    pngs = plots.fit_plots(fit, out_dir)
+    pngs = _plots().fit_plots(fit, out_dir, svg)
     report.write_json(fit, os.path.join(out_dir, "fit.json"))  # with any plot warnings
     extra = []
     if "extrapolation" in fit:
@@ -61,15 +80,17 @@ def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber
 
 def run_isoflop(results, out_dir, *, bootstrap=1000, seed=0, bin_width_dex=None,
                 params_column="params", compute="auto", select="best", select_by=None,
-                reference_flops=None, duplicates="drop", loss_column="loss"):
-    """Writes out_dir/isoflop.json, plots and report. Returns (result, summary)."""
+                reference_flops=None, duplicates="drop", loss_column="loss", svg=False):
+    """Writes out_dir/isoflop.json, plots (PNG, and SVG with `svg`) and report.
+    Returns (result, summary)."""
     table = _table(results, duplicates, loss_column)
+    _import_plots_meanwhile()
     res = isoflop(table, bootstrap=bootstrap, seed=seed, bin_width_dex=bin_width_dex,
                   params_column=params_column, compute=compute, select=select,
                   select_by=select_by, reference_flops=reference_flops)
     _out_dir(out_dir)
     report.write_json(res, os.path.join(out_dir, "isoflop.json"))
-    pngs = plots.isoflop_plots(res, out_dir)
+    pngs = _plots().isoflop_plots(res, out_dir, svg)
     page = os.path.join(out_dir, "report.html")
     summary = report.isoflop_summary(res, page)
     rows = [(k, res[k], (res.get("stderr") or {}).get(k), (res.get("ci95") or {}).get(k))

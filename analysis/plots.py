@@ -1,4 +1,5 @@
-"""Figures for a fit and an iso-FLOP analysis, each saved as PNG and SVG.
+"""Figures for a fit and an iso-FLOP analysis, each saved as PNG (and SVG when asked: writing
+SVG too costs about half as much again).
 
 Drawn on bare `Figure`s (no pyplot: no global figure state, and its import is
 not paid), with tick labels in plain text: matplotlib's default log-axis labels
@@ -7,6 +8,8 @@ are mathtext, whose parser was a large part of the time to write a report.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 
 import matplotlib
@@ -19,6 +22,7 @@ from . import allocation
 
 # SVG text as <text> elements rather than one path per glyph: much cheaper to write.
 STYLE = {"svg.fonttype": "none"}
+_FORMATS = contextvars.ContextVar("plot_formats", default=("png",))
 _SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3"
                              "\u2074\u2075\u2076\u2077\u2078\u2079")
 
@@ -68,15 +72,24 @@ def _tidy_log_axes(fig):
                     put(_PlainLogFormatter(10.0, labelOnlyBase=False))
 
 
+@contextlib.contextmanager
+def _formats(svg: bool):
+    token = _FORMATS.set(("png", "svg") if svg else ("png",))
+    try:
+        yield
+    finally:
+        _FORMATS.reset(token)
+
+
 def _save(fig, out_dir, name):
-    """PNG and SVG, cropped to the drawn content (the bounding box is measured once: each
+    """PNG (and SVG when asked), cropped to the drawn content (the bounding box is measured once: each
     `bbox_inches="tight"` save costs an extra pass over every artist)."""
     _tidy_log_axes(fig)
     paths = []
     with matplotlib.rc_context(STYLE):
         fig.draw_without_rendering()
         bbox = fig.get_tightbbox().padded(matplotlib.rcParams["savefig.pad_inches"])
-        for ext in ("png", "svg"):
+        for ext in _FORMATS.get():
             p = os.path.join(out_dir, f"{name}.{ext}")
             fig.savefig(p, dpi=120, bbox_inches=bbox)
             paths.append(p)
@@ -102,11 +115,16 @@ def _plain_log_ticks(ax):
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
-def fit_plots(fit: dict, out_dir: str) -> list:
+def fit_plots(fit: dict, out_dir: str, svg: bool = False) -> list:
     """Loss vs N (coloured by D) with fitted curves, loss vs compute with the frontier,
     N_opt(C)/D_opt(C) with bootstrap bands, the loss-vs-LR scan, and residuals. A plot that
     cannot be drawn (e.g. a parameter ran to a bound) is skipped with a warning in `fit`.
-    Returns the PNG paths."""
+    Returns the PNG paths; `svg` also writes each as SVG."""
+    with _formats(svg):
+        return _fit_plots(fit, out_dir)
+
+
+def _fit_plots(fit: dict, out_dir: str) -> list:
     pngs = []
     for name, draw in (("loss_vs_x", _plot_loss_vs_x), ("frontier", _plot_frontier),
                        ("residuals", _plot_residuals)):
@@ -251,8 +269,14 @@ def lr_plot(scan: dict, out_dir: str, group_name: str) -> str:
     return _save(fig, out_dir, "loss_vs_lr")
 
 
-def isoflop_plots(result: dict, out_dir: str) -> list:
-    """Iso-FLOP parabolas with their minima, and N_opt/D_opt against budget."""
+def isoflop_plots(result: dict, out_dir: str, svg: bool = False) -> list:
+    """Iso-FLOP parabolas with their minima, and N_opt/D_opt against budget (PNG paths;
+    `svg` also writes each as SVG)."""
+    with _formats(svg):
+        return _isoflop_plots(result, out_dir)
+
+
+def _isoflop_plots(result: dict, out_dir: str) -> list:
     cur = result["_curves"]
     fig, ax = _figure(figsize=(6, 4.2))
     labels = np.unique(cur["labels"])

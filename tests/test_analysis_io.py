@@ -128,7 +128,7 @@ def test_cli_writes_fit_and_isoflop_outputs(tmp_path):
     path = write_csv(tmp_path / "r.csv", ["run", "params", "tokens", "loss"], rows)
     out = tmp_path / "fit"
     proc = run_cli("fit", path, "--law", "power", "--x", "params", "--out", str(out),
-                   "--bootstrap", "30", "--holdout-above-flops", str(6e10 * np.exp(21)))
+                   "--bootstrap", "30", "--holdout-above-flops", str(6e10 * np.exp(21)), "--svg")
     assert proc.returncode == 0, proc.stderr
     fit = json.loads((out / "fit.json").read_text())
     for key in ("law", "params", "stderr", "ci95", "n_points", "n_starts", "n_starts_at_best",
@@ -149,6 +149,7 @@ def test_cli_writes_fit_and_isoflop_outputs(tmp_path):
     assert {"a", "b", "ci95", "budgets"} <= set(iso)
     assert {"budget", "N_opt", "D_opt", "loss_opt"} <= set(iso["budgets"][0])
     assert (tmp_path / "iso" / "isoflop_parabolas.png").exists()
+    assert not list((tmp_path / "iso").glob("*.svg"))  # SVG only when asked (--svg)
 
 
 def test_cli_bad_input_is_one_line_exit_2(tmp_path):
