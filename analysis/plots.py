@@ -185,7 +185,7 @@ def _plot_loss_vs_x(fit, out_dir):
 
 def _plot_frontier(fit, out_dir):
     d = fit["_data"]
-    law, theta, logX, logL = d["law"], d["theta"], d["logX"], d["logL"]
+    law, logX, logL = d["law"], d["logX"], d["logL"]
     loss = np.exp(logL)
     pngs = []
     if law.name == "chinchilla":

@@ -17,7 +17,6 @@ Results equal plain autodiff up to float summation order, in reverse and forward
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from jax import lax
 
 
