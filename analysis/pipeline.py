@@ -14,13 +14,11 @@ from .fit import fit_law
 from .isoflop import isoflop
 
 
-def _import_plots_meanwhile() -> threading.Thread:
+def _import_plots_meanwhile() -> None:
     """matplotlib takes ~0.7 s to import; the fit spends most of its time in XLA, which
     releases the GIL, so the import runs beside it on the other core."""
-    t = threading.Thread(target=importlib.import_module, args=(f"{__package__}.plots",),
-                         daemon=True)
-    t.start()
-    return t
+    threading.Thread(target=importlib.import_module, args=(f"{__package__}.plots",),
+                     daemon=True).start()
 
 
 def _plots():

@@ -100,6 +100,12 @@ def startup_seconds() -> float:
     return max(0.0, time.time() - spawned)
 
 
+def _init_backend() -> None:
+    """A trainer that imported JAX uses it at once: initialising it counts as start-up."""
+    if "jax" in sys.modules:
+        sys.modules["jax"].devices()
+
+
 def report_startup(sweep_dir, name: str) -> None:
     """Write the run's share of this process's start-up (all of it for its first run, 0 after),
     once the trainer is imported and the JAX backend initialised (a trainer that imported JAX
@@ -112,8 +118,7 @@ def report_startup(sweep_dir, name: str) -> None:
         if _ready_seconds is not None:
             seconds = _ready_seconds
         else:
-            if "jax" in sys.modules:
-                sys.modules["jax"].devices()
+            _init_backend()
             seconds = startup_seconds()
         _started = True
     layout.write_atomic(sweep_dir.logs / f"{name}.startup", f"{seconds:.3f}\n")
@@ -155,8 +160,7 @@ def warm_up(train_fn: str) -> None:
     global _ready_seconds
     try:
         load_train_fn(train_fn)
-        if "jax" in sys.modules:
-            sys.modules["jax"].devices()
+        _init_backend()
     except Exception:  # noqa: BLE001 - see the docstring
         return
     _ready_seconds = startup_seconds()

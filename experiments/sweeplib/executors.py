@@ -41,12 +41,12 @@ def check_available(sweep) -> None:
                          "run on a Slurm login node or use --executor local")
 
 
-def local_workers(sweep_dir: SweepDir, runs, sweep, *, echo: bool, start_children: bool = False,
-                  claims: Claims | None = None) -> list[Worker]:
+def local_workers(sweep_dir: SweepDir, runs, sweep, *, echo: bool,
+                  start_children: bool = False) -> list[Worker]:
     """The k local workers (one device share each). With `start_children`, each serving worker
     starts its training child now, so that the child's start-up (imports, JAX) runs while the
     sweep is still checking configs; close_children() ends them if the sweep stops there."""
-    claims = claims or make_claims(sweep_dir, sweep)
+    claims = make_claims(sweep_dir, sweep)
     k = int(sweep.executor.workers)
     stop = threading.Event()
     _, envs = devices.local_worker_envs(sweep)
@@ -64,7 +64,6 @@ def local_workers(sweep_dir: SweepDir, runs, sweep, *, echo: bool, start_childre
 
 def close_children(workers) -> None:
     for w in workers or ():
-        w.kill_child()
         w.close_child()
 
 
