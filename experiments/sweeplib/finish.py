@@ -62,8 +62,9 @@ def analysis_commands(sweep_dir: SweepDir, sweep) -> list[list[str]]:
     for by in ("flops", "params"):
         if float(sweep.analysis[f"holdout_above_{by}"]):
             holdout = [f"--holdout-above-{by}", repr(float(sweep.analysis[f"holdout_above_{by}"]))]
+    x = str(sweep.analysis.get("x", "") or "")
     cmds = [[sys.executable, "-m", "analysis", "fit", csv, "--law", str(sweep.analysis.law),
-             "--out", str(sweep_dir.analysis), *common, *holdout]]
+             *(["--x", x] if x else []), "--out", str(sweep_dir.analysis), *common, *holdout]]
     if sweep.kind == "isoflop":
         cmds.append([sys.executable, "-m", "analysis", "isoflop", csv, "--out",
                      str(sweep_dir.analysis / "isoflop"), *common])
