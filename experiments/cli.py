@@ -194,6 +194,17 @@ def _load_module(path: str):
     return module
 
 
+def shipped_config(path: str) -> str:
+    """`configs/...` names the shipped config when no such file is here: the commands work
+    from any directory once the package is installed."""
+    if os.path.isfile(path) or not path.replace(os.sep, "/").startswith("configs/"):
+        return path
+    import configs
+    shipped = os.path.join(os.path.dirname(os.path.abspath(configs.__file__)),
+                           *path.split("/")[1:])
+    return shipped if os.path.isfile(shipped) else path
+
+
 def config_variants(module) -> tuple[str, ...]:
     """The ARGs a config file declares (`VARIANTS`), or () when it does not say."""
     return tuple(getattr(module, "VARIANTS", ()))
@@ -202,6 +213,7 @@ def config_variants(module) -> tuple[str, ...]:
 def build_config(spec: str, *, example: str = "configs/gpt.py:VARIANT"):
     """`FILE[:ARG]` -> the ConfigDict its get_config(ARG) returns (unlocked, no overrides)."""
     path, _, arg = spec.partition(":")
+    path = shipped_config(path)
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} not found; pass --config {example}")
     module = _load_module(path)
