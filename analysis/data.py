@@ -116,6 +116,7 @@ DUPLICATES = ("drop", "refuse")
 
 
 def load_results(path, duplicates="drop", loss_column="loss", tokens_column="tokens") -> Results:
+    # (exported as analysis.load_table; analysis.load_results gives a DataFrame)
     """Read a CSV, TSV, JSONL, JSON-list or Parquet file, a sweep directory (its results.csv,
     else runs/*/result.json or */result.json), or one run directory (its result.json).
     Repeated rows are dropped with a note (duplicates="drop") or refused ("refuse").
@@ -123,6 +124,16 @@ def load_results(path, duplicates="drop", loss_column="loss", tokens_column="tok
     `tokens_column` the training tokens D."""
     table = deduplicate(_load(os.fspath(path)), duplicates)
     return use_tokens_column(use_loss_column(table, loss_column), tokens_column)
+
+
+def to_results(obj, duplicates="drop") -> Results:
+    """A table from what a caller has: a Results, a pandas DataFrame, or a path."""
+    if isinstance(obj, Results):
+        return obj
+    if hasattr(obj, "columns") and hasattr(obj, "attrs"):  # a DataFrame (pandas not imported)
+        from .api import as_table
+        return deduplicate(as_table(obj), duplicates)
+    return load_results(obj, duplicates)
 
 
 def use_loss_column(table: Results, name: str) -> Results:
@@ -356,3 +367,6 @@ def final_rows(table: Results) -> Results:
     out.notes.append(f"training curves: kept the last step of each of {len(last)} runs "
                      f"({len(table)} rows read)")
     return out
+
+
+load_table = load_results  # the package-level name (analysis.load_results is the DataFrame one)

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import allocation, uncertainty
 from .compute import compute_column, cost_model
-from .data import Results, final_rows, load_results
+from .data import Results, final_rows, to_results
 from .errors import AnalysisError
 from .laws import Law, make_law
 from .optimize import ABANDON_AFTER, minimize, minimize_lanes
@@ -217,9 +217,7 @@ def summarise(samples: dict):
 def prepare(table, params_column="params", compute="auto", select="best", select_by=None):
     """The rows a fit uses: final rows of curves, best-of-hyperparameter selection per
     (N, D). Returns (table, cost model, selection info, LR scan)."""
-    if not isinstance(table, Results):
-        table = load_results(table)  # a path: CSV, JSONL or sweep directory
-    table = final_rows(table)
+    table = final_rows(to_results(table))  # a Results, a DataFrame or a path
     cost = cost_model(table, params_column, compute)
     N, D = table.numeric(params_column), table.numeric("tokens")
     scan = lr_scan(table, N, D)
@@ -304,6 +302,9 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
         boot = bootstrap_fits(law_obj, logX, logL, weights, boot_starts, huber_delta,
                               abandon=abandon, abandon_after=BOOT_ABANDON_AFTER)
         samples = dict(law_obj.to_natural(boot))
+        # Kept in fit.json, so Law.load can give intervals on any prediction or allocation.
+        out["bootstrap_samples"] = {k: np.asarray(samples[k], float).tolist()
+                                    for k in law_obj.natural}
         if law_obj.name == "chinchilla":
             samples.update(allocation.chinchilla_samples(samples, out["reference_flops"], cost_kp))
         stderr, ci95 = summarise(samples)

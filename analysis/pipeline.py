@@ -7,7 +7,7 @@ import os
 import threading
 
 from . import report
-from .data import Results, load_results, use_loss_column, use_tokens_column
+from .data import load_results, to_results, use_loss_column, use_tokens_column
 from .envelope import envelope
 from .errors import AnalysisError
 from .fit import fit_law
@@ -27,9 +27,10 @@ def _plots():
 
 
 def _table(results, duplicates="drop", loss_column="loss", tokens_column="tokens"):
-    if isinstance(results, Results):
-        return use_tokens_column(use_loss_column(results, loss_column), tokens_column)
-    return load_results(results, duplicates, loss_column, tokens_column)
+    if isinstance(results, (str, os.PathLike)):
+        return load_results(results, duplicates, loss_column, tokens_column)
+    table = to_results(results, duplicates)  # a Results or a DataFrame
+    return use_tokens_column(use_loss_column(table, loss_column), tokens_column)
 
 
 def _out_dir(out_dir):
