@@ -326,7 +326,9 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
         warnings.append(f"not identified by these runs: {', '.join(not_ident)} (reported as "
                         f"95% ranges, not values)")
     out["_data"] = dict(law=law_obj, theta=theta, logX=logX, logL=logL, logC=np.log(C),
-                        cost=cost_kp)
+                        cost=cost_kp, runs=[r or lab for r, lab in zip(table.text("run"),
+                                                                      table.labels)],
+                        stderr=_stderr(table), boot=boot if bootstrap else None)
 
     for by, threshold in (("flops", holdout_above_flops), ("params", holdout_above_params)):
         if threshold is not None:  # at most one is set (checked above)
@@ -334,6 +336,18 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
             out["extrapolation"] = extrapolation_check(table, law_obj, threshold, huber_delta,
                                                        params_column, by=by, C=C,
                                                        abandon=abandon)
+    return out
+
+
+def _stderr(table):
+    """loss_stderr per row for error bars (NaN where a row has none)."""
+    cells = table.columns.get("loss_stderr") or [None] * len(table)
+    out = np.full(len(table), np.nan)
+    for i, v in enumerate(cells):
+        try:
+            out[i] = float(v)
+        except (TypeError, ValueError):
+            pass
     return out
 
 

@@ -75,7 +75,7 @@ def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber
     page = os.path.join(out_dir, "report.html")
     summary = report.fit_summary(fit, page)
     report.write_report(out_dir, f"Scaling-law fit: {fit['law']}", summary,
-                        report.fit_table_rows(fit), pngs, extra)
+                        report.fit_table_rows(fit), pngs, extra, runs=report.input_runs(fit))
     return fit, summary
 
 
