@@ -228,7 +228,16 @@ def _plot_loss_vs_x(fit, out_dir):
     x = np.exp(logX[:, 0])
     band_drawn = False
     if logX.shape[1] > 2:  # e.g. the data-constrained law: observed against predicted
-        return []  # drawn by predicted_vs_actual
+        pred = law.predict(theta, logX)
+        epochs = np.exp(logX[:, 1] - logX[:, 2])
+        sc = ax.scatter(pred, loss, c=epochs, cmap="viridis", norm=_log_norm(epochs), s=14)
+        fig.colorbar(sc, ax=ax, label="epochs (tokens / unique_tokens)")
+        lim = [min(pred.min(), loss.min()), max(pred.max(), loss.max())]
+        ax.plot(lim, lim, "k-", lw=0.8)
+        ax.set(xscale="log", yscale="log", xlabel=f"predicted {LOSS_LABEL}",
+               ylabel=f"actual {LOSS_LABEL}", title=f"{law.name} fit{_identified_note(fit)}")
+        _plain_log_ticks(ax)
+        return [_save(fig, out_dir, "loss_vs_x")]
     xs = np.linspace(logX[:, 0].min(), logX[:, 0].max(), 100)
     if logX.shape[1] == 2:
         names, idx, values = _levels(np.exp(logX[:, 1]))
