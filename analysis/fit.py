@@ -254,7 +254,8 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
     table, cost, selection, scan = prepare(table, params_column, compute, select, select_by)
     logX, logL = design(table, law_obj, params_column, selection)
     C = compute_column(table, cost)
-    say(f"fitting {law_obj.name} to {len(logL)} points from {len(law_obj.grid if starts is None else starts)} starts")
+    n_starts = len(law_obj.grid if starts is None else starts)
+    say(f"fitting {law_obj.name} to {len(logL)} points from {n_starts} starts")
     res, best, near = fit_points(law_obj, logX, logL, huber_delta, starts=starts,
                                  abandon=abandon)
     theta = res.x[best]
