@@ -2,12 +2,16 @@
 
 Depends on results files only (never on the training code). Public API:
 
-    table = load_results("runs.csv")                  # CSV, JSONL or a sweep directory
-    fit = fit_law(table, "chinchilla", bootstrap=1000)  # dict, the content of fit.json
+    df = load_results("runs.csv")                     # a pandas DataFrame (CSV, TSV, JSONL,
+                                                      # Parquet, a sweep or run directory)
+    fit = fit_law(df, "chinchilla", bootstrap=1000)   # dict, the content of fit.json
     print(fit_summary(fit))
-    iso = isoflop(table)                              # Approach 2
-    env = envelope(table)                             # Approach 1 (training curves)
-    run_fit("runs.csv", "out/")                       # fit + plots + report, like the CLI
+    iso = isoflop(df)                                 # Approach 2
+    run_fit(df, "out/")                               # fit + plots + report, like the CLI
+    law = Law.load("out/fit.json")                    # law.predict(N, D), law.n_opt(C), ...
+    env = envelope(load_table("curves.csv"))          # Approach 1 (training curves)
+
+`load_table` gives the analysis' own table (raw cells, row labels for error messages).
 
 JAX runs in float64 only inside the fits (a scoped setting), so importing this
 package does not change JAX's global precision.
@@ -21,7 +25,7 @@ from .envelope import envelope
 from .isoflop import isoflop
 
 # Lazy: `python -m analysis curves` or `--help` should not pay for importing JAX.
-_WHERE = {"Results": "data", "load_results": "data",
+_WHERE = {"Results": "data", "load_table": "data", "load_results": "api", "Law": "api",
           "AnalysisError": "errors", "fit_law": "fit", "make_law": "laws",
           "fit_summary": "report", "isoflop_summary": "report", "run_fit": "pipeline",
           "run_isoflop": "pipeline"}

@@ -3,26 +3,82 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
 
 from .errors import AnalysisError
 
-INPUT_HELP = "a results file (CSV, JSONL), a sweep directory, or one run directory"
+INPUT_HELP = ("a results file (CSV, TSV, JSONL, Parquet), a sweep directory, or one run "
+              "directory")
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)  # a near miss gets a "did you mean" instead
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # one line, exit 2, like every other input error
-        print(f"error: {message} (see python -m analysis {self.prog.split()[-1]} --help)",
-              file=sys.stderr)
+        print(f"error: {message}; see {self.prog} --help", file=sys.stderr)
         sys.exit(2)
+
+
+def _options(p):
+    """Documented option strings of a parser and its subcommands."""
+    out = []
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out += _options(sub)
+        elif action.help != argparse.SUPPRESS:
+            out += action.option_strings
+    return out
+
+
+def _dashed(argv, known):
+    """`--params_column` -> `--params-column` with the one-line notice every command gives."""
+    out = []
+    for token in argv:
+        name, eq, value = token.partition("=")
+        dashed = "--" + name[2:].replace("_", "-")
+        if name.startswith("--") and "_" in name and name not in known and dashed in known:
+            print(f"warning: {name} is deprecated; use {dashed}", file=sys.stderr)
+            token = dashed + eq + value
+        out.append(token)
+    return out
+
+
+def _parse(argv):
+    p = _parser()
+    known = _options(p)
+    args, extra = p.parse_known_args(_dashed(list(sys.argv[1:] if argv is None else argv), known))
+    if extra:
+        sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+        which = sub.choices.get(getattr(args, "command", None), p)
+        guess = difflib.get_close_matches(extra[0].split("=")[0], _options(which), n=1)
+        hint = f" (did you mean {guess[0]}?)" if guess else ""
+        which.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+    for name in ("reference_flops", "select_by"):  # comma-separated, like every list flag
+        value = getattr(args, name, None)
+        if value is not None:
+            items = [x.strip() for v in value for x in v.split(",") if x.strip()]
+            if name == "reference_flops":
+                try:
+                    items = [float(x) for x in items]
+                except ValueError:
+                    p.error(f"--reference-flops {','.join(value)} is not a comma-separated list "
+                            "of numbers; write e.g. --reference-flops 1e18,1e19")
+            setattr(args, name, items)
+    return args
 
 
 def _common(p, *, selection=True):
     p.add_argument("results", help=INPUT_HELP)
     p.add_argument("--params-column", default="params",
                    help="column used as N (e.g. nonembedding_params)")
+    p.add_argument("--tokens-column", default="tokens",
+                   help="column used as D, the training tokens (e.g. train_tokens)")
     p.add_argument("--compute", choices=["auto", "flops", "6nd"], default="auto",
                    help="compute convention: auto = the table's flops column when present "
                         "(N_opt then uses C = f(N) D with f inferred from the table), else "
@@ -37,8 +93,9 @@ def _common(p, *, selection=True):
         p.add_argument("--select", choices=["best", "all"], default="best",
                        help="best: keep the lowest-loss run among runs at one point that "
                             "differ in --select-by; all: fit every run")
-        p.add_argument("--select-by", nargs="+", default=None,
-                       help="hyperparameter columns to select over (default: learning_rate)")
+        p.add_argument("--select-by", nargs="+", default=None, metavar="LIST",
+                       help="comma-separated hyperparameter columns to select over "
+                            "(default: learning_rate)")
 
 
 def _parser():
@@ -71,8 +128,9 @@ def _parser():
     f.add_argument("--no-abandon", action="store_true",
                    help="run every start to convergence or the iteration cap instead of "
                         "abandoning those that cannot reach the best (slower)")
-    f.add_argument("--reference-flops", type=float, nargs="+", default=None,
-                   help="computes at which to report N_opt, D_opt (default: max C x 1, 10, 100)")
+    f.add_argument("--reference-flops", nargs="+", default=None, metavar="LIST",
+                   help="comma-separated computes at which to report N_opt, D_opt, e.g. "
+                        "1e18,1e19 (default: max C x 1, 10, 100)")
     i = sub.add_parser("isoflop", help="iso-FLOP parabolas (Approach 2)", formatter_class=fmt)
     _common(i)
     i.add_argument("--out", required=True, help="output directory")
@@ -83,8 +141,9 @@ def _parser():
                    help="group actual FLOPs in log10 bins of this width instead of the planned "
                         "compute_budget (default: compute_budget when present, else exact "
                         "shared values, else 0.1 dex bins)")
-    i.add_argument("--reference-flops", type=float, nargs="+", default=None,
-                   help="computes at which to report N_opt, D_opt (default: max C x 1, 10, 100)")
+    i.add_argument("--reference-flops", nargs="+", default=None, metavar="LIST",
+                   help="comma-separated computes at which to report N_opt, D_opt, e.g. "
+                        "1e18,1e19 (default: max C x 1, 10, 100)")
     e = sub.add_parser("envelope", help="lower envelope of training curves (Approach 1)",
                        formatter_class=fmt)
     _common(e, selection=False)
@@ -122,8 +181,22 @@ def _compile_cache():
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 
+def _progress(stream=None):
+    """On a terminal, one line per stage of a fit with the time so far (a fit takes seconds to
+    a minute); nothing in a pipe or a log, where only the result belongs."""
+    stream = stream or sys.stderr
+    if not stream.isatty():
+        return None
+    import time
+    t0 = time.time()
+
+    def say(message):
+        print(f"[{time.time() - t0:5.1f}s] {message} ...", file=stream, flush=True)
+    return say
+
+
 def main(argv=None):
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     if args.command in ("fit", "isoflop", "bench"):
         _compile_cache()
     try:
@@ -138,7 +211,8 @@ def main(argv=None):
                                  select=args.select, select_by=args.select_by,
                                  base_law=args.base_law, duplicates=args.duplicates,
                                  loss_column=args.loss_column, abandon=not args.no_abandon,
-                                 svg=args.svg)
+                                 svg=args.svg, tokens_column=args.tokens_column,
+                                 progress=_progress())
             print(summary)
         elif args.command == "isoflop":
             from .pipeline import run_isoflop
@@ -148,11 +222,14 @@ def main(argv=None):
                                      select=args.select, select_by=args.select_by,
                                      reference_flops=args.reference_flops,
                                      duplicates=args.duplicates, loss_column=args.loss_column,
-                                     svg=args.svg)
+                                     svg=args.svg, tokens_column=args.tokens_column)
             print(summary)
         elif args.command == "envelope":
+            from .data import use_tokens_column
             from .envelope import envelope, envelope_input
-            print(json.dumps(envelope(envelope_input(args.results, args.source, args.duplicates),
+            table = use_tokens_column(envelope_input(args.results, args.source, args.duplicates),
+                                      args.tokens_column)
+            print(json.dumps(envelope(table,
                                       params_column=args.params_column, compute=args.compute),
                              indent=2))
         elif args.command == "curves":

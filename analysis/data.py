@@ -30,6 +30,7 @@ class Results:
     dropped: list = field(default_factory=list)  # {"row": label, "reason": why} per row left out
     n_read: int | None = None                     # rows read before any were left out
     warnings: list = field(default_factory=list)
+    derived: set = field(default_factory=set)     # columns made here, not read from the input
 
     def __len__(self):
         return len(self.labels)
@@ -47,7 +48,11 @@ class Results:
         idx = np.flatnonzero(keep) if keep.dtype == bool else keep
         return Results({k: [v[i] for i in idx] for k, v in self.columns.items()},
                        [self.labels[i] for i in idx], self.source, list(self.notes),
-                       list(self.dropped), self.read, list(self.warnings))
+                       list(self.dropped), self.read, list(self.warnings), set(self.derived))
+
+    def input_columns(self):
+        """The columns the input itself has (not those a --*-column option copied in)."""
+        return sorted(c for c in self.columns if c not in self.derived)
 
     @property
     def read(self):
@@ -75,8 +80,9 @@ class Results:
             name = ALIASES[name]
         if not self.has(name):
             raise AnalysisError(
-                f"{self.source}: missing column '{name}' (have: {', '.join(sorted(self.columns))}); "
-                f"add it or choose another law/--x")
+                f"{self.source}: missing column '{name}' (have: {', '.join(self.input_columns())}); "
+                f"add it, name the column to use (--params-column, --tokens-column, "
+                f"--loss-column) or choose another law/--x")
         raw = self.columns[name]
         values = np.empty(len(raw))
         bad_type, bad_value = [], []
@@ -109,12 +115,25 @@ class Results:
 DUPLICATES = ("drop", "refuse")
 
 
-def load_results(path, duplicates="drop", loss_column="loss") -> Results:
-    """Read a CSV, JSONL or JSON-list file, a sweep directory (its results.csv, else
-    runs/*/result.json or */result.json), or one run directory (its result.json).
+def load_results(path, duplicates="drop", loss_column="loss", tokens_column="tokens") -> Results:
+    # (exported as analysis.load_table; analysis.load_results gives a DataFrame)
+    """Read a CSV, TSV, JSONL, JSON-list or Parquet file, a sweep directory (its results.csv,
+    else runs/*/result.json or */result.json), or one run directory (its result.json).
     Repeated rows are dropped with a note (duplicates="drop") or refused ("refuse").
-    `loss_column` names the loss to fit (e.g. eval_NAME_loss of a second eval set)."""
-    return use_loss_column(deduplicate(_load(os.fspath(path)), duplicates), loss_column)
+    `loss_column` names the loss to fit (e.g. eval_NAME_loss of a second eval set),
+    `tokens_column` the training tokens D."""
+    table = deduplicate(_load(os.fspath(path)), duplicates)
+    return use_tokens_column(use_loss_column(table, loss_column), tokens_column)
+
+
+def to_results(obj, duplicates="drop") -> Results:
+    """A table from what a caller has: a Results, a pandas DataFrame, or a path."""
+    if isinstance(obj, Results):
+        return obj
+    if hasattr(obj, "columns") and hasattr(obj, "attrs"):  # a DataFrame (pandas not imported)
+        from .api import as_table
+        return deduplicate(as_table(obj), duplicates)
+    return load_results(obj, duplicates)
 
 
 def use_loss_column(table: Results, name: str) -> Results:
@@ -122,12 +141,27 @@ def use_loss_column(table: Results, name: str) -> Results:
     if name == "loss":
         return table
     if not table.has(name):
-        losses = sorted(c for c in table.columns if c.endswith("loss") and table.has(c))
+        losses = sorted(c for c in table.input_columns() if c.endswith("loss") and table.has(c))
         raise AnalysisError(f"{table.source}: no column '{name}' to fit; choose --loss-column "
                             f"from: {', '.join(losses) or 'none'}")
+    table.derived |= {"loss", "loss_stderr"} - set(table.input_columns())
     table.columns["loss"] = table.columns[name]
     table.columns["loss_stderr"] = table.columns.get(f"{name}_stderr", [None] * len(table))
     table.notes.append(f"loss is column {name}")
+    return table
+
+
+def use_tokens_column(table: Results, name: str) -> Results:
+    """The table with column `name` as its training tokens D."""
+    if name == "tokens":
+        return table
+    if not table.has(name):
+        raise AnalysisError(f"{table.source}: no column '{name}' for --tokens-column (have: "
+                            f"{', '.join(table.input_columns())}); name the column of training "
+                            f"tokens")
+    table.derived |= {"tokens"} - set(table.input_columns())
+    table.columns["tokens"] = table.columns[name]
+    table.notes.append(f"tokens (D) is column {name}")
     return table
 
 
@@ -142,15 +176,20 @@ def _load(path) -> Results:
         return _load_sweep(run_root(path))
     if not os.path.exists(path):
         raise AnalysisError(f"results not found: {path}; pass a CSV/JSONL file or a sweep directory")
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
-    stripped = text.lstrip()
-    if path.endswith((".jsonl", ".json")) or stripped.startswith(("{", "[")):
-        records = _parse_json_records(text, path)
+    if path.endswith(".parquet") or _is_parquet(path):
+        records = _parquet_records(path)
     else:
-        records = list(csv.DictReader(text.splitlines()))
-        records = [{k.strip(): (v.strip() if isinstance(v, str) else v)
-                    for k, v in r.items() if k is not None} for r in records]
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except UnicodeDecodeError:
+            raise AnalysisError(f"{path}: not a text table (not UTF-8); pass a CSV, TSV, JSONL "
+                                f"or Parquet file") from None
+        stripped = text.lstrip()
+        if path.endswith((".jsonl", ".json")) or stripped.startswith(("{", "[")):
+            records = _parse_json_records(text, path)
+        else:
+            records = _parse_delimited(text, path)
     if not records:
         raise AnalysisError(f"{path}: no rows; the table needs a header and at least one run")
     labels = [f"row {i + 1}" for i in range(len(records))]
@@ -165,6 +204,33 @@ def _load(path) -> Results:
                    for i in range(len(records)) if i not in set(keep)]
     out.n_read = len(records)
     return out
+
+
+def _is_parquet(path):
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PAR1"
+
+
+def _parquet_records(path):
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise AnalysisError(f"{path}: reading Parquet needs pyarrow; pip install pyarrow, or "
+                            f"pass a CSV") from None
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow's own error types vary by version
+        raise AnalysisError(f"{path}: unreadable Parquet ({' '.join(str(e).split())[:200]})") from None
+    return table.to_pylist()
+
+
+def _parse_delimited(text, path):
+    """CSV, or TSV (a .tsv name, or a header with tabs and no commas)."""
+    header = text.lstrip().split("\n", 1)[0]
+    tab = path.endswith(".tsv") or ("\t" in header and "," not in header)
+    records = list(csv.DictReader(text.splitlines(), delimiter="\t" if tab else ","))
+    return [{k.strip(): (v.strip() if isinstance(v, str) else v)
+             for k, v in r.items() if k is not None} for r in records]
 
 
 def _parse_json_records(text, path):
@@ -301,3 +367,6 @@ def final_rows(table: Results) -> Results:
     out.notes.append(f"training curves: kept the last step of each of {len(last)} runs "
                      f"({len(table)} rows read)")
     return out
+
+
+load_table = load_results  # the package-level name (analysis.load_results is the DataFrame one)

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import allocation, uncertainty
 from .compute import compute_column, cost_model
-from .data import Results, final_rows, load_results
+from .data import Results, final_rows, to_results
 from .errors import AnalysisError
 from .laws import Law, make_law
 from .optimize import ABANDON_AFTER, minimize, minimize_lanes
@@ -54,12 +54,17 @@ def objective(log_pred):
     return value_and_grad
 
 
-def design(table: Results, law: Law, params_column="params"):
+def design(table: Results, law: Law, params_column="params", selection=None):
     """log X (n, k) and log L (n,) for a law, validated, with enough points to fit."""
     logX, logL = design_unchecked(table, law, params_column)
     if len(logL) < law.min_points:
+        why = ""
+        if selection and selection.get("n_dropped"):  # say where the other rows went
+            by = "/".join(selection.get("by") or ["hyperparameter"])
+            why = (f"; best-of-{by} selection kept {len(logL)} of {selection['n_rows']} rows "
+                   f"(one per point of the law; --select all fits every row)")
         raise AnalysisError(f"{table.source}: {len(logL)} points are too few for --law {law.name} "
-                            f"({len(law.fitted)} parameters need at least {law.min_points})")
+                            f"({len(law.fitted)} parameters need at least {law.min_points}){why}")
     return logX, logL
 
 
@@ -212,9 +217,7 @@ def summarise(samples: dict):
 def prepare(table, params_column="params", compute="auto", select="best", select_by=None):
     """The rows a fit uses: final rows of curves, best-of-hyperparameter selection per
     (N, D). Returns (table, cost model, selection info, LR scan)."""
-    if not isinstance(table, Results):
-        table = load_results(table)  # a path: CSV, JSONL or sweep directory
-    table = final_rows(table)
+    table = final_rows(to_results(table))  # a Results, a DataFrame or a path
     cost = cost_model(table, params_column, compute)
     N, D = table.numeric(params_column), table.numeric("tokens")
     scan = lr_scan(table, N, D)
@@ -226,7 +229,7 @@ def prepare(table, params_column="params", compute="auto", select="best", select
 def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, bootstrap=1000,
             seed=0, reference_flops=None, holdout_above_flops=None, holdout_above_params=None,
             params_column="params", compute="auto", select="best", select_by=None, starts=None,
-            base_law=None, abandon=True):
+            base_law=None, abandon=True, progress=None):
     """Fit `law` to a results table. Returns a JSON-ready dict (the content of fit.json).
 
     compute: "auto" (the flops column when present, else 6ND), "flops" or "6nd".
@@ -235,8 +238,11 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
     in the law's log-space coordinates instead of its full grid. base_law: for
     law="data-constrained", a dict of E, A, B, alpha, beta (or a chinchilla fit.json path)
     to hold fixed; without it the base law is fitted jointly. abandon=False runs every
-    start to convergence or the iteration cap (slower; see STARTS_NOTE).
+    start to convergence or the iteration cap (slower; see STARTS_NOTE). progress: an
+    optional callable told, in words, each stage as it starts (the CLI prints them on a
+    terminal).
     """
+    say = progress or (lambda message: None)
     if holdout_above_flops is not None and holdout_above_params is not None:
         raise AnalysisError("--holdout-above-flops and --holdout-above-params both given; "
                             "choose one extrapolation check")
@@ -246,8 +252,10 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
         raise AnalysisError(f"--bootstrap must be >= 0, got {bootstrap}")
     law_obj = make_law(law, x, base=_base_params(base_law)) if isinstance(law, str) else law
     table, cost, selection, scan = prepare(table, params_column, compute, select, select_by)
-    logX, logL = design(table, law_obj, params_column)
+    logX, logL = design(table, law_obj, params_column, selection)
     C = compute_column(table, cost)
+    n_starts = len(law_obj.grid if starts is None else starts)
+    say(f"fitting {law_obj.name} to {len(logL)} points from {n_starts} starts")
     res, best, near = fit_points(law_obj, logX, logL, huber_delta, starts=starts,
                                  abandon=abandon)
     theta = res.x[best]
@@ -291,9 +299,13 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
         groups, unit = bootstrap_groups(table)
         weights = bootstrap_weights(groups, bootstrap, seed)
         boot_starts = bootstrap_starts(law_obj, res, best)
+        say(f"bootstrap: {bootstrap} resamples of {unit}, {len(boot_starts)} starts each")
         boot = bootstrap_fits(law_obj, logX, logL, weights, boot_starts, huber_delta,
                               abandon=abandon, abandon_after=BOOT_ABANDON_AFTER)
         samples = dict(law_obj.to_natural(boot))
+        # Kept in fit.json, so Law.load can give intervals on any prediction or allocation.
+        out["bootstrap_samples"] = {k: np.asarray(samples[k], float).tolist()
+                                    for k in law_obj.natural}
         if law_obj.name == "chinchilla":
             samples.update(allocation.chinchilla_samples(samples, out["reference_flops"], cost_kp))
         stderr, ci95 = summarise(samples)
@@ -315,13 +327,28 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
         warnings.append(f"not identified by these runs: {', '.join(not_ident)} (reported as "
                         f"95% ranges, not values)")
     out["_data"] = dict(law=law_obj, theta=theta, logX=logX, logL=logL, logC=np.log(C),
-                        cost=cost_kp)
+                        cost=cost_kp, runs=[r or lab for r, lab in zip(table.text("run"),
+                                                                      table.labels)],
+                        stderr=_stderr(table), boot=boot if bootstrap else None)
 
     for by, threshold in (("flops", holdout_above_flops), ("params", holdout_above_params)):
         if threshold is not None:  # at most one is set (checked above)
+            say(f"extrapolation check: refit without the runs above {by} {threshold:g}")
             out["extrapolation"] = extrapolation_check(table, law_obj, threshold, huber_delta,
                                                        params_column, by=by, C=C,
                                                        abandon=abandon)
+    return out
+
+
+def _stderr(table):
+    """loss_stderr per row for error bars (NaN where a row has none)."""
+    cells = table.columns.get("loss_stderr") or [None] * len(table)
+    out = np.full(len(table), np.nan)
+    for i, v in enumerate(cells):
+        try:
+            out[i] = float(v)
+        except (TypeError, ValueError):
+            pass
     return out
 
 

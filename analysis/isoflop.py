@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .compute import compute_column, cost_model
-from .data import Results, final_rows, load_results
+from .data import Results, final_rows, to_results
 from .errors import AnalysisError
 from .provenance import provenance
 from .select import edge_warnings, lr_scan, select_best
@@ -81,9 +81,7 @@ def _slopes(opt):
 def isoflop(table: Results, *, bootstrap=1000, seed=0, bin_width_dex=None, params_column="params",
             compute="auto", select="best", select_by=None, reference_flops=None):
     """Approach 2 fit; returns a JSON-ready dict (the content of isoflop.json)."""
-    if not isinstance(table, Results):
-        table = load_results(table)  # a path: CSV, JSONL or sweep directory
-    table = final_rows(table)
+    table = final_rows(to_results(table))  # a Results, a DataFrame or a path
     cost = cost_model(table, params_column, compute)
     C = compute_column(table, cost)
     planned = table.numeric("compute_budget") if table.has("compute_budget") else None

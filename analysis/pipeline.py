@@ -7,7 +7,7 @@ import os
 import threading
 
 from . import report
-from .data import Results, load_results, use_loss_column
+from .data import load_results, to_results, use_loss_column, use_tokens_column
 from .envelope import envelope
 from .errors import AnalysisError
 from .fit import fit_law
@@ -26,10 +26,11 @@ def _plots():
     return plots
 
 
-def _table(results, duplicates="drop", loss_column="loss"):
-    if isinstance(results, Results):
-        return use_loss_column(results, loss_column)
-    return load_results(results, duplicates, loss_column)
+def _table(results, duplicates="drop", loss_column="loss", tokens_column="tokens"):
+    if isinstance(results, (str, os.PathLike)):
+        return load_results(results, duplicates, loss_column, tokens_column)
+    table = to_results(results, duplicates)  # a Results or a DataFrame
+    return use_tokens_column(use_loss_column(table, loss_column), tokens_column)
 
 
 def _out_dir(out_dir):
@@ -43,16 +44,18 @@ def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber
             holdout_above_flops=None, holdout_above_params=None, seed=0,
             params_column="params", reference_flops=None, compute="auto", select="best",
             select_by=None, base_law=None, duplicates="drop", loss_column="loss", abandon=True,
-            svg=False):
+            svg=False, tokens_column="tokens", progress=None):
     """Writes out_dir/fit.json, plots (PNG, and SVG with `svg`), report.md, report.html.
-    Returns (fit, summary)."""
-    table = _table(results, duplicates, loss_column)
+    `progress(message)`, when given, hears each stage as it starts. Returns (fit, summary)."""
+    table = _table(results, duplicates, loss_column, tokens_column)
     _import_plots_meanwhile()
     fit = fit_law(table, law, x, huber_delta=huber_delta, bootstrap=bootstrap, seed=seed,
                   holdout_above_flops=holdout_above_flops,
                   holdout_above_params=holdout_above_params, params_column=params_column,
                   reference_flops=reference_flops, compute=compute, select=select,
-                  select_by=select_by, base_law=base_law, abandon=abandon)
+                  select_by=select_by, base_law=base_law, abandon=abandon, progress=progress)
+    if progress:
+        progress("plots and report")
     if table.has("step") and table.has("run"):
         try:
             fit["approach1"] = envelope(table, params_column=params_column, compute=compute)
@@ -72,16 +75,17 @@ def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber
     page = os.path.join(out_dir, "report.html")
     summary = report.fit_summary(fit, page)
     report.write_report(out_dir, f"Scaling-law fit: {fit['law']}", summary,
-                        report.fit_table_rows(fit), pngs, extra)
+                        report.fit_table_rows(fit), pngs, extra, runs=report.input_runs(fit))
     return fit, summary
 
 
 def run_isoflop(results, out_dir, *, bootstrap=1000, seed=0, bin_width_dex=None,
                 params_column="params", compute="auto", select="best", select_by=None,
-                reference_flops=None, duplicates="drop", loss_column="loss", svg=False):
+                reference_flops=None, duplicates="drop", loss_column="loss", svg=False,
+                tokens_column="tokens"):
     """Writes out_dir/isoflop.json, plots (PNG, and SVG with `svg`) and report.
     Returns (result, summary)."""
-    table = _table(results, duplicates, loss_column)
+    table = _table(results, duplicates, loss_column, tokens_column)
     _import_plots_meanwhile()
     res = isoflop(table, bootstrap=bootstrap, seed=seed, bin_width_dex=bin_width_dex,
                   params_column=params_column, compute=compute, select=select,

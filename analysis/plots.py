@@ -127,6 +127,7 @@ def fit_plots(fit: dict, out_dir: str, svg: bool = False) -> list:
 def _fit_plots(fit: dict, out_dir: str) -> list:
     pngs = []
     for name, draw in (("loss_vs_x", _plot_loss_vs_x), ("frontier", _plot_frontier),
+                       ("predicted_vs_actual", _plot_predicted_vs_actual),
                        ("residuals", _plot_residuals)):
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -137,13 +138,95 @@ def _fit_plots(fit: dict, out_dir: str) -> list:
     return pngs
 
 
+LOSS_LABEL = "loss (nats/token)"
+AXIS_LABELS = {"params": "parameters N", "tokens": "training tokens D",
+               "flops": "compute C (FLOPs)"}
+MAX_LEVELS = 8          # more distinct values than this are binned for colouring
+BAND_SAMPLES = 200      # bootstrap resamples drawn into a curve's band
+
+
+def _axis_label(fit, name):
+    if name == "params" and fit.get("params_column", "params") != "params":
+        return f"{fit['params_column'].replace('_', '-')} N"
+    return AXIS_LABELS.get(name, name)
+
+
+def _levels(values):
+    """(level labels, level index per point) for discrete colours: the distinct values of a
+    grid, or log-spaced bins when the values are scattered."""
+    logv = np.log(values)
+    distinct = np.unique(np.round(logv, 6))
+    if len(distinct) <= MAX_LEVELS:
+        idx = np.searchsorted(distinct, np.round(logv, 6))
+        return [f"{np.exp(v):.3g}" for v in distinct], idx, np.exp(distinct)
+    edges = np.linspace(logv.min(), logv.max() + 1e-9, 6)
+    idx = np.clip(np.searchsorted(edges, logv, side="right") - 1, 0, 4)
+    labels = [f"{np.exp(edges[i]):.2g}–{np.exp(edges[i + 1]):.2g}" for i in range(5)]
+    used = np.unique(idx)
+    remap = {u: k for k, u in enumerate(used)}
+    centres = np.exp([(edges[u] + edges[u + 1]) / 2 for u in used])
+    return [labels[u] for u in used], np.array([remap[i] for i in idx]), centres
+
+
+def _colours(n):
+    return matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, max(n, 2)))[:n]
+
+
+def _heldout_mask(fit):
+    """Rows held out of the extrapolation check's fit (matched by run name)."""
+    runs = fit["_data"].get("runs") or []
+    held = {r["run"] for r in (fit.get("extrapolation") or {}).get("heldout", [])}
+    return np.array([r in held for r in runs], bool) if runs else np.zeros(0, bool)
+
+
+def _points(ax, x, y, yerr, colour, held, label=None):
+    """Error-bar points; held-out ones open (white face)."""
+    yerr = None if yerr is None or not np.isfinite(yerr).any() else np.nan_to_num(yerr)
+    for mask, face in ((~held, colour), (held, "white")):
+        if mask.any():
+            ax.errorbar(x[mask], y[mask], yerr=None if yerr is None else yerr[mask], fmt="o",
+                        ms=4.5, color=colour, mfc=face, mec=colour, elinewidth=1, capsize=2,
+                        label=label)
+            label = None  # one legend entry per colour
+
+
+def _band(fit, grid):
+    """2.5–97.5% of the law's prediction over the bootstrap resamples, or None."""
+    boot = fit["_data"].get("boot")
+    if boot is None or len(boot) < 2:
+        return None
+    from .laws import _jitted
+    import jax
+    law = fit["_data"]["law"]
+    step = max(1, len(boot) // BAND_SAMPLES)
+    with jax.enable_x64(True):
+        logp = np.asarray(_jitted(law.log_pred)(np.asarray(boot[::step]), np.asarray(grid)))
+    return np.nanpercentile(np.exp(logp), [2.5, 97.5], axis=0)
+
+
+def _legend_extras(ax, fit, held, band_drawn):
+    """Legend entries for held-out runs and bands, then the legend."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    handles, labels = ax.get_legend_handles_labels()
+    if held.any():
+        handles.append(Line2D([], [], ls="", marker="o", mfc="white", mec="k", ms=5))
+        labels.append("held out (predicted by the fit without them)")
+    if band_drawn:
+        handles.append(Patch(color="0.6", alpha=0.3))
+        labels.append("95% bootstrap band")
+    ax.legend(handles, labels, fontsize=7)
+
+
 def _plot_loss_vs_x(fit, out_dir):
     d = fit["_data"]
     law, theta, logX, logL = d["law"], d["theta"], d["logX"], d["logL"]
-    loss = np.exp(logL)
-    pngs = []
-    fig, ax = _figure(figsize=(6, 4.2))
+    loss, err, held = np.exp(logL), d.get("stderr"), _heldout_mask(fit)
+    if len(held) != len(loss):
+        held = np.zeros(len(loss), bool)
+    fig, ax = _figure(figsize=(6.4, 4.4))
     x = np.exp(logX[:, 0])
+    band_drawn = False
     if logX.shape[1] > 2:  # e.g. the data-constrained law: observed against predicted
         pred = law.predict(theta, logX)
         epochs = np.exp(logX[:, 1] - logX[:, 2])
@@ -151,75 +234,95 @@ def _plot_loss_vs_x(fit, out_dir):
         fig.colorbar(sc, ax=ax, label="epochs (tokens / unique_tokens)")
         lim = [min(pred.min(), loss.min()), max(pred.max(), loss.max())]
         ax.plot(lim, lim, "k-", lw=0.8)
-        ax.set(xscale="log", yscale="log", xlabel="predicted loss", ylabel="loss",
-               title=f"{law.name} fit{_identified_note(fit)}")
+        ax.set(xscale="log", yscale="log", xlabel=f"predicted {LOSS_LABEL}",
+               ylabel=f"actual {LOSS_LABEL}", title=f"{law.name} fit{_identified_note(fit)}")
         _plain_log_ticks(ax)
-        pngs.append(_save(fig, out_dir, "loss_vs_x"))
-    elif logX.shape[1] == 2:
-        second = np.exp(logX[:, 1])
-        norm = _log_norm(second)
-        sc = ax.scatter(x, loss, c=second, cmap="viridis", norm=norm, s=14)
-        fig.colorbar(sc, ax=ax, label=law.x[1])
-        xs = np.linspace(logX[:, 0].min(), logX[:, 0].max(), 100)
-        # One fitted curve per distinct value of the second variable (a grid sweep), or five
-        # quantiles of it when the values are scattered.
-        levels = np.unique(logX[:, 1])
-        if len(levels) > 8:
-            levels = np.percentile(logX[:, 1], [5, 27.5, 50, 72.5, 95])
-        for q in levels:
-            grid = np.stack([xs, np.full_like(xs, q)], 1)
-            ax.plot(np.exp(xs), law.predict(theta, grid), color=sc.cmap(norm(np.exp(q))), lw=1.2)
+        return [_save(fig, out_dir, "loss_vs_x")]
+    xs = np.linspace(logX[:, 0].min(), logX[:, 0].max(), 100)
+    if logX.shape[1] == 2:
+        names, idx, values = _levels(np.exp(logX[:, 1]))
+        colours = _colours(len(names))
+        unit = "tokens" if law.x[1] == "tokens" else law.x[1]
+        for k, (name, colour) in enumerate(zip(names, colours)):
+            m = idx == k
+            _points(ax, x[m], loss[m], None if err is None else err[m], colour, held[m],
+                    f"D = {name} {unit}")
+            grid = np.stack([xs, np.full_like(xs, np.log(values[k]))], 1)
+            ax.plot(np.exp(xs), law.predict(theta, grid), color=colour, lw=1.3)
+            band = _band(fit, grid)
+            if band is not None:
+                ax.fill_between(np.exp(xs), band[0], band[1], color=colour, alpha=0.18, lw=0)
+                band_drawn = True
     else:
-        ax.scatter(x, loss, s=14)
-        xs = np.linspace(logX[:, 0].min(), logX[:, 0].max(), 100)
+        _points(ax, x, loss, err, "C0", held, "runs")
         ax.plot(np.exp(xs), law.predict(theta, xs[:, None]), color="C1", lw=1.5, label="fit")
-        ax.legend()
-    if logX.shape[1] <= 2:
-        ax.set(xscale="log", yscale="log", xlabel=_x_label(fit, law), ylabel="loss",
-               title=f"{law.name} fit{_identified_note(fit)}")
-        _plain_log_ticks(ax)
-        pngs.append(_save(fig, out_dir, "loss_vs_x"))
+        band = _band(fit, xs[:, None])
+        if band is not None:
+            ax.fill_between(np.exp(xs), band[0], band[1], color="C1", alpha=0.25, lw=0)
+            band_drawn = True
+    ax.set(xscale="log", yscale="log", xlabel=_axis_label(fit, law.x[0]), ylabel=LOSS_LABEL,
+           title=f"{law.name} fit{_identified_note(fit)}")
+    _plain_log_ticks(ax)
+    _legend_extras(ax, fit, held, band_drawn)
+    return [_save(fig, out_dir, "loss_vs_x")]
 
-    return pngs
+
+def _shade_extrapolation(ax, data_max, right):
+    if right > data_max:
+        ax.axvspan(data_max, right, color="0.5", alpha=0.12, lw=0,
+                   label="extrapolation (beyond the data)")
 
 
 def _plot_frontier(fit, out_dir):
     d = fit["_data"]
     law, logX, logL = d["law"], d["logX"], d["logL"]
-    loss = np.exp(logL)
+    loss, err = np.exp(logL), d.get("stderr")
+    held = _heldout_mask(fit)
+    if len(held) != len(loss):
+        held = np.zeros(len(loss), bool)
     pngs = []
     if law.name == "chinchilla":
         params = fit["params"]
         logC, cost = d["logC"], d["cost"]
         c_label = "compute C (FLOPs, 6ND)" if fit["compute"]["name"] == "6ND" else \
-            "compute C (FLOPs, flops column)"
-        fig, ax = _figure(figsize=(6, 4.2))
-        n = np.exp(logX[:, 0])
-        sc = ax.scatter(np.exp(logC), loss, c=n, cmap="plasma", s=14,
-                        norm=_log_norm(n))
-        fig.colorbar(sc, ax=ax, label=_x_label(fit, law))
-        cs = np.exp(np.linspace(logC.min(), np.log(max(fit["reference_flops"])), 100))
+            "compute C (FLOPs, from the flops column)"
+        fig, ax = _figure(figsize=(6.4, 4.4))
+        C = np.exp(logC)
+        names, idx, _ = _levels(np.exp(logX[:, 0]))
+        for k, (name, colour) in enumerate(zip(names, _colours(len(names)))):
+            m = idx == k
+            _points(ax, C[m], loss[m], None if err is None else err[m], colour, held[m],
+                    f"N = {name}")
+        c_max = float(max(fit["reference_flops"]))
+        cs = np.exp(np.linspace(logC.min(), np.log(c_max), 100))
         _, _, frontier = allocation.optimum(params, cs, cost)
         ax.plot(cs, frontier, "k-", lw=1.5, label="compute-optimal frontier")
-        ax.set(xscale="log", yscale="log", xlabel=c_label, ylabel="loss",
-               title=f"frontier{_identified_note(fit)}")
+        samples = fit.get("_samples")
+        if samples is not None:
+            s = {k: np.asarray(samples[k])[:, None] for k in ("E", "A", "B", "alpha", "beta")}
+            band = np.nanpercentile(allocation.optimum(s, cs[None], cost)[2], [2.5, 97.5], axis=0)
+            ax.fill_between(cs, band[0], band[1], color="k", alpha=0.15, lw=0)
+        _shade_extrapolation(ax, float(C.max()), c_max)
+        ax.set(xscale="log", yscale="log", xlabel=c_label, ylabel=LOSS_LABEL,
+               title=f"compute-optimal frontier{_identified_note(fit)}")
         _plain_log_ticks(ax)
-        ax.legend()
+        _legend_extras(ax, fit, held, samples is not None)
         pngs.append(_save(fig, out_dir, "loss_vs_compute"))
 
-        fig, axes = _figure(1, 2, figsize=(10, 4))
+        fig, axes = _figure(1, 2, figsize=(10.5, 4))
         n_opt, d_opt, _ = allocation.optimum(params, cs, cost)
-        samples = fit.get("_samples")
-        for ax, val, name, key in ((axes[0], n_opt, "N_opt", 0), (axes[1], d_opt, "D_opt", 1)):
+        for ax, val, name, key, unit in ((axes[0], n_opt, "N_opt", 0, "parameters"),
+                                         (axes[1], d_opt, "D_opt", 1, "training tokens")):
             ax.plot(cs, val, "C0-", label=name)
             if samples is not None:
                 sn, sd, _ = allocation.optimum({k: np.asarray(samples[k])[:, None]
                                                 for k in ("E", "A", "B", "alpha", "beta")}, cs[None],
                                                 cost)
                 band = np.nanpercentile(sn if key == 0 else sd, [2.5, 97.5], axis=0)
-                ax.fill_between(cs, band[0], band[1], alpha=0.3, label="95% bootstrap")
-            ax.set(xscale="log", yscale="log", xlabel=c_label, ylabel=name)
-            ax.legend()
+                ax.fill_between(cs, band[0], band[1], alpha=0.3, label="95% bootstrap band")
+            _shade_extrapolation(ax, float(C.max()), c_max)
+            ax.set(xscale="log", yscale="log", xlabel=c_label, ylabel=f"{name} ({unit})")
+            ax.legend(fontsize=7)
         pngs.append(_save(fig, out_dir, "compute_optimal"))
     if fit.get("lr_scan"):
         pngs.append(lr_plot(fit["lr_scan"], out_dir, "D"))
@@ -227,16 +330,65 @@ def _plot_frontier(fit, out_dir):
     return pngs
 
 
+def _plot_predicted_vs_actual(fit, out_dir):
+    """Each run's loss against the law's prediction; held-out runs against the prediction of
+    the fit made without them."""
+    d = fit["_data"]
+    law, theta, logX, logL = d["law"], d["theta"], d["logX"], d["logL"]
+    loss, err, held = np.exp(logL), d.get("stderr"), _heldout_mask(fit)
+    if len(held) != len(loss):
+        held = np.zeros(len(loss), bool)
+    pred = np.asarray(law.predict(theta, logX))
+    by_run = {r["run"]: r["predicted"] for r in (fit.get("extrapolation") or {}).get("heldout", [])}
+    for i, run in enumerate(d.get("runs") or []):
+        if held[i] and run in by_run:
+            pred[i] = by_run[run]
+    fig, ax = _figure(figsize=(5.2, 4.8))
+    colour_by = logX[:, 1] if logX.shape[1] >= 2 else logX[:, 0]
+    names, idx, _ = _levels(np.exp(colour_by))
+    what = "D" if logX.shape[1] >= 2 else _axis_label(fit, law.x[0])
+    unit = " tokens" if logX.shape[1] >= 2 else ""
+    for k, (name, colour) in enumerate(zip(names, _colours(len(names)))):
+        m = idx == k
+        _points(ax, pred[m], loss[m], None if err is None else err[m], colour, held[m],
+                f"{what} = {name}{unit}")
+    lo, hi = min(pred.min(), loss.min()), max(pred.max(), loss.max())
+    pad = (hi / lo) ** 0.05
+    ax.plot([lo / pad, hi * pad], [lo / pad, hi * pad], "k-", lw=0.8, label="predicted = actual")
+    ax.set(xlabel=f"predicted {LOSS_LABEL}", ylabel=f"actual {LOSS_LABEL}",
+           title=f"{law.name} fit: predicted against actual")
+    ax.set_aspect("equal", adjustable="datalim")
+    _legend_extras(ax, fit, held, False)
+    return [_save(fig, out_dir, "predicted_vs_actual")]
+
+
 def _plot_residuals(fit, out_dir):
-    law, logX = fit["_data"]["law"], fit["_data"]["logX"]
-    pngs = []
-    fig, ax = _figure(figsize=(6, 3.5))
-    resid = np.asarray(fit["residuals"]["log_loss"])
-    ax.scatter(np.exp(logX[:, 0]), resid, s=12)
+    d = fit["_data"]
+    law, logX = d["law"], d["logX"]
+    held = _heldout_mask(fit)
+    resid = np.array(fit["residuals"]["log_loss"], float)
+    if len(held) != len(resid):
+        held = np.zeros(len(resid), bool)
+    by_run = {r["run"]: r for r in (fit.get("extrapolation") or {}).get("heldout", [])}
+    for i, run in enumerate(d.get("runs") or []):
+        if held[i] and run in by_run:  # a held-out run's residual is that of the fit without it
+            resid[i] = np.log(by_run[run]["predicted"]) - np.log(by_run[run]["loss"])
+    fig, ax = _figure(figsize=(6.4, 3.6))
+    x = np.exp(logX[:, 0])
+    if logX.shape[1] >= 2:
+        names, idx, _ = _levels(np.exp(logX[:, 1]))
+        for k, (name, colour) in enumerate(zip(names, _colours(len(names)))):
+            m = idx == k
+            _points(ax, x[m], resid[m], None, colour, held[m], f"D = {name} tokens")
+    else:
+        _points(ax, x, resid, None, "C0", held, "runs")
     ax.axhline(0, color="k", lw=0.8)
-    ax.set(xscale="log", xlabel=_x_label(fit, law), ylabel="log L_pred − log L", title="residuals")
-    pngs.append(_save(fig, out_dir, "residuals"))
-    return pngs
+    ax.set(xscale="log", xlabel=_axis_label(fit, law.x[0]),
+           ylabel="residual, log L_pred − log L", title="residuals (colour: D)"
+           if logX.shape[1] >= 2 else "residuals")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    _legend_extras(ax, fit, held, False)
+    return [_save(fig, out_dir, "residuals")]
 
 
 def _identified_note(fit):

@@ -129,23 +129,71 @@ def _cells(row):
     return rounded(v, se), ("" if se is None else num(se, 2)), rng
 
 
-def markdown(title: str, summary: str, table_rows, pngs, extra_sections=()) -> str:
+RUNS_HEADER = ("run", "N", "D", "C (FLOPs)", "loss", "± stderr", "role")
+
+
+def input_runs(fit: dict) -> list:
+    """One row per input run: what was fitted, what the extrapolation check held out (with
+    the prediction of the fit made without it), and what was left out and why."""
+    d = fit.get("_data")
+    if not d:
+        return []
+    law, logX, logL = d["law"], d["logX"], d["logL"]
+    held = {r["run"]: r for r in (fit.get("extrapolation") or {}).get("heldout", [])}
+    runs = d.get("runs") or [f"row {i + 1}" for i in range(len(logL))]
+    stderr = d.get("stderr")
+    cols = dict(zip(law.x, range(logX.shape[1])))
+    rows = []
+    for i, run in enumerate(runs):
+        se = "" if stderr is None or not np.isfinite(stderr[i]) else f"{stderr[i]:.3g}"
+        role = "fitted"
+        if run in held:
+            role = f"held out: predicted {held[run]['predicted']:.4g} ({held[run]['rel_error']:+.2%})"
+        rows.append((run, _g(logX, cols, "params", i), _g(logX, cols, "tokens", i),
+                     f"{np.exp(d['logC'][i]):.3g}", f"{np.exp(logL[i]):.4g}", se, role))
+    for drop in ((fit.get("provenance") or {}).get("rows") or {}).get("dropped", []):
+        rows.append((str(drop.get("row", "")), "", "", "", "", "", f"left out: {drop.get('reason', '')}"))
+    return rows
+
+
+def _g(logX, cols, name, i):
+    return f"{np.exp(logX[i, cols[name]]):.3g}" if name in cols else ""
+
+
+def _runs_markdown(rows):
+    out = ["## Input runs", "", "| " + " | ".join(RUNS_HEADER) + " |",
+           "|" + "---|" * len(RUNS_HEADER)]
+    out += ["| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in rows]
+    return out + [""]
+
+
+def _runs_html(rows):
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in RUNS_HEADER)
+    body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<h2>Input runs</h2><table><tr>{head}</tr>{body}</table>"
+
+
+def markdown(title: str, summary: str, table_rows, pngs, extra_sections=(), runs=()) -> str:
     out = [f"# {title}", "", "```", summary, "```", ""]
     if table_rows:
-        out += ["| quantity | value | stderr | 95% CI |", "|---|---|---|---|"]
+        out += ["## Fitted parameters", "", "| quantity | value | stderr | 95% CI |",
+                "|---|---|---|---|"]
         for row in table_rows:
             v, se, rng = _cells(row)
             out.append(f"| {row[0]} | {v} | {se} | {rng} |")
         out.append("")
     for head, body in extra_sections:
         out += [f"## {head}", "", body, ""]
+    if runs:
+        out += _runs_markdown(runs)
     for p in pngs:
         name = os.path.basename(p)
         out += [f"![{name}]({name})", ""]
     return "\n".join(out)
 
 
-def html_page(title: str, summary: str, table_rows, pngs, extra_sections=()) -> str:
+def html_page(title: str, summary: str, table_rows, pngs, extra_sections=(), runs=()) -> str:
     esc = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>",
              "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
@@ -153,6 +201,7 @@ def html_page(title: str, summary: str, table_rows, pngs, extra_sections=()) -> 
              "text-align:right}img{max-width:100%}</style></head><body>",
              f"<h1>{esc(title)}</h1><pre>{esc(summary)}</pre>"]
     if table_rows:
+        parts.append("<h2>Fitted parameters</h2>")
         parts.append("<table><tr><th>quantity</th><th>value</th><th>stderr</th><th>95% CI</th></tr>")
         for row in table_rows:
             v, se, rng = _cells(row)
@@ -161,6 +210,8 @@ def html_page(title: str, summary: str, table_rows, pngs, extra_sections=()) -> 
         parts.append("</table>")
     for head, body in extra_sections:
         parts.append(f"<h2>{esc(head)}</h2><pre>{esc(body)}</pre>")
+    if runs:
+        parts.append(_runs_html(runs))
     for p in pngs:
         with open(p, "rb") as fh:
             data = base64.b64encode(fh.read()).decode("ascii")
@@ -169,13 +220,14 @@ def html_page(title: str, summary: str, table_rows, pngs, extra_sections=()) -> 
     return "\n".join(parts)
 
 
-def write_report(out_dir: str, title: str, summary: str, table_rows, pngs, extra_sections=()):
+def write_report(out_dir: str, title: str, summary: str, table_rows, pngs, extra_sections=(),
+                 runs=()):
     md = os.path.join(out_dir, "report.md")
     with open(md, "w", encoding="utf-8") as fh:
-        fh.write(markdown(title, summary, table_rows, pngs, extra_sections))
+        fh.write(markdown(title, summary, table_rows, pngs, extra_sections, runs))
     page = os.path.join(out_dir, "report.html")
     with open(page, "w", encoding="utf-8") as fh:
-        fh.write(html_page(title, summary, table_rows, pngs, extra_sections))
+        fh.write(html_page(title, summary, table_rows, pngs, extra_sections, runs))
     return md, page
 
 

@@ -34,7 +34,7 @@ def select_best(table: Results, point, point_names, *, mode="best", by=None):
     missing = [c for c in by if not table.has(c)]
     if asked and missing:
         raise AnalysisError(f"{table.source}: --select-by column(s) {', '.join(missing)} not in "
-                            f"the table (have: {', '.join(sorted(table.columns))})")
+                            f"the table (have: {', '.join(table.input_columns())})")
     by = tuple(c for c in by if table.has(c))
     info = dict(mode=mode, by=list(by), point=list(point_names), n_rows=len(table), n_dropped=0,
                 dropped=[])

@@ -82,6 +82,7 @@ def default_sweep() -> ml_collections.ConfigDict:
     c.analysis = a = ml_collections.ConfigDict()
     a.enabled = True
     a.law = "chinchilla"
+    a.x = ""  # the variable of a one-variable law (power/kaplan): params, tokens or flops
     a.bootstrap = 200
     a.params_column = "params"  # N of the law: "params" (total) or "nonembedding_params"
     # Extrapolation check (0 = off): also fit without the runs above this compute, or without

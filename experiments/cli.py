@@ -115,9 +115,41 @@ def add_config(p: argparse.ArgumentParser, default: str | None, what: str, requi
                           help=f"{what}; {OVERRIDE_HELP.format(example=example)}")
 
 
+def split_list(text: str, flag: str, kind=str) -> list:
+    """A list flag's value: comma-separated, the one list syntax of every command
+    (`--widths 64,128`, `--reference-flops 1e18,1e19`; tuple config keys take the same form,
+    `--config.tokens=262144,524288`)."""
+    items = [item.strip() for item in str(text).split(",") if item.strip()]
+    if not items:
+        fail(f"{flag} is empty; give a comma-separated list, e.g. {flag} A,B")
+    try:
+        return [kind(item) for item in items]
+    except ValueError:
+        fail(f"{flag} {text!r} is not a comma-separated list of {kind.__name__}s; write e.g. "
+             f"{flag} A,B")
+
+
+def underscore_spellings(p: argparse.ArgumentParser, argv, documented=None) -> list[str]:
+    """`--params_column` for a documented `--params-column`: the same one-line notice every
+    command gives for an old spelling, then the dashed flag (so no command refuses what
+    another accepts)."""
+    known = set(documented if documented is not None else _documented_options(p))
+    registered = set(_documented_options(p, hidden=True))  # old spellings with their own alias
+    out = []
+    for token in argv:
+        name, eq, value = token.partition("=")
+        dashed = "--" + name[2:].replace("_", "-") if name.startswith("--") else name
+        if "_" in name and name.startswith("--") and not name.startswith("--config") \
+                and name not in registered and dashed in known:
+            note(f"warning: {name} is deprecated; use {dashed}")
+            token = dashed + eq + value
+        out.append(token)
+    return out
+
+
 def parse(p: argparse.ArgumentParser, argv, allow_overrides: bool = True):
     """(args, override tokens): argparse for the flags, `--config.KEY[=VALUE]` set aside in order."""
-    args, extra = p.parse_known_args(argv)
+    args, extra = p.parse_known_args(underscore_spellings(p, list(argv)))
     overrides, unknown, i = [], [], 0
     while i < len(extra):
         token = extra[i]
@@ -139,14 +171,15 @@ def parse(p: argparse.ArgumentParser, argv, allow_overrides: bool = True):
     return args, overrides
 
 
-def _documented_options(p: argparse.ArgumentParser) -> list[str]:
-    """Option strings shown in --help, subcommands' included (old spellings are not suggested)."""
+def _documented_options(p: argparse.ArgumentParser, hidden: bool = False) -> list[str]:
+    """Option strings shown in --help, subcommands' included (old spellings are not suggested,
+    unless `hidden`)."""
     out = []
     for action in p._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
-                out += _documented_options(sub)
-        elif action.help != argparse.SUPPRESS:
+                out += _documented_options(sub, hidden)
+        elif hidden or action.help != argparse.SUPPRESS:
             out += action.option_strings
     return out
 
@@ -161,6 +194,17 @@ def _load_module(path: str):
     return module
 
 
+def shipped_config(path: str) -> str:
+    """`configs/...` names the shipped config when no such file is here: the commands work
+    from any directory once the package is installed."""
+    if os.path.isfile(path) or not path.replace(os.sep, "/").startswith("configs/"):
+        return path
+    import configs
+    shipped = os.path.join(os.path.dirname(os.path.abspath(configs.__file__)),
+                           *path.split("/")[1:])
+    return shipped if os.path.isfile(shipped) else path
+
+
 def config_variants(module) -> tuple[str, ...]:
     """The ARGs a config file declares (`VARIANTS`), or () when it does not say."""
     return tuple(getattr(module, "VARIANTS", ()))
@@ -169,6 +213,7 @@ def config_variants(module) -> tuple[str, ...]:
 def build_config(spec: str, *, example: str = "configs/gpt.py:VARIANT"):
     """`FILE[:ARG]` -> the ConfigDict its get_config(ARG) returns (unlocked, no overrides)."""
     path, _, arg = spec.partition(":")
+    path = shipped_config(path)
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} not found; pass --config {example}")
     module = _load_module(path)
@@ -209,7 +254,7 @@ def apply_overrides(config, tokens: list[str]):
             guess = difflib.get_close_matches(key, sorted(keys), n=1)
             hint = f"did you mean --config.{guess[0]}?" if guess else "see the config file for its keys"
             raise ConfigError(f"unknown config key {key!r}; {hint}")
-    argv = ["config", *tokens]
+    argv = ["config", *(_quote_words(config, token, keys) for token in tokens)]
     values = flags.FlagValues()
     try:
         holder = config_flags.DEFINE_config_dict("config", config, flag_values=values,
@@ -224,6 +269,31 @@ def apply_overrides(config, tokens: list[str]):
             hint = f"config.{m.group(1)} is {type(current).__name__} (now {current!r})"
         raise ConfigError(f"bad override ({message.removeprefix('flag ')}); {hint}") from None
     return holder.value
+
+
+def _quote_words(config, token: str, keys) -> str:
+    """`--config.variants=100k,300k` -> `--config.variants=('100k','300k')`: a tuple key takes a
+    plain comma-separated list, like every list flag; bare words become strings (numbers stay
+    numbers). A Python literal (parentheses, quotes) passes unchanged."""
+    m = OVERRIDE.match(token)
+    if m is None or m.group(3) is None or m.group(2) not in keys:
+        return token
+    text = m.group(3)[1:]
+    if not isinstance(_value_at(config, m.group(2)), tuple) or not text \
+            or any(ch in text for ch in "()[]'\""):
+        return token
+    try:
+        ast.literal_eval(text)
+        return token  # numbers: config_flags parses them as they are
+    except (ValueError, SyntaxError):
+        pass
+    items = []
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        try:
+            items.append(repr(ast.literal_eval(item)))
+        except (ValueError, SyntaxError):
+            items.append(repr(item))
+    return f"--config.{m.group(2)}=({','.join(items)},)"
 
 
 def _value_at(config, key: str):

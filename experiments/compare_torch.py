@@ -157,3 +157,38 @@ def summary(rows) -> str:
         lines.append(f"{shape:<28}{r['ours_tokens_per_s']:>12,.0f}{r['torch_tokens_per_s']:>13,.0f}"
                      f"{r['ratio']:>12.2f}{r['ours_mfu']:>10.1%}{r['torch_mfu']:>11.1%}")
     return "\n".join(lines)
+
+
+def build_parser():
+    from experiments import cli
+
+    p = cli.parser("python -m experiments.compare_torch", __doc__)
+    p.add_argument("--torch-python", default=None, metavar="PYTHON",
+                   help="a Python with torch installed (default: $TORCH_PYTHON)")
+    p.add_argument("--torch-script", default=None, metavar="FILE",
+                   help="the peer (default: shared/bench/torch_gpt.py beside the repository)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per config")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
+    p.add_argument("--configs", default="a,b,c", metavar="LIST",
+                   help=f"comma-separated configs to time, of {', '.join(CONFIGS)}")
+    return p
+
+
+def main(argv) -> int:
+    from experiments import cli
+
+    args, _ = cli.parse(build_parser(), argv, allow_overrides=False)
+    names = cli.split_list(args.configs, "--configs")
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        raise CompareError(f"unknown config {unknown[0]!r}; choose from {', '.join(CONFIGS)}")
+    cli.quiet_absl()
+    compare(tuple(names), rounds=args.rounds, steps=args.steps, torch_py=args.torch_python,
+            script=args.torch_script)
+    return 0
+
+
+if __name__ == "__main__":
+    from experiments import cli
+
+    cli.run(main)

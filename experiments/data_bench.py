@@ -174,13 +174,13 @@ def bench_size(size: int, out: Path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.data_bench",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", action="append", required=True,
-                        help="corpus size, e.g. 20MB or 2GB (repeatable)")
+    parser.add_argument("--size", required=True, metavar="LIST",
+                        help="comma-separated corpus sizes, e.g. 20MB,2GB")
     parser.add_argument("--out", default="/tmp/data_bench",
                         help="folder for the synthetic corpora, stores and data_bench.json")
     args = parser.parse_args(argv)
     try:
-        sizes = [parse_size(s) for s in args.size]
+        sizes = [parse_size(s) for s in args.size.split(",") if s.strip()]
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -9,9 +9,15 @@ from experiments import cli  # noqa: F401  (sets quiet logging before jax loads)
 
 import collections
 
+PROG = "python -m experiments.devices"
 
-def main(argv):
-    del argv
+
+def build_parser() -> cli.ArgumentParser:
+    return cli.parser(PROG, __doc__)
+
+
+def main(argv) -> int:
+    cli.parse(build_parser(), argv, allow_overrides=False)
     from research import distributed
 
     found = distributed.initialize()
@@ -29,7 +35,8 @@ def main(argv):
           + ", ".join(f"{n} x {k}" for k, n in kinds.items()))
     print(f"MFU peak: {peak.per_device / 1e12:.3g} TFLOP/s per device x {len(devices)} = "
           f"{peak.of_mesh(len(devices)) / 1e12:.3g} TFLOP/s; source: {peak.source}")
+    return 0
 
 
 if __name__ == "__main__":
-    cli.run_main(main)
+    cli.run(main)

@@ -43,6 +43,13 @@ def main(argv) -> int:
         cli.fail(f"no run directory given; {PROG} RUN_DIR --prompt TEXT")
     if not os.path.isdir(workdir):
         cli.fail(f"run directory {workdir} does not exist; pass the directory of a training run")
+    if not os.path.isfile(os.path.join(workdir, "config.json")):
+        # Not a run at all (a sweep directory, a typo'd parent folder): say so, rather than
+        # suggest training a run there.
+        hint = (f"it looks like a sweep; pass one of its runs, e.g. {workdir}/runs/NAME"
+                if os.path.isdir(os.path.join(workdir, "runs")) else
+                "pass the --workdir of a run made by python -m experiments.train")
+        cli.fail(f"{workdir} is not a training run (no config.json); {hint}")
 
     import numpy as np
     from research import checkpoint, sample, tokenizer

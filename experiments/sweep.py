@@ -1,7 +1,7 @@
 """Sweep runner: expand a sweep config into training runs, run them (surviving crashes, kills
 and restarts), collect results.csv and fit the scaling law.
 
-  python -m experiments.sweep plan   --config configs/sweeps/NAME.py[:ARG] --workdir DIR [--no-bench]
+  python -m experiments.sweep plan   --config configs/sweeps/NAME.py[:ARG] [--workdir DIR] [--no-bench]
   python -m experiments.sweep run    --config configs/sweeps/NAME.py[:ARG] --workdir DIR [--workers K]
   python -m experiments.sweep status DIR
 
@@ -18,6 +18,7 @@ import argparse
 import copy
 import json
 import sys
+import tempfile
 
 import ml_collections
 
@@ -63,8 +64,15 @@ def build_parser() -> cli.ArgumentParser:
         else:
             cli.add_config(s, None, f"sweep config, {EXAMPLE}[:ARG]", required=True,
                            example=OVERRIDE_EXAMPLE)
-            s.add_argument("--workdir", required=True, metavar="DIR",
-                           help="the sweep directory (created; the same command again resumes it)")
+            if name == "plan":
+                s.add_argument("--workdir", metavar="DIR",
+                               help="the sweep directory whose state/bench.json caches the "
+                                    "timing benchmark (optional: without it the benchmark is "
+                                    "not kept; plan writes nothing else)")
+            else:
+                s.add_argument("--workdir", required=True, metavar="DIR",
+                               help="the sweep directory (created; the same command again "
+                                    "resumes it)")
         s.add_argument("--set", action=_SetAlias, dest="set_overrides", default=[],
                        help=argparse.SUPPRESS)
         if name == "plan":
@@ -153,14 +161,16 @@ def save_plan(sweep_dir: SweepDir, sweep, runs) -> None:
 
 def cmd_plan(args) -> int:
     sweep, runs = load(args)
-    sweep_dir = SweepDir(args.workdir)
     if args.preflight:
         from research import preflight
         preflight.check_shapes([r.config for r in runs], out=lambda s: print(s, file=sys.stderr))
     estimates = None
     if not args.no_bench:
-        bench = estimate.measure_shapes(runs, sweep_dir, out=lambda s: print(s, file=sys.stderr))
-        estimates = estimate.estimates(runs, bench)
+        with tempfile.TemporaryDirectory(prefix="sweep-plan-") as scratch:
+            # Without --workdir the benchmark's cache lives only as long as this command.
+            sweep_dir = SweepDir(args.workdir or scratch)
+            bench = estimate.measure_shapes(runs, sweep_dir, out=lambda s: print(s, file=sys.stderr))
+        estimates = estimate.estimates(runs, bench, int(sweep.executor.workers))
     print(f"sweep {sweep.name!r} ({sweep.kind}), tolerance of iso-FLOP matching {plan.ISOFLOP_TOLERANCE:.0%}"
           if sweep.kind == "isoflop" else f"sweep {sweep.name!r} ({sweep.kind})")
     print(report.plan_table(runs, estimates, int(sweep.executor.workers)))

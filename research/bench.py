@@ -38,13 +38,16 @@ def measure(config, steps: int = 5, peak: float | peaks.Peak | None = None) -> d
     t0 = time.perf_counter()
     compiled = trainer.train_step.jitted.lower(state, batch, trainer.schedule).compile()
     compile_s = time.perf_counter() - t0
-    state, m = compiled(state, batch, trainer.schedule)  # warm-up
-    jax.block_until_ready(m)
-    t0 = time.perf_counter()
-    for _ in range(steps):
+    for _ in range(2):  # warm-up: the first call after compiling is several times slower
         state, m = compiled(state, batch, trainer.schedule)
-    jax.block_until_ready((state, m))
-    step_s = (time.perf_counter() - t0) / steps
+        jax.block_until_ready(m)
+    times = []
+    for _ in range(steps):  # each step timed alone: the median ignores a step slowed by load
+        t0 = time.perf_counter()
+        state, m = compiled(state, batch, trainer.schedule)
+        jax.block_until_ready((state, m))
+        times.append(time.perf_counter() - t0)
+    step_s = float(np.median(times))
     tokens_per_step = run_math.tokens_per_step(cfg.train, cfg.model)
     model_flops = run_math.flops_per_step(cfg) / step_s
     if peak is None:

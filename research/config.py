@@ -215,6 +215,7 @@ class LogConfig:
     wandb: bool = False  # also log to Weights & Biases (pip install wandb; WANDB_MODE=offline works)
     wandb_project: str = "scaling-lab"
     wandb_entity: str = ""  # W&B team or user; "" = your default
+    wandb_group: str = ""  # W&B group of the run; a sweep sets its own name when this is ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,7 +25,9 @@ def wandb_settings(config) -> dict | None:
     log = config.get("log") if hasattr(config, "get") else getattr(config, "log", None)
     if not log or not log.wandb:
         return None
-    return {"project": log.wandb_project or None, "entity": log.wandb_entity or None}
+    return {"project": log.wandb_project or None, "entity": log.wandb_entity or None,
+            "group": (log.get("wandb_group") if hasattr(log, "get")
+                      else getattr(log, "wandb_group", "")) or None}
 
 
 def check_tracking(config) -> None:
@@ -121,7 +123,7 @@ def _start_wandb(workdir: str, settings: dict, config):
     as_dict = config.to_dict() if hasattr(config, "to_dict") else None
     return wandb.init(project=settings["project"], entity=settings["entity"], dir=workdir,
                       id=run_id, name=os.path.basename(os.path.abspath(workdir)),
-                      resume="allow", config=as_dict)
+                      group=settings.get("group"), resume="allow", config=as_dict)
 
 
 # --- progress -----------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from research.flops import run_flops, train_flops_per_token  # noqa: F401  (re-e
 HASH_HEX = 12  # hex digits of sha256 in run names and config_hash
 # Keys that do not change what a run computes: they neither enter the hash nor block resume.
 VOLATILE = (("train", "allow_config_change"), ("log", "wandb"), ("log", "wandb_project"),
-            ("log", "wandb_entity"), ("model", "scan_unroll"))
+            ("log", "wandb_entity"), ("log", "wandb_group"), ("model", "scan_unroll"))
 
 
 # ---------------------------------------------------------------- identity

@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from analysis import AnalysisError, envelope, fit_law, isoflop, load_results
+from analysis import AnalysisError, envelope, fit_law, isoflop
+from analysis.data import load_results  # the table with row labels and notes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 P = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)

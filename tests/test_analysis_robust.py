@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from analysis import load_results
+from analysis.data import load_results  # the table with row labels and notes
 from analysis.errors import AnalysisError
 from analysis.pipeline import run_fit
 

@@ -313,7 +313,7 @@ def test_wandb_sink_logs_what_the_jsonl_holds_and_resumes_the_same_run(tmp_path,
     config = gpt.get_config("tiny")
     config.log.wandb, config.log.wandb_project, config.log.wandb_entity = True, "lab", ""
     settings = metrics.wandb_settings(config)
-    assert settings == {"project": "lab", "entity": None}
+    assert settings == {"project": "lab", "entity": None, "group": None}
     metrics.check_tracking(config)  # installed (here: the fake): accepted
     w = metrics.MetricsWriter(str(tmp_path), config=config, wandb=settings)
     w.write(10, {"train/loss": 2.5, "train/lr": 1e-3})

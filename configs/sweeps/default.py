@@ -1,12 +1,13 @@
 """The main job: a 4 model sizes x 4 token budgets grid on the embedded Shakespeare corpus,
-sized to finish in about 20 minutes on 2 CPU cores, compilation included, then the fit.
+sized to finish in about 11 minutes on 2 CPU cores (a quiet machine, from a fresh clone,
+`pip install` included), compilation included, then the fit.
 
   python -m experiments.sweep run --config configs/sweeps/default.py --workdir sweeps/default
 
 Sizes span 14x in non-embedding parameters and budgets 8x in tokens (0.3 to 37 tokens per
 parameter), so both terms of L(N, D) = E + A / N^alpha + B / D^beta are constrained by the data.
 The shortest run has 128 optimizer steps; the largest budget is under half an epoch of the
-corpus, so no token is seen twice. The README reports what the fit came out as.
+corpus, so no token is seen twice. docs/default-job.md reports what the fit came out as.
 """
 
 from configs.sweep_base import default_sweep
@@ -25,7 +26,7 @@ def get_config(arg: str = ""):
     # One LR for every size. The per-size optima of configs/sweeps/lr_ladder.py (at 524k tokens:
     # variant_learning_rates={"L2d48": 6e-3, "100k": 6e-3, "300k": 6e-3, "800k": 3e-3}) made the
     # law worse here: 6e-3 hurts the 128-step runs (100k: 2.68 vs 2.45 nats), the a interval
-    # widened (0.92 vs 0.81) and the held-out error grew (4.6% vs 3.2% max). See the README.
+    # widened (0.92 vs 0.81) and the held-out error grew (4.6% vs 3.2% max). See docs/default-job.md.
     s.base.train.learning_rate = 3e-3
     # Evaluations along a run (its loss curve) use 8 batches of 16 windows; the final one, whose
     # loss the law is fitted to, 80 (1,280 of the validation split's 3,332 disjoint windows of

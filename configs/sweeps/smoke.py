@@ -1,7 +1,9 @@
 """Smoke sweep: 2 model sizes x 2 token budgets, about a minute on 2 CPU cores.
 
-For trying the tool and for the end-to-end test; far too small for a meaningful law (the fit of
-4 points is expected to fail, and the runner says so in one line while keeping results.csv).
+For trying the tool and for the end-to-end test. Four points cannot pin down the five
+parameters of L(N, D), so the sweep fits the three-parameter power law in compute,
+L(C) = E + A / C^alpha, and ends with a report like any other sweep (far too small for a
+meaningful law: read it for its shape, not its numbers).
 
   python -m experiments.sweep run --config configs/sweeps/smoke.py --workdir sweeps/smoke
 """
@@ -21,5 +23,7 @@ def get_config(arg: str = ""):
     s.tokens = (64 * 8 * 24, 64 * 8 * 48)  # 24 and 48 optimizer steps
     s.runner.evals_per_run = 1
     s.runner.checkpoints_per_run = 3
+    s.analysis.law = "power"
+    s.analysis.x = "flops"
     s.analysis.bootstrap = 20
     return s

@@ -1,9 +1,15 @@
 """Wall-time estimates for `plan`, from a short measured benchmark of each distinct model shape.
 
-estimate(run) = STARTUP_S (process start, imports, data) + compile_s + steps x step_s
-               + eval batches x step_s / 3 (an eval batch is about a forward pass): eval_batches
-                 per evaluation along the run, final_eval_batches at its end
-Measurements are cached in DIR/state/bench.json by shape, so a second `plan` is instant.
+What a sweep pays, as its runs' timing breakdowns show:
+- once per worker: STARTUP_S (the long-lived child imports jax/flax/orbax and loads the corpus);
+- once per model shape, on its first run: about FIRST_OF_SHAPE x compile_s (the train step's
+  compilation, the eval step's, and the first checkpoint save); later runs of the shape reuse
+  the compiled step (one executable per shape, the persistent compilation cache);
+- every run: PER_RUN_S (setup, evaluations' fixed part, checkpoints) + steps x step_s
+  + eval batches x step_s / 3 (an eval batch is about a forward pass).
+step_s is the median of single timed steps, so one slow step on a shared machine does not
+inflate the estimate of every step. Measurements are cached in DIR/state/bench.json by shape,
+so a second `plan` is instant.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from experiments.sweeplib.layout import SweepDir, read_json, write_atomic
 from research import evals
 
 STARTUP_S = 6.0  # measured: a child process importing jax/flax/orbax and loading the corpus
-BENCH_STEPS = 5  # 3 was too noisy on a shared machine
+FIRST_OF_SHAPE = 1.5  # x compile_s: train + eval compilation and the first checkpoint (measured)
+PER_RUN_S = 1.5  # measured fixed cost of a run whose shape is already compiled
+BENCH_STEPS = 9  # single steps, median taken: 3-5 were too noisy on a shared machine
 
 
 def shape_key(config) -> str:
@@ -40,13 +48,20 @@ def measure_shapes(runs, sweep_dir: SweepDir, out=print) -> dict[str, dict]:
     return cache
 
 
-def estimates(runs, bench: dict[str, dict]) -> dict[str, float]:
-    out = {}
-    for run in runs:
-        b = bench.get(shape_key(run.config))
+def estimates(runs, bench: dict[str, dict], workers: int = 1) -> dict[str, float]:
+    """Seconds per run; the first run of each shape carries the shape's compilation and the
+    first `workers` runs a child's start-up."""
+    out, seen = {}, set()
+    for i, run in enumerate(runs):
+        key = shape_key(run.config)
+        b = bench.get(key)
         if b is None:
             continue
-        out[run.name] = (STARTUP_S + b["compile_s"] + run.steps_to_train * b["step_s"]
+        fixed = PER_RUN_S + (STARTUP_S if i < max(1, workers) else 0.0)
+        if key not in seen:
+            seen.add(key)
+            fixed += FIRST_OF_SHAPE * b["compile_s"]
+        out[run.name] = (fixed + run.steps_to_train * b["step_s"]
                          + eval_batches(run) * b["step_s"] / 3)
     return out
 

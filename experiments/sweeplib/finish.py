@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from experiments.sweeplib import ledger, results
+from experiments.sweeplib import ledger, results, tracking
 from experiments.sweeplib.layout import SweepDir, write_atomic
 from experiments.sweeplib.worker import child_env
 
@@ -62,8 +62,9 @@ def analysis_commands(sweep_dir: SweepDir, sweep) -> list[list[str]]:
     for by in ("flops", "params"):
         if float(sweep.analysis[f"holdout_above_{by}"]):
             holdout = [f"--holdout-above-{by}", repr(float(sweep.analysis[f"holdout_above_{by}"]))]
+    x = str(sweep.analysis.get("x", "") or "")
     cmds = [[sys.executable, "-m", "analysis", "fit", csv, "--law", str(sweep.analysis.law),
-             "--out", str(sweep_dir.analysis), *common, *holdout]]
+             *(["--x", x] if x else []), "--out", str(sweep_dir.analysis), *common, *holdout]]
     if sweep.kind == "isoflop":
         cmds.append([sys.executable, "-m", "analysis", "isoflop", csv, "--out",
                      str(sweep_dir.analysis / "isoflop"), *common])
@@ -88,6 +89,7 @@ def run_analysis(sweep_dir: SweepDir, sweep, out=print) -> bool:
             (sweep_dir.analysis / f"{cmd[3]}.stderr").write_text(proc.stderr)
             out(f"analysis {cmd[3]} took {time.time() - t0:.0f}s")
         write_atomic(tag_file, tag)
+        tracking.log_fit(sweep_dir, sweep, out)
     out(law_summary(sweep_dir))
     return True
 

@@ -179,6 +179,8 @@ def expand(sweep) -> list[Run]:
                                     per_variant.get(variant_dims(variant).name, lr))
                 if p is not None:
                     base.model.parametrization = p
+                if "log" in base and not base.log.get("wandb_group", ""):
+                    base.log.wandb_group = str(sweep.name)  # W&B shows a sweep's runs together
                 if sweep.kind == "grid":
                     runs += _grid(sweep, base, seed, lr_tag)
                 elif sweep.kind == "isoflop":

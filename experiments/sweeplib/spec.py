@@ -100,6 +100,9 @@ def check(c: ml_collections.ConfigDict) -> None:
         raise SweepError("analysis.params_column must be 'params' or 'nonembedding_params'")
     if int(c.analysis.bootstrap) < 0:
         raise SweepError("analysis.bootstrap must be >= 0")
+    if c.analysis.get("x", "") not in ("", "params", "tokens", "flops"):
+        raise SweepError(f"analysis.x {c.analysis.x!r} is unknown; use params, tokens, flops "
+                         "or '' (the law's own variables)")
     if c.analysis.holdout_above_flops and c.analysis.holdout_above_params:
         raise SweepError("analysis.holdout_above_flops and analysis.holdout_above_params are "
                          "both set; choose one extrapolation check")

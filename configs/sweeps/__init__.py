@@ -1,0 +1,1 @@
+"""Shipped sweep configs: python -m experiments.sweep plan --config configs/sweeps/NAME.py."""
