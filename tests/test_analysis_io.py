@@ -122,6 +122,7 @@ def run_cli(*args):
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_writes_fit_and_isoflop_outputs(tmp_path):
     rng = np.random.default_rng(0)
     rows = [[f"r{i}", N, D, 1.8 + 900 / N ** 0.3 * rng.lognormal(0, 0.005)]
@@ -153,6 +154,7 @@ def test_cli_writes_fit_and_isoflop_outputs(tmp_path):
     assert not list((tmp_path / "iso").glob("*.svg"))  # SVG only when asked (--svg)
 
 
+@pytest.mark.slow
 def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     path = write_csv(tmp_path / "r.csv", ["run", "params", "tokens"], [["a", 1, 2]])
     proc = run_cli("fit", path, "--out", str(tmp_path / "o"))

@@ -122,6 +122,7 @@ def test_train_flags_old_and_new(capsys):
     assert cli.parse(p, ["--workdir", "w", "--noprogress"])[0].progress is False
 
 
+@pytest.mark.slow
 def test_usage_errors_are_one_line_with_a_suggestion(capsys):
     with pytest.raises(SystemExit) as info:
         cli.parse(sample.build_parser(), ["runs/x", "--max-new-tokenz", "3"], allow_overrides=False)
@@ -182,6 +183,7 @@ def run_cli(module, *args, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, start", [
     (["--config.train.tokenz=1"], "error: unknown config key 'train.tokenz'; did you mean --config.train.tokens?"),
     (["--config", "configs/gpt.py:huge"], "error: unknown variant 'huge' in configs/gpt.py; choose one of: tiny,"),
@@ -194,6 +196,7 @@ def test_train_config_errors_exit_2_with_exactly_one_line(tmp_path, args, start)
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
+@pytest.mark.slow
 def test_sweep_status_positional_and_old_spelling(tmp_path):
     new = run_cli("experiments.sweep", "status", str(tmp_path))
     old = run_cli("experiments.sweep", "status", "--workdir", str(tmp_path))
@@ -358,6 +361,7 @@ def git(repo, *args):
                           text=True).stdout.strip()
 
 
+@pytest.mark.slow
 def test_git_state_commit_dirty_and_not_a_checkout(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()

@@ -54,6 +54,7 @@ def test_every_variant_loads_and_the_ladder_spans_100k_to_1b():
     assert sizes[0] < 150_000 and sizes[-1] > 1_000_000_000
 
 
+@pytest.mark.slow
 def test_cli_error_is_one_line_and_nothing_is_written_over(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT)
     workdir = tmp_path / "run"

@@ -123,6 +123,7 @@ def test_second_prepare_reuses_and_changed_folder_rebuilds(folder, tmp_path, mon
     assert texts["doc_001.txt"].endswith("one more line\n")
 
 
+@pytest.mark.slow
 def test_concurrent_prepare_builds_once_safely(folder, tmp_path):
     root, docs = folder
     script = (

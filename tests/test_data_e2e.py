@@ -59,6 +59,7 @@ def tiny_config(corpus, data_dir, tokenizer, vocab_size, eval_sets):
     return c
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["tokenizer.json", "sentencepiece"])
 def test_existing_tokenizer_file_trains_and_samples(tmp_path, kind):
     docs = make_docs(80, seed=5)

@@ -33,6 +33,7 @@ print(td.info["store"], hashlib.sha256(td.train.tobytes()).hexdigest())
 """
 
 
+@pytest.mark.slow
 def test_two_concurrent_processes_build_the_store_once(tmp_path):
     # 700 documents: 3 chunks per train split, so the builder really uses 2 worker processes.
     corpus = write_jsonl(tmp_path / "c.jsonl.zst", make_docs(700, seed=3))

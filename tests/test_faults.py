@@ -113,6 +113,7 @@ def abstract_state(config):
     return checkpoint.abstract_like(trainer.state_shapes, trainer.state_shardings)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", list(DAMAGE))
 def test_damaged_newest_step_is_moved_aside_and_the_previous_restored(base, stopped, damage, capfd):
     root, _ = base
@@ -132,6 +133,7 @@ def test_damaged_newest_step_is_moved_aside_and_the_previous_restored(base, stop
     assert "Traceback" not in out.err + out.out and "Event loop is closed" not in out.err
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_model_is_refused_not_moved_aside(base, stopped):
     root, _ = base
     other = tiny(root)
@@ -144,6 +146,7 @@ def test_a_checkpoint_of_another_model_is_refused_not_moved_aside(base, stopped)
     assert sorted(p.name for p in (stopped / "checkpoints").iterdir()) == ["40", "60"]
 
 
+@pytest.mark.slow
 def test_done_when_truncated_step_60_resumes_from_40_with_the_uninterrupted_loss(base, stopped,
                                                                                   capfd):
     root, full = base
@@ -163,6 +166,7 @@ def test_done_when_truncated_step_60_resumes_from_40_with_the_uninterrupted_loss
     assert {r["step"] for r in rows if "train/loss" in r} == set(range(10, STEPS + 1, 10))
 
 
+@pytest.mark.slow
 def test_no_readable_checkpoint_starts_from_step_0_and_says_so(base, stopped, capfd):
     root, full = base
     for step in (40, 60):
@@ -178,6 +182,7 @@ def test_no_readable_checkpoint_starts_from_step_0_and_says_so(base, stopped, ca
     assert {p.name for p in (stopped / "checkpoints").iterdir()} >= {"40.corrupt", "60.corrupt"}
 
 
+@pytest.mark.slow
 def test_branch_from_a_damaged_parent_step_is_a_checkpoint_error(base, stopped, tmp_path):
     root, _ = base
     DAMAGE["truncated data file"](stopped)
@@ -199,6 +204,7 @@ def test_sampling_skips_a_damaged_step_without_moving_it(base, stopped):
     assert config.model.d_model == 32 and params
 
 
+@pytest.mark.slow
 def test_bad_corpus_or_tokenizer_writes_nothing(tmp_path):
     c = tiny(tmp_path)
     c.data.corpus = str(tmp_path / "no-such-folder")
@@ -308,6 +314,7 @@ def assert_newest_checkpoint_readable(root, workdir):
     assert restored is not None and restored.step == max(manager.all_steps()) and not skipped
 
 
+@pytest.mark.slow
 def test_disk_full_ends_with_one_line_exit_3_and_a_readable_checkpoint(base, tmp_path):
     root, _ = base
     if MOUNTABLE:
@@ -325,6 +332,7 @@ def test_disk_full_ends_with_one_line_exit_3_and_a_readable_checkpoint(base, tmp
     assert "Traceback" not in proc.stderr and "Event loop is closed" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_read_only_storage(base, tmp_path, monkeypatch):
     """A finished run on read-only storage is read and sampled; an unfinished one ends with
     one line and exit 3, its newest checkpoint intact."""
@@ -360,6 +368,7 @@ def test_read_only_storage(base, tmp_path, monkeypatch):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_injected_storage_errors_become_storage_errors(tmp_path, monkeypatch):
     for code in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
         def refuse(path, obj, *args, code=code, real=files.write_json, **kwargs):
@@ -377,6 +386,7 @@ def test_injected_storage_errors_become_storage_errors(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- sweep bookkeeping
 
 
+@pytest.mark.slow
 def test_two_sweep_processes_on_one_host_have_distinct_worker_names():
     code = "from experiments.sweeplib import claims; print(claims.worker_name('local0'))"
     names = [subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=cli_env(), text=True,

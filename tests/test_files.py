@@ -80,6 +80,7 @@ def test_run_and_token_store_files_are_world_readable(tmp_path):
     assert mode(store) == 0o755
 
 
+@pytest.mark.slow
 def test_sweep_files_are_world_readable(tmp_path):
     """A whole (fake-trainer) sweep under umask 022: plan, specs, results, runs' files."""
     from tests.test_sweep_fake import write_sweep_file

@@ -202,6 +202,7 @@ def test_sample_on_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert "looks like a sweep" in err
 
 
+@pytest.mark.slow
 def test_sweep_plan_needs_no_workdir_and_writes_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     config = os.path.join(ROOT, "configs/sweeps/smoke.py")

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from configs import gpt
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -23,6 +24,7 @@ def run_python(code: str) -> list:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_importing_any_config_loads_no_experiments_module():
     config_files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.py"))
     assert "configs/gpt.py" in config_files and "configs/sweeps/smoke.py" in config_files
@@ -37,6 +39,7 @@ def test_importing_any_config_loads_no_experiments_module():
     assert loaded == []
 
 
+@pytest.mark.slow
 def test_importing_checkpoint_loads_no_training_module():
     loaded = run_python(
         "import json, sys\nimport research.checkpoint\n"
@@ -45,6 +48,7 @@ def test_importing_checkpoint_loads_no_training_module():
     assert loaded == []
 
 
+@pytest.mark.slow
 def test_sampling_restores_the_parameters_only(tmp_path):
     """A saved train state (params + optimizer state) is read back as the parameters alone, in
     a process that never imports the trainer or the optimizer."""

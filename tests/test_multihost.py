@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = ["--config", "configs/gpt.py:tiny", "--config.model.n_layers=1",
@@ -26,6 +27,7 @@ def _env(devices):
     return env
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one(tmp_path):
     data = [f"--config.data.data_dir={tmp_path / 'data'}"]
     cmd = [sys.executable, "-m", "experiments.train", *ARGS, *data]

@@ -36,6 +36,7 @@ def test_replicated_and_fsdp_memory_match_the_parameter_count():
     assert "parameters" in text and "temporaries" in text and "P(" in text
 
 
+@pytest.mark.slow
 def test_mesh_that_does_not_divide_heads_is_one_line_error():
     c = gpt.get_config("tiny")  # 4 heads
     c.mesh.data, c.mesh.tensor = 1, 8

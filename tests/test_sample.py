@@ -272,6 +272,7 @@ def run_cli(*args):
     return result
 
 
+@pytest.mark.slow
 def test_cli_missing_workdir_and_missing_checkpoint_are_one_line_errors(tmp_path):
     missing = run_cli(str(tmp_path / "nope"), "--prompt", "To be")
     assert missing.returncode == 2
@@ -281,6 +282,7 @@ def test_cli_missing_workdir_and_missing_checkpoint_are_one_line_errors(tmp_path
     assert empty.stderr.startswith("error: no checkpoint") and empty.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_cli_continues_a_prompt_from_a_trained_run(tmp_path):
     """End to end: train two steps of a tiny model, then the CLI's greedy continuation must be
     the library's greedy continuation from the checkpoint the CLI loads."""

@@ -47,6 +47,7 @@ def calls(repo):
     return path.read_text().splitlines() if path.exists() else []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", [("scripts/main.sh", ".ci/run"), (".ci/run", "scripts/main.sh")])
 def test_main_and_tests_share_one_venv_in_either_order(tmp_path, order):
     repo = make_copy(tmp_path, with_venv=True)
@@ -66,6 +67,7 @@ def test_main_and_tests_share_one_venv_in_either_order(tmp_path, order):
     assert any(c == "-m pytest -q --durations=25 tests" for c in calls(repo))
 
 
+@pytest.mark.slow
 def test_changed_requirements_are_installed_into_the_same_venv(tmp_path):
     repo = make_copy(tmp_path, with_venv=True)
     run(repo, ".ci/run")

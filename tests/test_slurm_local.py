@@ -82,6 +82,7 @@ def _debug(workdir):
     return "\n".join(text)
 
 
+@pytest.mark.slow
 def test_smoke_sweep_completes_through_slurm(slurm, tmp_path):
     workdir = tmp_path / "smoke"
     jobs = _sweep(["--set", "executor.workers=2"], workdir)
@@ -92,6 +93,7 @@ def test_smoke_sweep_completes_through_slurm(slurm, tmp_path):
     assert len(lines) == 5, lines  # header + the 4 runs, written by the last worker
 
 
+@pytest.mark.slow
 def test_cancelled_job_resumes_from_checkpoint(slurm, tmp_path):
     workdir = tmp_path / "resume"
     steps = 1200
@@ -135,6 +137,7 @@ def test_cancelled_job_resumes_from_checkpoint(slurm, tmp_path):
     assert int(first_count.group(1)) >= at_cancel > 0
 
 
+@pytest.mark.slow
 def test_two_task_job_joins_one_mesh_without_flags(slurm, tmp_path):
     script = tmp_path / "mesh.py"
     script.write_text(
@@ -158,6 +161,7 @@ def test_two_task_job_joins_one_mesh_without_flags(slurm, tmp_path):
     assert rows == [["slurm", "0", "2", "4", "6.0"], ["slurm", "1", "2", "4", "6.0"]], p.stdout
 
 
+@pytest.mark.slow
 def test_sweep_run_spans_two_tasks(slurm, tmp_path):
     """executor.resources.tasks_per_node=2: the run is one srun step of 2 processes (2 fake CPU
     devices each) that join one mesh of 4 and train together; process 0 writes result.json."""

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from experiments.sweeplib import devices
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -26,6 +27,7 @@ def train(config, workdir, progress=False):
     return result
 
 
+@pytest.mark.slow
 def test_two_workers_on_8_cpu_devices_get_4_each(tmp_path):
     sweep = tmp_path / "s.py"
     sweep.write_text(

@@ -105,6 +105,7 @@ def test_smoke_sweep_runs_end_to_end(reference):
     assert (workdir / "analysis" / "report.html").is_file()
 
 
+@pytest.mark.slow
 def test_results_csv_loads_in_the_analysis(reference):
     from analysis.data import load_results
 
@@ -120,6 +121,7 @@ def test_results_csv_loads_in_the_analysis(reference):
     assert "4 runs: 4 done" in status.stdout
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_and_matches_uninterrupted(reference, env, tmp_path):
     ref_dir, _ = reference
     workdir = tmp_path / "killed"
@@ -158,6 +160,7 @@ def test_killed_sweep_resumes_and_matches_uninterrupted(reference, env, tmp_path
     assert_same_losses(rows, results(ref_dir))
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_sweep_and_run_each_run_once(reference, env, tmp_path):
     ref_dir, _ = reference
     workdir = tmp_path / "shared"
@@ -177,6 +180,7 @@ def test_two_workers_share_a_sweep_and_run_each_run_once(reference, env, tmp_pat
     assert_same_losses(rows, results(ref_dir))
 
 
+@pytest.mark.slow
 def test_diverging_run_is_recorded_and_the_sweep_goes_on(env, tmp_path):
     workdir = tmp_path / "diverge"
     proc = run_sweep(env, workdir, SUBSET, "--config.tokens=(12288,)",
@@ -190,6 +194,7 @@ def test_diverging_run_is_recorded_and_the_sweep_goes_on(env, tmp_path):
     assert "failed" in line and "diverged" in line
 
 
+@pytest.mark.slow
 def test_wsd_branches_restore_the_parents_checkpoints(env, tmp_path):
     """A WSD sweep with the real trainer: each branch starts from its planned parent step."""
     from experiments.sweeplib import plan, spec
@@ -209,6 +214,7 @@ def test_wsd_branches_restore_the_parents_checkpoints(env, tmp_path):
         assert min(logged) > b.start_step  # trained only its decay, from the parent's state
 
 
+@pytest.mark.slow
 def test_analysis_reads_the_sweep_directory_and_its_curves(reference, tmp_path):
     """`analysis fit SWEEP_DIR`, `analysis curves SWEEP_DIR` then `analysis envelope` (issue 9)."""
     workdir, _ = reference

@@ -112,6 +112,7 @@ def starts(run_dir: pathlib.Path) -> int:
     return len((run_dir / "starts.txt").read_text().split())
 
 
+@pytest.mark.slow
 def test_grid_runs_once_each_and_rerun_skips(tmp_path):
     cfg = write_sweep_file(tmp_path)
     proc = cli("run", "--config", cfg, "--workdir", str(tmp_path / "w"), "--quiet")
@@ -126,6 +127,7 @@ def test_grid_runs_once_each_and_rerun_skips(tmp_path):
         assert starts(tmp_path / "w" / "runs" / run.name) == 1
 
 
+@pytest.mark.slow
 def test_failures_recorded_retried_and_sweep_goes_on(tmp_path):
     cfg = write_sweep_file(tmp_path, variants=("100k",), tokens=(64 * 20,),
                            learning_rates=(3e-3, CRASH_LR, FLAKY_LR, DIVERGE_LR), **{"runner.retries": 1})
@@ -154,6 +156,7 @@ def test_failures_recorded_retried_and_sweep_goes_on(tmp_path):
     assert starts(run_dir(CRASH_LR)) == 4 and starts(run_dir(DIVERGE_LR)) == 1  # a fresh 1 + retries
 
 
+@pytest.mark.slow
 def test_config_error_is_final_and_not_retried(tmp_path):
     cfg = write_sweep_file(tmp_path, variants=("100k",), tokens=(64 * 20,), learning_rates=(BAD_CONFIG_LR, 3e-3))
     wd = tmp_path / "w"
@@ -166,6 +169,7 @@ def test_config_error_is_final_and_not_retried(tmp_path):
     assert bad[-1]["kind"] == "user" and bad[-1]["exit_code"] == 2
 
 
+@pytest.mark.slow
 def test_data_error_in_a_child_is_a_user_failure_and_not_retried(tmp_path):
     """DataError, CorpusError, TokenizerError derive from UserError: the child classifies them
     with isinstance, so they are final on the first attempt, not retried like a crash."""
@@ -185,6 +189,7 @@ def test_data_error_in_a_child_is_a_user_failure_and_not_retried(tmp_path):
     assert "failed" in line and "DataError" in line
 
 
+@pytest.mark.slow
 def test_stale_claim_of_dead_process_is_taken_over_live_one_is_not(tmp_path):
     sd = layout.SweepDir(tmp_path)
     sd.make()
@@ -210,6 +215,7 @@ def test_stale_claim_of_dead_process_is_taken_over_live_one_is_not(tmp_path):
     c.close()
 
 
+@pytest.mark.slow
 def test_wsd_branches_wait_for_parent_and_start_at_their_steps(tmp_path):
     cfg = write_sweep_file(tmp_path, kind="wsd", variants=("100k",), tokens=(64 * 20, 64 * 40, 64 * 80))
     wd = tmp_path / "w"
@@ -277,6 +283,7 @@ def test_job_per_run_submission_chains_wsd_branches_after_their_parent(tmp_path,
     assert all(p["partition"] == "gpu" and p["gpus_per_node"] == 1 for p, _, _ in submitted)
 
 
+@pytest.mark.slow
 def test_six_workers_in_three_processes_run_each_run_exactly_once(tmp_path):
     cfg = write_sweep_file(tmp_path, variants=("100k", "300k"), tokens=(64 * 20, 64 * 40), seeds=(0, 1))
     wd = tmp_path / "w"
@@ -294,6 +301,7 @@ def test_six_workers_in_three_processes_run_each_run_exactly_once(tmp_path):
     assert len((wd / "results.csv").read_text().splitlines()) == 1 + 8
 
 
+@pytest.mark.slow
 def test_finished_sweep_is_fitted_and_the_law_printed(tmp_path):
     """The fake's loss is 1.5 + 300 / N^0.35 + 600 / D^0.3 (N non-embedding): the sweep's
     results.csv, fitted by `python -m analysis`, must give those exponents back."""
@@ -314,6 +322,7 @@ def test_finished_sweep_is_fitted_and_the_law_printed(tmp_path):
     assert "analysis fit took" not in again.stdout and "chinchilla fit on 9 points" in again.stdout
 
 
+@pytest.mark.slow
 def test_runs_share_a_child_process_and_a_killed_one_costs_only_its_run(tmp_path):
     """One worker trains its runs in one long-lived child; a run whose process is killed fails
     alone (recorded as killed) and the runs after it go on in a fresh process."""
@@ -340,6 +349,7 @@ def test_runs_share_a_child_process_and_a_killed_one_costs_only_its_run(tmp_path
         assert "@@sweep-run-end" not in (wd / "state" / "logs" / f"{r.name}.log").read_text()
 
 
+@pytest.mark.slow
 def test_runs_per_child_1_gives_each_run_its_own_process(tmp_path):
     cfg = write_sweep_file(tmp_path, variants=("100k",), tokens=(64 * 20,), learning_rates=(1e-3, 2e-3),
                            **{"runner.runs_per_child": 1})
@@ -349,6 +359,7 @@ def test_runs_per_child_1_gives_each_run_its_own_process(tmp_path):
     assert len(pids) == 2 and pids[0] != pids[1]
 
 
+@pytest.mark.slow
 def test_start_up_reaches_the_progress_line_and_status_totals(tmp_path):
     """A child's first run carries the process's start-up that it waited for (here 1 s of
     simulated imports, which nothing else overlaps with a fake trainer), the next run in the

@@ -99,6 +99,7 @@ def _data_dir(tmp_path_factory):
     return str(tmp_path_factory.getbasetemp() / "datasets")
 
 
+@pytest.mark.slow
 def test_resume_after_crash_equals_uninterrupted(tmp_path, monkeypatch):
     c = small_config(data=8)
     c.data.data_dir = str(tmp_path / "datasets")
@@ -140,6 +141,7 @@ def _final_params(config, workdir, mesh_cfg=None):
     return state["params"]
 
 
+@pytest.mark.slow
 def test_checkpoint_restores_onto_a_different_mesh(tmp_path):
     c = small_config(data=8)
     c.data.data_dir = str(tmp_path / "datasets")
@@ -152,6 +154,7 @@ def test_checkpoint_restores_onto_a_different_mesh(tmp_path):
     assert max_param_diff(jax.device_get(on_dp), jax.device_get(on_mixed)) == 0.0
 
 
+@pytest.mark.slow
 def test_wsd_branch_equals_run_from_scratch(tmp_path):
     """A decay branch started from a constant-LR parent's checkpoint is the same run as a
     warmup-stable-decay run trained from scratch with the same budget."""
@@ -175,6 +178,7 @@ def test_wsd_branch_equals_run_from_scratch(tmp_path):
     assert branch["loss"] == pytest.approx(scratch["loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_divergence_is_recorded(tmp_path):
     c = small_config(data=8)
     c.data.data_dir = str(tmp_path / "datasets")
@@ -231,6 +235,7 @@ def test_runs_of_one_shape_share_one_compiled_step_with_their_own_schedules():
     assert seen[0] is seen[1] and seen[0]._cache_size() == 1
 
 
+@pytest.mark.slow
 def test_result_records_where_the_time_went(tmp_path):
     c = small_config(data=8)
     c.data.data_dir = str(tmp_path / "datasets")
