@@ -91,6 +91,9 @@ def _parser():
     e.add_argument("--source", choices=["auto", "eval", "train"], default="auto",
                    help="for a sweep or run directory: which loss rows make the curves "
                         "(auto: eval rows when every run has 2+, else train rows)")
+    e.add_argument("--bootstrap", type=int, default=200,
+                   help="resamples of runs for the 95%% interval of a and b (0 to skip)")
+    e.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     c = sub.add_parser("curves", help="training curves of a sweep as the table Approach 1 reads",
                        formatter_class=fmt)
     c.add_argument("sweep", help="a sweep directory (or one run directory)")
@@ -153,7 +156,8 @@ def main(argv=None):
         elif args.command == "envelope":
             from .envelope import envelope, envelope_input
             print(json.dumps(envelope(envelope_input(args.results, args.source, args.duplicates),
-                                      params_column=args.params_column, compute=args.compute),
+                                      params_column=args.params_column, compute=args.compute,
+                                      bootstrap=args.bootstrap, seed=args.seed),
                              indent=2))
         elif args.command == "curves":
             from .curves import write_curves

@@ -119,6 +119,18 @@ def isoflop_summary(res: dict, path: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def envelope_text(env: dict) -> str:
+    """Approach 1 in one line: exponents with their bootstrap intervals and what they rest on."""
+    ci = env.get("ci95") or {}
+    parts = []
+    for k, name in (("a", "N_opt"), ("b", "D_opt")):
+        rng = f" (95% CI {num(ci[k][0], 3)} .. {num(ci[k][1], 3)})" if k in ci else ""
+        parts.append(f"{name} ∝ C^{num(env[k], 3)}{rng}")
+    return (f"{', '.join(parts)} from {env['n_points_used']} of {env['n_points']} compute values "
+            f"(those where an interior size of >= 3 overlapping curves wins) over "
+            f"{env['n_runs']} runs")
+
+
 def _cells(row):
     """(value, stderr, interval) cells of a table row; unidentified rows say so."""
     n, v, se, ci = row[:4]
