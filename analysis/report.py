@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from .uncertainty import describe, num, quantities, rounded
+from .uncertainty import describe, num, pm, quantities, rounded
 
 
 def public(result: dict) -> dict:
@@ -107,13 +107,23 @@ def fit_summary(fit: dict, report_path: str | None = None) -> str:
 
 
 def isoflop_summary(res: dict, path: str | None = None) -> str:
+    se, ci = res.get("stderr") or {}, res.get("ci95") or {}
+
+    def exponent(k):
+        if k not in ci:
+            return f"{num(res[k], 3)} (uncertainty not estimated)"
+        return f"{pm(res[k], se[k])} (95% CI {num(ci[k][0], 3)} .. {num(ci[k][1], 3)})"
+
     lines = [f"iso-FLOP ({res['grouping']}), {len(res['budgets'])} budgets: "
-             f"N_opt ∝ C^{res['a']:.4f}{_interval(res, 'a')}, "
-             f"D_opt ∝ C^{res['b']:.4f}{_interval(res, 'b')}"]
+             f"N_opt ∝ C^{exponent('a')}, D_opt = C / f(N_opt) ∝ C^{exponent('b')}"]
     for b in res["budgets"]:
-        lines.append(f"  C={b['budget']:.3g}: N_opt={b['N_opt']:.4g} D_opt={b['D_opt']:.4g} "
-                     f"loss={b['loss_opt']:.4f} ({b['n_runs']} runs{'' if b['used'] else ', not used'})")
+        s = b.get("log_N_opt_stderr")
+        n = pm(b["N_opt"], b["N_opt"] * s) if s else num(b["N_opt"])
+        lines.append(f"  C={num(b['budget'], 3)}: N_opt={n} D_opt={num(b['D_opt'], 3)} "
+                     f"loss={b['loss_opt']:.4f} ({b['n_runs']} runs"
+                     f"{'' if b['used'] else ', not used'})")
     lines += [f"  warning: {w}" for w in res["warnings"]]
+    lines += [f"  note: {n}" for n in res.get("notes", [])]
     if path:
         lines.append(f"  report: {path}")
     return "\n".join(lines)
