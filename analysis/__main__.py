@@ -1,4 +1,4 @@
-"""Command line: python -m analysis {fit,isoflop,envelope,curves,bench} ..."""
+"""Command line: python -m analysis {fit,isoflop,envelope,curves,bench,simcheck} ..."""
 
 from __future__ import annotations
 
@@ -110,6 +110,16 @@ def _parser():
                    help="grid starts timed with scipy (the rest extrapolated)")
     b.add_argument("--e2e-points", type=int, default=240,
                    help="points of the end-to-end timing of 'fit' (0 to skip it)")
+    s = sub.add_parser("simcheck", help="simulation check: coverage and width of the 95%% "
+                                        "intervals of a from Approaches 1, 2 and 3 on replicate "
+                                        "tables from a known law (minutes)",
+                       formatter_class=fmt)
+    s.add_argument("--replicates", type=int, default=50, help="replicate tables per approach")
+    s.add_argument("--bootstrap", type=int, default=100,
+                   help="resamples per replicate (Approaches 1 and 3)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the replicates")
+    s.add_argument("--approaches", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3],
+                   help="which approaches to check")
     return p
 
 
@@ -127,7 +137,7 @@ def _compile_cache():
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    if args.command in ("fit", "isoflop", "bench"):
+    if args.command in ("fit", "isoflop", "bench", "simcheck"):
         _compile_cache()
     try:
         if args.command == "fit":
@@ -167,6 +177,11 @@ def main(argv=None):
                   f"({table.columns['loss_source'][0]}) -> {path}")
             for n in table.notes:
                 print(f"  note: {n}")
+        elif args.command == "simcheck":
+            from .simcheck import main as simcheck
+            if args.replicates < 2 or args.bootstrap < 2:
+                raise AnalysisError("--replicates and --bootstrap must be at least 2")
+            simcheck(args.replicates, args.bootstrap, args.seed, tuple(args.approaches))
         else:
             from .bench import main as bench
             bench(args.points, args.bootstrap, args.scipy_starts, args.e2e_points)

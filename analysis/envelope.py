@@ -23,6 +23,8 @@ from .data import Results
 from .errors import AnalysisError
 
 MIN_OVERLAP = 3      # curves that must span a compute value for it to count
+SMOOTH = True        # fit each curve with a cubic in log C before taking the envelope
+SMOOTH_DEGREE = 3
 N_POINTS = 60        # log-spaced compute values across all curves
 BOOTSTRAP = 200      # resamples of runs for the interval of a and b
 
@@ -61,9 +63,20 @@ def _interpolated(curves, grid):
     logD = np.full_like(L, np.nan)
     for i, (_, lcs, ls, _, lds) in enumerate(curves):
         inside = (grid >= lcs[0]) & (grid <= lcs[-1])
-        L[i, inside] = np.interp(grid[inside], lcs, ls)
+        L[i, inside] = _smoothed(lcs, ls, grid[inside])
         logD[i, inside] = np.interp(grid[inside], lcs, lds)
     return L, logD
+
+
+def _smoothed(lcs, ls, at):
+    """A curve's loss at `at`: a cubic in log C fitted to its evaluations (noise on single
+    evaluations otherwise decides which size wins near every crossing), or plain
+    interpolation for curves with too few evaluations."""
+    if not SMOOTH or len(np.unique(lcs)) <= 2 * (SMOOTH_DEGREE + 1):
+        return np.interp(at, lcs, ls)
+    mid = lcs.mean()
+    coef = np.polyfit(lcs - mid, np.log(ls), SMOOTH_DEGREE)
+    return np.exp(np.polyval(coef, at - mid))
 
 
 def _envelope_points(L, logN, rows):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from .allocation import reference_computes
 from .compute import compute_column, cost_model
 from .data import Results, final_rows, load_results
 from .errors import AnalysisError
@@ -166,12 +167,6 @@ def _log_budget_fn(planned_log):
     return fn
 
 
-def _round_references(C):
-    """The round power of ten nearest the largest compute, ×10 and ×100."""
-    top = 10.0 ** np.round(np.log10(np.max(C)))
-    return [float(top * m) for m in (1, 10, 100)]
-
-
 def isoflop(table: Results, *, bootstrap=1000, seed=0, bin_width_dex=None, params_column="params",
             compute="auto", select="best", select_by=None, reference_flops=None):
     """Approach 2 fit; returns a JSON-ready dict (the content of isoflop.json)."""
@@ -226,7 +221,7 @@ def isoflop(table: Results, *, bootstrap=1000, seed=0, bin_width_dex=None, param
     notes = list(table.notes) + notes
     if planned is None:
         notes.append(f"grouping: {grouping}")
-    refs = [float(c) for c in reference_flops] if reference_flops else _round_references(C)
+    refs = [float(c) for c in reference_flops] if reference_flops else reference_computes(C)
 
     def n_opt(c):
         return float(np.exp(ka + a * np.log(c)))

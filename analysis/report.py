@@ -92,11 +92,18 @@ def fit_summary(fit: dict, report_path: str | None = None) -> str:
     if fit.get("bootstrap"):
         b = fit["bootstrap"]
         lines.append(f"  bootstrap: {b['n']} resamples of {b['n_units']} {b['unit']}, seed {b['seed']}")
+    elif fit.get("stderr"):
+        lines.append("  intervals: approximate (no bootstrap): Gauss-Newton covariance at the "
+                     "optimum and the spread of the best starts; --bootstrap N for resampled ones")
+    else:
+        lines.append("  uncertainty not estimated (no bootstrap)")
     if "extrapolation" in fit:
         e = fit["extrapolation"]
+        inside = (f", {e['n_inside']} of {e['n_heldout']} inside their 95% prediction interval"
+                  if e.get("prediction_interval") else ", no prediction intervals (no bootstrap)")
         lines.append(f"  extrapolation: fit on {e['n_fit']} runs with {_holdout_rule(e)}, "
                      f"{e['n_heldout']} held out: mean |rel err| {e['mean_abs_rel_error']:.3%}, "
-                     f"max {e['max_abs_rel_error']:.3%}")
+                     f"max {e['max_abs_rel_error']:.3%}{inside}")
     for w in fit["warnings"]:
         lines.append(f"  warning: {w}")
     for n in fit.get("notes", []):
@@ -211,6 +218,10 @@ def extrapolation_text(ex: dict) -> str:
     lines = [f"fit on {ex['n_fit']} runs with {_holdout_rule(ex)}; "
              f"predicted {ex['n_heldout']} held-out runs"]
     for r in ex["heldout"]:
+        pi = ""
+        if "pi95" in r:
+            pi = (f" 95% PI {r['pi95'][0]:.4f} .. {r['pi95'][1]:.4f} "
+                  f"({'inside' if r['inside'] else 'OUTSIDE'})")
         lines.append(f"{r['run']}: C={r['flops']:.3g} loss={r['loss']:.4f} "
-                     f"predicted={r['predicted']:.4f} rel.err={r['rel_error']:+.3%}")
+                     f"predicted={r['predicted']:.4f} rel.err={r['rel_error']:+.3%}{pi}")
     return "\n".join(lines)

@@ -135,3 +135,42 @@ def test_non_convex_budget_is_named_for_log_n_and_mixed_tables_use_budget_rows()
     assert not any("log D" in w for w in iso["warnings"])
     assert any("left out 4 rows without a compute_budget" in n for n in iso["notes"])
     assert len(iso["budgets"]) == 2 and iso["n_points"] == 21
+
+
+# ---- learning-rate grid edges ----
+
+from analysis.select import edge_warnings, lr_scan  # noqa: E402
+
+
+def lr_rows(optimum_factor=1.0, noise=0.01, seed=0):
+    """4 sizes x 3 D x 5 LRs; loss = law x (1 + 0.004 log2(lr / lr_best)²) with 1% noise (flat
+    near the optimum, as tuned LRs are);
+    the true best LR is optimum_factor x the grid's middle value."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for N in np.logspace(7, 9, 4):
+        centre = 3e-3 * (N / 1e7) ** -0.3
+        for D in np.logspace(9, 10, 3):
+            for lr in centre * 2.0 ** np.arange(-2, 3):
+                pen = 1 + 0.004 * np.log2(lr / (centre * optimum_factor)) ** 2
+                rows.append(dict(params=N, tokens=D, learning_rate=lr,
+                                 loss=law(N, D) * pen * (1 + noise * rng.standard_normal())))
+    return results(rows)
+
+
+def test_lr_edge_warning_uses_a_parabola_in_log_lr_not_the_noisy_lowest_run():
+    flagged_runs = 0
+    for seed in range(5):
+        t = lr_rows(seed=seed)
+        N, D = t.numeric("params"), t.numeric("tokens")
+        scan = lr_scan(t, N, D)
+        assert not edge_warnings(scan), edge_warnings(scan)
+        flagged_runs += sum(c["at_edge"] for s in scan["sizes"] for c in s["curves"])
+        for s in scan["sizes"]:  # the vertex is near the true best LR (the grid's middle)
+            mid = np.sqrt(s["grid"][0] * s["grid"][1])
+            assert abs(np.log2(s["vertex_lr"] / mid)) < 1.0
+    assert flagged_runs > 0  # the old rule (lowest single run) would have warned
+    # A true optimum beyond the grid (8x the middle value, 2x above the top) is flagged.
+    t = lr_rows(optimum_factor=8.0)
+    scan = lr_scan(t, t.numeric("params"), t.numeric("tokens"))
+    assert len(edge_warnings(scan)) == 4
