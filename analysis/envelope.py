@@ -5,13 +5,16 @@ compute is interpolated (loss against log C); the run with the lowest loss
 gives N and D there. Power laws N ∝ C^a and D ∝ C^b are then fitted through
 those points by least squares in log space.
 
-Only compute values where the envelope is a real minimum over sizes are used: at
-least MIN_OVERLAP curves span it and the winner is neither the smallest nor the
-largest size among them. Elsewhere the winner is an edge size by default (at low
-compute only the small models have curves, at high compute the largest model wins
-because no larger one was trained), and those points flatten the slope: 8 sizes
-over two decades gave a = 0.338 against a true 0.452 before they were left out.
-The interval of a and b comes from a bootstrap over runs.
+The exponents are fitted through the envelope's *crossings*, not through every compute
+value: where the lowest curve passes from one size to another by a real crossing (both
+curves span it, at least MIN_OVERLAP curves overlap there), the optimal N lies between
+the two sizes, at their geometric mean for a locally symmetric profile. Compute values
+where a size wins only because no smaller (low compute) or larger (high compute) curve
+reaches them are never used: fitted through every envelope point, 8 sizes over two
+decades gave a = 0.338 against a true 0.452; through interior winners only, 0.438 (the
+winner is a staircase in N); through the crossings, 0.451. Curves with enough
+evaluations are smoothed first, so that eval noise does not create crossings. The
+interval of a and b comes from a bootstrap over runs.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ from .data import Results
 from .errors import AnalysisError
 
 MIN_OVERLAP = 3      # curves that must span a compute value for it to count
-SMOOTH = True        # fit each curve with a cubic in log C before taking the envelope
-SMOOTH_DEGREE = 3
+SMOOTH = True        # fit each curve with a polynomial in log C before taking the envelope
+SMOOTH_DEGREE = 5    # 3 left a bias of -0.01 in a under 1% noise (simcheck); 5 none seen
 N_POINTS = 60        # log-spaced compute values across all curves
 BOOTSTRAP = 200      # resamples of runs for the interval of a and b
+FINE_POINTS = 400    # grid on which crossings between sizes are located
 
 
 def envelope_input(path, source="auto", duplicates="drop"):
@@ -69,9 +73,10 @@ def _interpolated(curves, grid):
 
 
 def _smoothed(lcs, ls, at):
-    """A curve's loss at `at`: a cubic in log C fitted to its evaluations (noise on single
-    evaluations otherwise decides which size wins near every crossing), or plain
-    interpolation for curves with too few evaluations."""
+    """A curve's loss at `at`: a degree-SMOOTH_DEGREE polynomial in log C fitted to its log
+    loss (noise on single evaluations otherwise makes curves cross back and forth, and
+    decides which size wins near every crossing), or plain interpolation for curves with
+    too few evaluations."""
     if not SMOOTH or len(np.unique(lcs)) <= 2 * (SMOOTH_DEGREE + 1):
         return np.interp(at, lcs, ls)
     mid = lcs.mean()
@@ -95,6 +100,39 @@ def _envelope_points(L, logN, rows):
     wn = logN[rows][win]
     ok = (n_sizes >= MIN_OVERLAP) & (wn > lo) & (wn < hi)
     return rows[win], ok
+
+
+def _crossings(grid, L, logN, logD, rows):
+    """Where the envelope passes from one size to another by a real crossing of their
+    curves (both span the bracket, >= MIN_OVERLAP sizes overlap there): (log C, log N, log D)
+    per crossing, with the optimum between the two sizes (the midpoint in log N: the
+    vertex of a locally symmetric profile through two equal losses)."""
+    rows = np.unique(rows)
+    sub = L[rows]
+    spans = np.isfinite(sub)
+    n_sizes = sum(spans[logN[rows] == s].any(axis=0).astype(int) for s in np.unique(logN[rows]))
+    win = np.argmin(np.where(spans, sub, np.inf), axis=0)
+    out = []
+    for j in range(len(grid) - 1):
+        r, q = win[j], win[j + 1]
+        if r == q or logN[rows[r]] == logN[rows[q]] or not spans[[r, q]][:, j:j + 2].all() \
+                or min(n_sizes[j], n_sizes[j + 1]) < MIN_OVERLAP:
+            continue
+        d0 = sub[r, j] - sub[q, j]
+        d1 = sub[r, j + 1] - sub[q, j + 1]
+        t = d0 / (d0 - d1) if d0 != d1 else 0.5  # the two curves cross here (linear)
+        lc = grid[j] + t * (grid[j + 1] - grid[j])
+        ld = [logD[rows[i], j] + t * (logD[rows[i], j + 1] - logD[rows[i], j]) for i in (r, q)]
+        out.append((lc, 0.5 * (logN[rows[r]] + logN[rows[q]]), 0.5 * (ld[0] + ld[1])))
+    return np.array(out).reshape(-1, 3)
+
+
+def _crossing_slopes(points):
+    if len(points) < 2 or np.ptp(points[:, 0]) <= 0:
+        return None
+    a, ka = np.polyfit(points[:, 0], points[:, 1], 1)
+    b, kb = np.polyfit(points[:, 0], points[:, 2], 1)
+    return a, b, ka, kb
 
 
 def _slopes(grid, logN, logD, winners, ok):
@@ -128,32 +166,40 @@ def envelope(table: Results, *, n_points=N_POINTS, params_column="params", compu
     L, logD = _interpolated(curves, grid)
     logN = np.log([c[3] for c in curves])
     winners, ok = _envelope_points(L, logN, np.arange(len(curves)))
-    fitted = _slopes(grid, logN, logD, winners, ok)
+    fine = np.linspace(lo, hi, FINE_POINTS)
+    Lf, logDf = _interpolated(curves, fine)
+    cross = _crossings(fine, Lf, logN, logDf, np.arange(len(curves)))
+    fitted = _crossing_slopes(cross)
     if fitted is None:
         raise AnalysisError(
-            f"{table.source}: Approach 1 found {int(ok.sum())} compute values where an interior "
-            f"size (neither the smallest nor the largest of >= {MIN_OVERLAP} overlapping curves) "
-            f"has the lowest loss; it needs 2 or more: train more sizes, or longer runs so "
-            f"their curves overlap")
+            f"{table.source}: Approach 1 found {len(cross)} compute values where the lowest curve "
+            f"passes from one size to another with >= {MIN_OVERLAP} curves overlapping; it needs "
+            f"2 or more: train more sizes, or longer runs so their curves overlap")
     a, b, ka, kb = fitted
     points = []
     for j in np.flatnonzero(np.isfinite(L).any(axis=0)):
         w = winners[j]
         points.append(dict(flops=float(np.exp(grid[j])), loss=float(L[w, j]), run=curves[w][0],
                            N=float(np.exp(logN[w])), D=float(np.exp(logD[w, j])),
-                           used=bool(ok[j])))
+                           interior=bool(ok[j])))
     out = dict(method="lower envelope of training curves (Hoffmann et al. 2022, Approach 1)",
                a=float(a), b=float(b), N_coeff=float(np.exp(ka)), D_coeff=float(np.exp(kb)),
-               n_runs=len(curves), n_points_used=int(ok.sum()), n_points=len(points),
+               n_runs=len(curves), n_points_used=int(len(cross)), n_points=len(points),
+               crossings=[dict(flops=float(np.exp(c)), N=float(np.exp(n)), D=float(np.exp(d)))
+                          for c, n, d in cross],
                envelope=points, compute=cost.describe(),
                notes=list(table.notes), warnings=list(table.warnings),
-               note=f"D along the envelope is the best run's tokens at that compute "
-                    f"(interpolated in log C); only compute values where >= {MIN_OVERLAP} "
-                    f"curves overlap and an interior size wins are fitted (n_points_used)")
-    if out["n_points_used"] < 5:
-        out["warnings"].append(f"only {out['n_points_used']} compute values have an interior "
-                               f"winner; a and b rest on very few points")
-    samples = _bootstrap(grid, L, logN, logD, bootstrap, seed)
+               note=f"a and b are fitted through the envelope's crossings (n_points_used): the "
+                    f"compute where the lowest curve passes from one size to the next with >= "
+                    f"{MIN_OVERLAP} curves overlapping, N there the geometric mean of the two "
+                    f"sizes. Points where a size wins only because no smaller or larger curve "
+                    f"reaches that compute are never used. Curves are smoothed (a polynomial of "
+                    f"degree {SMOOTH_DEGREE} in log C of log loss) when they have over "
+                    f"{2 * (SMOOTH_DEGREE + 1)} evaluations")
+    if out["n_points_used"] < 4:
+        out["warnings"].append(f"only {out['n_points_used']} crossings between sizes; a and b "
+                               f"rest on very few points")
+    samples = _bootstrap(curves, fine, logN, bootstrap, seed)
     if samples is not None:
         out["stderr"] = {k: float(np.std(v, ddof=1)) for k, v in samples.items()}
         out["ci95"] = {k: [float(q) for q in np.percentile(v, [2.5, 97.5])]
@@ -163,20 +209,21 @@ def envelope(table: Results, *, n_points=N_POINTS, params_column="params", compu
     else:
         out["bootstrap"] = None
         if bootstrap:
-            out["warnings"].append("bootstrap: fewer than 2 resamples had enough interior "
-                                   "winners; no interval for a and b")
+            out["warnings"].append("bootstrap: fewer than 2 resamples had 2+ crossings; no "
+                                   "interval for a and b")
     return out
 
 
-def _bootstrap(grid, L, logN, logD, n_boot, seed):
+def _bootstrap(curves, fine, logN, n_boot, seed):
+    """a, b over resamples of runs (a run drawn twice counts once: it is the same curve)."""
     if not n_boot:
         return None
     rng = np.random.default_rng(seed)
+    L, logD = _interpolated(curves, fine)
     res = []
     for _ in range(n_boot):
-        rows = rng.integers(0, len(L), len(L))
-        winners, ok = _envelope_points(L, logN, rows)
-        fitted = _slopes(grid, logN, logD, winners, ok)
+        rows = rng.integers(0, len(curves), len(curves))
+        fitted = _crossing_slopes(_crossings(fine, L, logN, logD, rows))
         if fitted is not None:
             res.append(fitted[:2])
     if len(res) < 2:

@@ -143,9 +143,8 @@ def envelope_text(env: dict) -> str:
     for k, name in (("a", "N_opt"), ("b", "D_opt")):
         rng = f" (95% CI {num(ci[k][0], 3)} .. {num(ci[k][1], 3)})" if k in ci else ""
         parts.append(f"{name} ∝ C^{num(env[k], 3)}{rng}")
-    return (f"{', '.join(parts)} from {env['n_points_used']} of {env['n_points']} compute values "
-            f"(those where an interior size of >= 3 overlapping curves wins) over "
-            f"{env['n_runs']} runs")
+    return (f"{', '.join(parts)} through {env['n_points_used']} crossings of the envelope "
+            f"from one size to another (>= 3 curves overlapping) over {env['n_runs']} runs")
 
 
 def _cells(row):

@@ -25,18 +25,24 @@ def curves(sizes, tokens=np.logspace(7, 11.5, 80)):
                     for i, N in enumerate(sizes) for s, D in enumerate(tokens)])
 
 
-def test_envelope_uses_interior_winners_only_and_recovers_a():
-    """8 sizes over 2 decades: edge winners gave a = 0.338 (truth 0.452)."""
-    env = envelope(curves(np.logspace(7, 9, 8)), bootstrap=50)
+def test_envelope_uses_crossings_not_edge_winners_and_recovers_a():
+    """8 sizes over 2 decades: fitted through every envelope point, a = 0.338 (truth 0.452):
+    edge sizes win by default where no smaller or larger curve reaches."""
+    sizes = np.logspace(7, 9, 8)
+    env = envelope(curves(sizes), bootstrap=50)
     assert env["a"] == pytest.approx(A_TRUE, abs=0.02)
     assert env["b"] == pytest.approx(1 - A_TRUE, abs=0.02)
-    used = [p for p in env["envelope"] if p["used"]]
-    assert env["n_points_used"] == len(used) and 10 <= len(used) < len(env["envelope"])
-    edges = np.logspace(7, 9, 8)[[0, -1]]
-    assert not np.isclose(np.array([p["N"] for p in used])[:, None], edges[None]).any()
+    # One crossing per pair of neighbouring sizes, N there between the two.
+    assert env["n_points_used"] == 7 == len(env["crossings"])
+    mids = np.sqrt(sizes[:-1] * sizes[1:])
+    assert np.allclose(sorted(c["N"] for c in env["crossings"]), mids, rtol=1e-9)
+    # At each crossing the two neighbouring sizes have equal loss (a numerical check).
+    for c, lo, hi in zip(sorted(env["crossings"], key=lambda c: c["N"]), sizes[:-1], sizes[1:]):
+        assert law(lo, c["flops"] / (6 * lo)) == pytest.approx(law(hi, c["flops"] / (6 * hi)),
+                                                               rel=1e-3)
     lo, hi = env["ci95"]["a"]
     assert lo <= A_TRUE <= hi and hi - lo > 0
-    # The same fit through every envelope point is the biased one the rule removes.
+    # The fit through every envelope point is the biased one the crossings replace.
     pts = env["envelope"]
     a_all = np.polyfit(np.log([p["flops"] for p in pts]), np.log([p["N"] for p in pts]), 1)[0]
     assert a_all < A_TRUE - 0.05

@@ -78,9 +78,10 @@ def test_cli_curves_then_envelope_and_every_input_form(tmp_path):
     for src in (tmp_path / "c" / "curves.csv", sweep):  # a curves file or the sweep itself
         e = subprocess.run(run + ["envelope", str(src), "--bootstrap", "20"], capture_output=True,
                            text=True, timeout=300)
-        # The largest of these 4 sizes wins wherever 3 curves overlap: no interior winner, so
-        # Approach 1 has nothing to fit and says so in one line (both inputs got that far).
-        assert e.returncode == 2 and "0 compute values where an interior size" in e.stderr
+        # The largest of these 4 sizes wins wherever 3 curves overlap: no crossing between
+        # sizes, so Approach 1 has nothing to fit and says so in one line (both inputs got
+        # that far).
+        assert e.returncode == 2 and "found 0 compute values where the lowest curve" in e.stderr
         assert e.stderr.count("\n") == 1
     # A sweep directory, its runs/ folder and a single run directory all load.
     assert len(load_results(str(sweep))) == 4
