@@ -323,6 +323,11 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
         else:
             stderr, ci95 = summarise(derived(samples))
             out.update(stderr=stderr, ci95=ci95, uncertainty=GN_NOTE)
+            if profile_floor_allowed(law_obj, res.x[near], theta, logX, logL, huber_delta):
+                ci95["E"] = [0.0, ci95["E"][1]]  # E = 0 fits as well: the floor is not pinned
+                warnings.append("E = 0 fits the runs as well as the best fit (profile check: "
+                                "residual sum of squares within the 95% F threshold); the "
+                                "irreducible loss is not identified")
     disagree = set(disagree) | _widen_to_starts(out["ci95"], at_best, uncertainty.quantities(out))
     out["identified"] = uncertainty.classify(uncertainty.quantities(out), out["stderr"], out["ci95"],
                                              disagree)
@@ -375,6 +380,36 @@ def gauss_newton_samples(law, theta, logX, logL, n=GN_SAMPLES, seed=0):
     z = np.random.default_rng(seed).standard_normal((n, P))
     with np.errstate(over="ignore"):
         return np.asarray(theta)[None] + z @ scale.T
+
+
+PROFILE_PIN = -40.0   # log E at the pinned profile point (E = 4e-18: no floor at all)
+
+
+def profile_floor_allowed(law, near_x, theta, logX, logL, huber_delta):
+    """Whether the data allow E = 0: refit with log E pinned far below the data, from the
+    best starts, and compare residual sums of squares (a profile check, F test with 1 and
+    n - P degrees of freedom). A Gauss-Newton interval is symmetric in log E and cannot
+    see that the fit stays as good all the way down to no floor at all."""
+    if "e" not in law.fitted or len(logL) <= len(theta) + 1:
+        return False
+    from dataclasses import replace
+    from scipy import stats
+    i = law.fitted.index("e")
+
+    def pinned(t, X):
+        full = jnp.concatenate([t[:, :i], jnp.full((t.shape[0], 1), PROFILE_PIN), t[:, i:]], 1)
+        return law.log_pred(full, X)
+    sub = replace(law, log_pred=pinned, fitted=law.fitted[:i] + law.fitted[i + 1:], centring=(),
+                  grid=np.delete(law.grid, i, axis=1))
+    starts = np.delete(np.unique(np.round(near_x, 6), axis=0)[:BOOT_STARTS], i, axis=1)
+    res_p, best_p, _ = fit_points(sub, logX, logL, huber_delta, starts=starts)
+    full_p = np.insert(res_p.x[best_p], i, PROFILE_PIN)
+    rss = float(np.sum(_residuals(law, theta, logX, logL) ** 2))
+    rss_p = float(np.sum(_residuals(law, full_p, logX, logL) ** 2))
+    dof = len(logL) - len(theta)
+    if not np.isfinite(rss_p) or rss <= 0:
+        return False
+    return (rss_p - rss) / (rss / dof) < stats.f.ppf(0.95, 1, dof)
 
 
 def _widen_to_starts(ci95, at_best, values):

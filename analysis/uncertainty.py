@@ -38,6 +38,8 @@ def is_identified(value, stderr, ci, disagree=False, exponent=False):
     lo, hi = ci
     if exponent and hi - lo > MAX_EXPONENT_WIDTH:
         return False
+    if not exponent and value > 0 and lo <= 0:
+        return False  # a positive scale whose interval reaches zero (e.g. no loss floor)
     return not (lo > 0 and hi / lo > MAX_RATIO)
 
 
