@@ -180,3 +180,15 @@ def test_lr_edge_warning_uses_a_parabola_in_log_lr_not_the_noisy_lowest_run():
     t = lr_rows(optimum_factor=8.0)
     scan = lr_scan(t, t.numeric("params"), t.numeric("tokens"))
     assert len(edge_warnings(scan)) == 4
+
+
+def test_simcheck_command_runs_on_two_replicates(capsys):
+    """The benchmark (`python -m analysis simcheck`, minutes at 50 replicates) cannot rot:
+    2 replicates of the two numpy approaches, through the command line entry point."""
+    from analysis.__main__ import main
+    assert main(["simcheck", "--replicates", "2", "--bootstrap", "5", "--approaches", "1", "2"]) == 0
+    out = capsys.readouterr().out
+    for k in (1, 2):
+        line = next(x for x in out.splitlines() if x.startswith(f"Approach {k}:"))
+        assert "over 2 replicates" in line and "covers the truth in" in line
+    assert main(["simcheck", "--replicates", "1"]) == 2  # one line, exit 2
