@@ -23,7 +23,8 @@ def test_without_bootstrap_an_unidentified_e_is_not_printed_as_a_value():
     D = np.tile(np.logspace(6, 7.25, 5), 5)
     loss = chinchilla_loss(N, D) * np.exp(0.01 * rng.standard_normal(len(N)))
     assert 8 < loss.min() and loss.max() < 19
-    fit = fit_law(table(params=N, tokens=D, loss=loss), bootstrap=0)
+    starts = make_law("chinchilla").grid[::10]  # 450 of the 4500 starts: the same optimum here
+    fit = fit_law(table(params=N, tokens=D, loss=loss), bootstrap=0, starts=starts)
     assert 1 < fit["params"]["E"] < 3 and not any("disagree on E" in w for w in fit["warnings"])
     assert fit["identified"]["E"] is False and fit["ci95"]["E"][0] == 0.0
     assert any("E = 0 fits the runs as well" in w for w in fit["warnings"])
@@ -61,8 +62,8 @@ def test_holdout_runs_get_prediction_intervals_and_an_inside_flag():
     loss = (1.8 + 900 / N ** 0.3) * np.exp(0.01 * rng.standard_normal(40))
     law = make_law("power", "params")
     ex = extrapolation_check(table(params=N, tokens=np.full(40, 1e10), loss=loss), law, 3e8,
-                             by="params", bootstrap=60)
-    assert ex["n_heldout"] == 7 and ex["prediction_interval"]["n"] == 60
+                             by="params", bootstrap=40)
+    assert ex["n_heldout"] == 7 and ex["prediction_interval"]["n"] == 40
     for r in ex["heldout"]:
         lo, hi = r["pi95"]
         assert lo < r["predicted"] < hi and r["inside"] == (lo <= r["loss"] <= hi)
@@ -72,7 +73,7 @@ def test_holdout_runs_get_prediction_intervals_and_an_inside_flag():
     off = loss.copy()
     off[N > 3e8] *= 1.1
     ex2 = extrapolation_check(table(params=N, tokens=np.full(40, 1e10), loss=off), law, 3e8,
-                              by="params", bootstrap=60)
+                              by="params", bootstrap=40)
     assert ex2["n_inside"] == 0
     assert extrapolation_check(table(params=N, tokens=np.full(40, 1e10), loss=loss), law, 3e8,
                                by="params", bootstrap=0)["prediction_interval"] is None
