@@ -170,11 +170,13 @@ def envelope(table: Results, *, n_points=N_POINTS, params_column="params", compu
     Lf, logDf = _interpolated(curves, fine)
     cross = _crossings(fine, Lf, logN, logDf, np.arange(len(curves)))
     fitted = _crossing_slopes(cross)
-    if fitted is None:
-        raise AnalysisError(
-            f"{table.source}: Approach 1 found {len(cross)} compute values where the lowest curve "
-            f"passes from one size to another with >= {MIN_OVERLAP} curves overlapping; it needs "
-            f"2 or more: train more sizes, or longer runs so their curves overlap")
+    nothing = None
+    if fitted is None:  # a result that says so (a sweep's report still gets written)
+        nothing = (f"Approach 1 has nothing to fit: {len(cross)} compute values where the lowest "
+                   f"curve passes from one size to another with >= {MIN_OVERLAP} curves "
+                   f"overlapping (it needs 2 or more); train more sizes, or longer runs so their "
+                   f"curves overlap")
+        fitted = (None, None, None, None)
     a, b, ka, kb = fitted
     points = []
     for j in np.flatnonzero(np.isfinite(L).any(axis=0)):
@@ -183,7 +185,7 @@ def envelope(table: Results, *, n_points=N_POINTS, params_column="params", compu
                            N=float(np.exp(logN[w])), D=float(np.exp(logD[w, j])),
                            interior=bool(ok[j])))
     out = dict(method="lower envelope of training curves (Hoffmann et al. 2022, Approach 1)",
-               a=float(a), b=float(b), N_coeff=float(np.exp(ka)), D_coeff=float(np.exp(kb)),
+               a=_f(a), b=_f(b), N_coeff=_f(ka, np.exp), D_coeff=_f(kb, np.exp),
                n_runs=len(curves), n_points_used=int(len(cross)), n_points=len(points),
                crossings=[dict(flops=float(np.exp(c)), N=float(np.exp(n)), D=float(np.exp(d)))
                           for c, n, d in cross],
@@ -196,6 +198,10 @@ def envelope(table: Results, *, n_points=N_POINTS, params_column="params", compu
                     f"reaches that compute are never used. Curves are smoothed (a polynomial of "
                     f"degree {SMOOTH_DEGREE} in log C of log loss) when they have over "
                     f"{2 * (SMOOTH_DEGREE + 1)} evaluations")
+    if nothing:
+        out["warnings"].append(nothing)
+        out.update(stderr={}, ci95={}, bootstrap=None)
+        return out
     if out["n_points_used"] < 4:
         out["warnings"].append(f"only {out['n_points_used']} crossings between sizes; a and b "
                                f"rest on very few points")
@@ -212,6 +218,10 @@ def envelope(table: Results, *, n_points=N_POINTS, params_column="params", compu
             out["warnings"].append("bootstrap: fewer than 2 resamples had 2+ crossings; no "
                                    "interval for a and b")
     return out
+
+
+def _f(v, fn=None):
+    return None if v is None else float(fn(v) if fn else v)
 
 
 def _bootstrap(curves, fine, logN, n_boot, seed):

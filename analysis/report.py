@@ -138,6 +138,8 @@ def isoflop_summary(res: dict, path: str | None = None) -> str:
 
 def envelope_text(env: dict) -> str:
     """Approach 1 in one line: exponents with their bootstrap intervals and what they rest on."""
+    if env["a"] is None:
+        return env["warnings"][-1]
     ci = env.get("ci95") or {}
     parts = []
     for k, name in (("a", "N_opt"), ("b", "D_opt")):
