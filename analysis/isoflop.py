@@ -140,7 +140,7 @@ def budget_optima(logC, logN, loss, labels, log_budget_of):
 
 
 def weighted_line(opt, sigma2):
-    """(a, k, cov of (a, k), centre) of log N_opt = a log C + k through the used budgets,
+    """(a, k, covariance of (a, k)) of log N_opt = a log C + k through the used budgets,
     weighted by 1 / var(vertex); unweighted with no covariance when sigma2 is None."""
     use = [o for o in opt if o["inside"]]
     if len(use) < 2:

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from analysis.curves import curves_table
 from analysis.data import load_results
