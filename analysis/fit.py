@@ -291,7 +291,8 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
         """Natural parameters and (Chinchilla) allocation quantities for each row."""
         values = dict(law_obj.to_natural(thetas))
         if law_obj.name == "chinchilla":
-            values.update(allocation.chinchilla_samples(values, refs, cost_kp))
+            with np.errstate(all="ignore"):  # degenerate optima give inf/nan, summarised away
+                values.update(allocation.chinchilla_samples(values, refs, cost_kp))
         return values
     at_best = derived(res.x[near])
     resid = _residuals(law_obj, theta, logX, logL)
