@@ -1,4 +1,4 @@
-"""Command line: python -m analysis {fit,isoflop,envelope,curves,bench} ..."""
+"""Command line: python -m analysis {fit,isoflop,envelope,curves,bench,simcheck} ..."""
 
 from __future__ import annotations
 
@@ -150,6 +150,9 @@ def _parser():
     e.add_argument("--source", choices=["auto", "eval", "train"], default="auto",
                    help="for a sweep or run directory: which loss rows make the curves "
                         "(auto: eval rows when every run has 2+, else train rows)")
+    e.add_argument("--bootstrap", type=int, default=200,
+                   help="resamples of runs for the 95%% interval of a and b (0 to skip)")
+    e.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     c = sub.add_parser("curves", help="training curves of a sweep as the table Approach 1 reads",
                        formatter_class=fmt)
     c.add_argument("sweep", help="a sweep directory (or one run directory)")
@@ -166,6 +169,16 @@ def _parser():
                    help="grid starts timed with scipy (the rest extrapolated)")
     b.add_argument("--e2e-points", type=int, default=240,
                    help="points of the end-to-end timing of 'fit' (0 to skip it)")
+    s = sub.add_parser("simcheck", help="simulation check: coverage and width of the 95%% "
+                                        "intervals of a from Approaches 1, 2 and 3 on replicate "
+                                        "tables from a known law (minutes)",
+                       formatter_class=fmt)
+    s.add_argument("--replicates", type=int, default=50, help="replicate tables per approach")
+    s.add_argument("--bootstrap", type=int, default=100,
+                   help="resamples per replicate (Approaches 1 and 3)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the replicates")
+    s.add_argument("--approaches", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3],
+                   help="which approaches to check")
     return p
 
 
@@ -197,7 +210,7 @@ def _progress(stream=None):
 
 def main(argv=None):
     args = _parse(argv)
-    if args.command in ("fit", "isoflop", "bench"):
+    if args.command in ("fit", "isoflop", "bench", "simcheck"):
         _compile_cache()
     try:
         if args.command == "fit":
@@ -230,7 +243,8 @@ def main(argv=None):
             table = use_tokens_column(envelope_input(args.results, args.source, args.duplicates),
                                       args.tokens_column)
             print(json.dumps(envelope(table,
-                                      params_column=args.params_column, compute=args.compute),
+                                      params_column=args.params_column, compute=args.compute,
+                                      bootstrap=args.bootstrap, seed=args.seed),
                              indent=2))
         elif args.command == "curves":
             from .curves import write_curves
@@ -240,6 +254,11 @@ def main(argv=None):
                   f"({table.columns['loss_source'][0]}) -> {path}")
             for n in table.notes:
                 print(f"  note: {n}")
+        elif args.command == "simcheck":
+            from .simcheck import main as simcheck
+            if args.replicates < 2 or args.bootstrap < 2:
+                raise AnalysisError("--replicates and --bootstrap must be at least 2")
+            simcheck(args.replicates, args.bootstrap, args.seed, tuple(args.approaches))
         else:
             from .bench import main as bench
             bench(args.points, args.bootstrap, args.scipy_starts, args.e2e_points)

@@ -33,6 +33,13 @@ def optimum(params, flops, cost=SIX_ND):
     return n_opt, d_opt, loss
 
 
+def reference_computes(C):
+    """Default computes at which to report the optimum: the power of ten nearest the
+    largest compute in the table, and 10 and 100 times it (round numbers to compare)."""
+    top = 10.0 ** np.round(np.log10(np.max(C)))
+    return [float(top * m) for m in (1, 10, 100)]
+
+
 def _key(c):
     return f"{c:.3g}"
 

@@ -26,6 +26,7 @@ class CostModel:
     p: float
     params_column: str = "params"
     max_rel_error: float = 0.0  # of k N^p against the table's own flops / tokens
+    source: str = "6ND"         # what f was fitted to: "flops_per_token" or "flops / tokens"
 
     def tokens(self, N, C):
         """D such that f(N) D = C."""
@@ -39,7 +40,10 @@ class CostModel:
                             f"f(N) = {self.k:.4g} N^{self.p:.4f}",
                     k=self.k, p=self.p, params_column=self.params_column,
                     f_max_rel_error=self.max_rel_error,
-                    note="f(N) = FLOPs per token, fitted to flops / tokens across the table's runs")
+                    source=self.source,
+                    note=f"f(N) = FLOPs per token, fitted to {self.source} across the table's "
+                         f"runs; outside their N range it is extrapolated (a warning says when "
+                         f"N_opt gets there)")
 
     def axis_label(self) -> str:
         return "compute C (FLOPs, 6ND)" if self.name == "6ND" else "compute C (FLOPs, flops column)"
@@ -55,7 +59,10 @@ def cost_model(table: Results, params_column="params", compute="auto") -> CostMo
         raise AnalysisError(f"{table.source}: --compute flops but the table has no 'flops' "
                             f"column; add it or use --compute 6nd")
     N = table.numeric(params_column)
-    f = table.numeric("flops") / table.numeric("tokens")
+    # The runs' analytic FLOPs per token when recorded (exact per size), else flops / tokens.
+    source = "flops_per_token" if table.has("flops_per_token") else "flops / tokens"
+    f = table.numeric("flops_per_token") if source == "flops_per_token" else \
+        table.numeric("flops") / table.numeric("tokens")
     logN, logf = np.log(N), np.log(f)
     if np.ptp(logN) < 1e-9:  # one model size: the exponent cannot be inferred, assume linear
         p, logk = 1.0, float(np.mean(logf - logN))
@@ -63,7 +70,7 @@ def cost_model(table: Results, params_column="params", compute="auto") -> CostMo
         p, logk = np.polyfit(logN, logf, 1)
     k = float(np.exp(logk))
     err = float(np.max(np.abs(k * N ** p / f - 1.0)))
-    return CostModel("flops column", k, float(p), params_column, err)
+    return CostModel("flops column", k, float(p), params_column, err, source)
 
 
 def compute_column(table: Results, model: CostModel) -> np.ndarray:

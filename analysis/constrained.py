@@ -2,8 +2,10 @@
 
 With U_D unique tokens seen D / U_D times, repeated tokens are worth less:
     D' = U_D + U_D R_D* (1 - exp(-R_D / R_D*)),   R_D = D / U_D - 1
-and parameters beyond those compute-optimal for U_D (U_N = min(N_opt(U_D), N), from the
-base law's 6ND allocation) are worth less:
+where U_D = min(D, U) is the unique data a run has *seen* (U = the split's unique tokens):
+a run shorter than one epoch repeats nothing, so D' = D for it (paper, eq. 5 and its
+definitions). Parameters beyond those compute-optimal for U_D (U_N = min(N_opt(U_D), N),
+from the base law's 6ND allocation) are worth less:
     N' = U_N + U_N R_N* (1 - exp(-R_N / R_N*)),   R_N = N / U_N - 1
     L = E + A / N'^alpha + B / D'^beta.
 R_D* and R_N* are fitted (in log space), with the base law (E, A, B, alpha, beta)
@@ -32,12 +34,13 @@ def _effective(u, r, log_r_star):
 
 
 def _log_loss(a, b, e, alpha, beta, log_rd, log_rn, logX):
-    logN, logD, logU = logX[None, :, 0], logX[None, :, 1], logX[None, :, 2]
+    logN, logD = logX[None, :, 0], logX[None, :, 1]
+    logU = jnp.minimum(logX[None, :, 2], logD)  # U_D: unique tokens seen, at most D
     # U_N: the compute-optimal size for U_D tokens under the base law (6ND allocation):
     # N_opt = G (G D)^(beta/alpha), G = (alpha A / (beta B))^(1 / (alpha + beta)).
     log_g = (jnp.log(alpha) + a - jnp.log(beta) - b) / (alpha + beta)
     log_un = jnp.minimum(log_g + (beta / alpha) * (log_g + logU), logN)
-    r_d = jnp.maximum(jnp.exp(logD - logU) - 1.0, 0.0)
+    r_d = jnp.exp(logD - logU) - 1.0  # >= 0 since U_D <= D
     r_n = jnp.maximum(jnp.exp(logN - log_un) - 1.0, 0.0)
     d_eff = _effective(logU, r_d, log_rd)
     n_eff = _effective(log_un, r_n, log_rn)

@@ -288,10 +288,21 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
         provenance=provenance(table.source, table.read, len(logL), table.dropped),
     )
     cost_kp = (cost.k, cost.p)
+    refs = [float(c) for c in reference_flops] if reference_flops else \
+        allocation.reference_computes(C)
     if law_obj.name == "chinchilla":
-        refs = [float(c) for c in reference_flops] if reference_flops else \
-            [float(np.max(C)) * m for m in (1, 10, 100)]
         out.update(allocation.chinchilla(params, refs, cost_kp))
+        warnings += _outside_range_warnings(out["compute_optimal"], table.numeric(params_column),
+                                            cost)
+
+    def derived(thetas):
+        """Natural parameters and (Chinchilla) allocation quantities for each row."""
+        values = dict(law_obj.to_natural(thetas))
+        if law_obj.name == "chinchilla":
+            with np.errstate(all="ignore"):  # degenerate optima give inf/nan, summarised away
+                values.update(allocation.chinchilla_samples(values, refs, cost_kp))
+        return values
+    at_best = derived(res.x[near])
     resid = _residuals(law_obj, theta, logX, logL)
     out["residuals"] = dict(log_loss=resid.tolist(), rmse_log=float(np.sqrt(np.mean(resid ** 2))))
 
@@ -302,12 +313,10 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
         say(f"bootstrap: {bootstrap} resamples of {unit}, {len(boot_starts)} starts each")
         boot = bootstrap_fits(law_obj, logX, logL, weights, boot_starts, huber_delta,
                               abandon=abandon, abandon_after=BOOT_ABANDON_AFTER)
-        samples = dict(law_obj.to_natural(boot))
+        samples = derived(boot)
         # Kept in fit.json, so Law.load can give intervals on any prediction or allocation.
         out["bootstrap_samples"] = {k: np.asarray(samples[k], float).tolist()
                                     for k in law_obj.natural}
-        if law_obj.name == "chinchilla":
-            samples.update(allocation.chinchilla_samples(samples, out["reference_flops"], cost_kp))
         stderr, ci95 = summarise(samples)
         out.update(stderr=stderr, ci95=ci95, bootstrap=dict(
             n=int(bootstrap), seed=int(seed), unit=unit, n_units=int(groups.max() + 1),
@@ -319,7 +328,20 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
             interval="percentile, 2.5% to 97.5%"))
         out["_samples"] = samples
     else:
-        out.update(stderr={}, ci95={}, bootstrap=None)
+        samples = gauss_newton_samples(law_obj, theta, logX, logL, seed=seed)
+        out["bootstrap"] = None
+        if samples is None:
+            out.update(stderr={}, ci95={}, uncertainty="not estimated: no bootstrap, and no more "
+                       "points than parameters for a covariance")
+        else:
+            stderr, ci95 = summarise(derived(samples))
+            out.update(stderr=stderr, ci95=ci95, uncertainty=GN_NOTE)
+            if profile_floor_allowed(law_obj, res.x[near], theta, logX, logL, huber_delta):
+                ci95["E"] = [0.0, ci95["E"][1]]  # E = 0 fits as well: the floor is not pinned
+                warnings.append("E = 0 fits the runs as well as the best fit (profile check: "
+                                "residual sum of squares within the 95% F threshold); the "
+                                "irreducible loss is not identified")
+    disagree = set(disagree) | _widen_to_starts(out["ci95"], at_best, uncertainty.quantities(out))
     out["identified"] = uncertainty.classify(uncertainty.quantities(out), out["stderr"], out["ci95"],
                                              disagree)
     not_ident = [k for k in law_obj.natural if not out["identified"][k]]
@@ -336,7 +358,9 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
             say(f"extrapolation check: refit without the runs above {by} {threshold:g}")
             out["extrapolation"] = extrapolation_check(table, law_obj, threshold, huber_delta,
                                                        params_column, by=by, C=C,
-                                                       abandon=abandon)
+                                                       abandon=abandon,
+                                                       bootstrap=min(bootstrap, HOLDOUT_BOOT),
+                                                       seed=seed)
     return out
 
 
@@ -350,6 +374,103 @@ def _stderr(table):
         except (TypeError, ValueError):
             pass
     return out
+HOLDOUT_BOOT = 200   # resamples for the held-out runs' prediction intervals (at most)
+GN_SAMPLES = 2000
+GN_NOTE = ("approximate, without bootstrap: parameters drawn from a normal with the Gauss-Newton "
+           "covariance at the optimum (residual variance x (J^T J)^-1; a direction the data do "
+           "not constrain gets a huge variance), intervals widened to the spread of the starts "
+           "that reach the best objective; --bootstrap N resamples instead")
+
+
+def gauss_newton_samples(law, theta, logX, logL, n=GN_SAMPLES, seed=0):
+    """(n, P) parameter draws from N(theta, s^2 (J^T J)^-1), J the Jacobian of log L_pred;
+    None without more points than parameters. Eigenvalues of J^T J below 1e-12 of the
+    largest are floored there: a flat direction gets an enormous variance, so what it
+    moves is judged not identified rather than exact."""
+    import jax
+    from .optimize import float64
+    n_pts, P = len(logL), len(theta)
+    if n_pts <= P:
+        return None
+    with float64():
+        def f(t):
+            return law.log_pred(t[None], jnp.asarray(logX))[0]
+        J = np.asarray(jax.jacfwd(f)(jnp.asarray(theta, jnp.float64)))
+        r = np.asarray(f(jnp.asarray(theta, jnp.float64))) - logL
+    if not np.all(np.isfinite(J)):
+        return None
+    s2 = float(r @ r) / (n_pts - P)
+    w, V = np.linalg.eigh(J.T @ J)
+    w = np.maximum(w, 1e-12 * max(w.max(), 1e-300))
+    scale = V * np.sqrt(s2 / w)  # cov = scale scale^T
+    z = np.random.default_rng(seed).standard_normal((n, P))
+    with np.errstate(over="ignore"):
+        return np.asarray(theta)[None] + z @ scale.T
+
+
+PROFILE_PIN = -40.0   # log E at the pinned profile point (E = 4e-18: no floor at all)
+
+
+def profile_floor_allowed(law, near_x, theta, logX, logL, huber_delta):
+    """Whether the data allow E = 0: refit with log E pinned far below the data, from the
+    best starts, and compare residual sums of squares (a profile check, F test with 1 and
+    n - P degrees of freedom). A Gauss-Newton interval is symmetric in log E and cannot
+    see that the fit stays as good all the way down to no floor at all."""
+    if "e" not in law.fitted or len(logL) <= len(theta) + 1:
+        return False
+    from dataclasses import replace
+    from scipy import stats
+    i = law.fitted.index("e")
+
+    def pinned(t, X):
+        full = jnp.concatenate([t[:, :i], jnp.full((t.shape[0], 1), PROFILE_PIN), t[:, i:]], 1)
+        return law.log_pred(full, X)
+    sub = replace(law, log_pred=pinned, fitted=law.fitted[:i] + law.fitted[i + 1:], centring=(),
+                  grid=np.delete(law.grid, i, axis=1))
+    starts = np.delete(np.unique(np.round(near_x, 6), axis=0)[:BOOT_STARTS], i, axis=1)
+    res_p, best_p, _ = fit_points(sub, logX, logL, huber_delta, starts=starts)
+    full_p = np.insert(res_p.x[best_p], i, PROFILE_PIN)
+    rss = float(np.sum(_residuals(law, theta, logX, logL) ** 2))
+    rss_p = float(np.sum(_residuals(law, full_p, logX, logL) ** 2))
+    dof = len(logL) - len(theta)
+    if not np.isfinite(rss_p) or rss <= 0:
+        return False
+    return (rss_p - rss) / (rss / dof) < stats.f.ppf(0.95, 1, dof)
+
+
+def _widen_to_starts(ci95, at_best, values):
+    """Where the starts that reach the best objective disagree on a quantity, its interval
+    is widened to their range (refits start from the full-data optimum, so on a flat
+    objective the bootstrap range collapses to a point). Returns the disagreeing names."""
+    names = set()
+    for k, v in at_best.items():
+        v = np.asarray(v, float)
+        v = v[np.isfinite(v)]
+        if k not in values or len(v) < 2:
+            continue
+        lo, hi = float(v.min()), float(v.max())
+        if hi - lo <= DISAGREE_RTOL * max(abs(float(values[k])), 1e-12):
+            continue
+        names.add(k)
+        ci = ci95.get(k)
+        ci95[k] = [lo, hi] if not ci else [min(ci[0], lo), max(ci[1], hi)]
+    return names
+
+
+def _outside_range_warnings(compute_optimal, N, cost):
+    """The cost model f(N) = k N^p is fitted to the table's sizes; where N_opt leaves their
+    range it is extrapolated (9% low at 2.7M parameters on the default sweep), so say so."""
+    if cost.name == "6ND":
+        return []  # 6ND is a definition, not a fit: nothing is extrapolated in it
+    lo, hi = float(np.min(N)), float(np.max(N))
+    out = [f"C={key} ({uncertainty.num(c['N_opt'], 3)})" for key, c in compute_optimal.items()
+           if not lo <= c["N_opt"] <= hi]
+    if not out:
+        return []
+    src = "flops_per_token" if cost.source == "flops_per_token" else "flops / tokens"
+    return [f"N_opt leaves the table's N range ({uncertainty.num(lo, 3)} .. "
+            f"{uncertainty.num(hi, 3)}) at {', '.join(out)}: the cost model f(N) = "
+            f"{cost.k:.3g} N^{cost.p:.3f}, fitted to the table's {src}, is extrapolated there"]
 
 
 BOUND_EXPONENT = 10.0  # an exponent beyond this (or a scale beyond 1e-30..1e30) ran to a bound
@@ -400,9 +521,12 @@ def _residuals(law, theta, logX, logL):
 
 
 def extrapolation_check(table, law, threshold, huber_delta=1e-3, params_column="params",
-                        by="flops", C=None, abandon=True):
+                        by="flops", C=None, abandon=True, bootstrap=HOLDOUT_BOOT, seed=0):
     """Fit on runs with C <= threshold (by="flops") or N <= threshold (by="params", i.e.
-    without the largest models), predict the others, report relative errors."""
+    without the largest models), predict the others, report relative errors, and (with
+    `bootstrap` resamples) each held-out run's 95% prediction interval: the refits'
+    predictions times a resampled residual of the fit, so both the law's uncertainty and
+    the scatter of single runs are in it."""
     flops = C if C is not None else compute_column(table, cost_model(table, params_column))
     split_on = flops if by == "flops" else table.numeric(params_column)
     below = split_on <= threshold
@@ -418,14 +542,51 @@ def extrapolation_check(table, law, threshold, huber_delta=1e-3, params_column="
     actual = np.exp(hL)
     rel = (pred - actual) / actual
     runs = held.text("run")
-    rows = [dict(run=runs[i] or held.labels[i], flops=float(f), loss=float(a),
-                 predicted=float(p), rel_error=float(r))
-            for i, (f, a, p, r) in enumerate(zip(flops[~below], actual, pred, rel))]
-    return dict(**{f"threshold_{by}": float(threshold)}, n_fit=int(below.sum()),
-                n_heldout=int((~below).sum()),
-                params={k: float(v) for k, v in law.to_natural(res.x[best]).items()},
-                heldout=rows, mean_abs_rel_error=float(np.mean(np.abs(rel))),
-                max_abs_rel_error=float(np.max(np.abs(rel))))
+    band = _prediction_intervals(law, fit_table, logX, logL, res, best, hX, huber_delta,
+                                 bootstrap, seed, abandon)
+    rows = []
+    for i, (f, a, p, r) in enumerate(zip(flops[~below], actual, pred, rel)):
+        row = dict(run=runs[i] or held.labels[i], flops=float(f), loss=float(a),
+                   predicted=float(p), rel_error=float(r))
+        if band is not None:
+            lo, hi = float(band[0][i]), float(band[1][i])
+            row.update(pi95=[lo, hi], inside=bool(lo <= a <= hi))
+        rows.append(row)
+    out = dict(**{f"threshold_{by}": float(threshold)}, n_fit=int(below.sum()),
+               n_heldout=int((~below).sum()),
+               params={k: float(v) for k, v in law.to_natural(res.x[best]).items()},
+               heldout=rows, mean_abs_rel_error=float(np.mean(np.abs(rel))),
+               max_abs_rel_error=float(np.max(np.abs(rel))))
+    if band is not None:
+        out.update(n_inside=int(sum(r["inside"] for r in rows)), prediction_interval=dict(
+            n=int(bootstrap), seed=int(seed), level=0.95,
+            method="bootstrap refits' predictions x a resampled residual of the fit "
+                   "(2.5% to 97.5%)"))
+    else:
+        out["prediction_interval"] = None
+    return out
+
+
+def _prediction_intervals(law, fit_table, logX, logL, res, best, hX, huber_delta, n_boot, seed,
+                          abandon):
+    """(lo, hi) arrays of 95% bootstrap prediction intervals at hX; None without resamples."""
+    if not n_boot or len(hX) == 0:
+        return None
+    import jax
+    from .optimize import float64
+    groups, _ = bootstrap_groups(fit_table)
+    weights = bootstrap_weights(groups, n_boot, seed)
+    boot = bootstrap_fits(law, logX, logL, weights, bootstrap_starts(law, res, best),
+                          huber_delta, abandon=abandon, abandon_after=BOOT_ABANDON_AFTER)
+    with float64():
+        log_pred = np.asarray(jax.jit(law.log_pred)(jnp.asarray(boot), jnp.asarray(hX)))
+        resid = logL - np.asarray(law.log_pred(jnp.asarray(res.x[best])[None],
+                                                jnp.asarray(logX)))[0]
+    rng = np.random.default_rng(seed + 1)
+    draws = log_pred + rng.choice(resid, log_pred.shape)  # observed = predicted + (obs - pred)
+    with np.errstate(invalid="ignore"):
+        lo, hi = np.nanpercentile(np.exp(draws), [2.5, 97.5], axis=0)
+    return lo, hi
 
 
 def design_unchecked(table, law, params_column="params"):

@@ -71,7 +71,7 @@ def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber
     if "approach1" in fit:
         a1 = fit["approach1"]
         extra.append(("Approach 1 (training-curve envelope)",
-                      f"N_opt ∝ C^{a1['a']:.4f}, D_opt ∝ C^{a1['b']:.4f} over {a1['n_runs']} runs"))
+                      report.envelope_text(a1)))
     page = os.path.join(out_dir, "report.html")
     summary = report.fit_summary(fit, page)
     report.write_report(out_dir, f"Scaling-law fit: {fit['law']}", summary,

@@ -437,11 +437,11 @@ def _isoflop_plots(result: dict, out_dir: str) -> list:
         m = cur["labels"] == lab
         ax.scatter(np.exp(cur["logN"][m]), cur["loss"][m], color=col, s=14)
     for o in cur["opt"]:
-        c2, c1, c0, mid = o["parabola_N"]
+        c2, c1, c0, mid, c3 = o["parabola_N"]  # at the planned budget (FLOP jitter removed)
         col = colours[list(labels).index(o["label"])]
         m = cur["labels"] == o["label"]
         xs = np.linspace(cur["logN"][m].min(), cur["logN"][m].max(), 60) - mid
-        ax.plot(np.exp(xs + mid), c2 * xs ** 2 + c1 * xs + c0, color=col, lw=1.2)
+        ax.plot(np.exp(xs + mid), c3 * xs ** 3 + c2 * xs ** 2 + c1 * xs + c0, color=col, lw=1.2)
         ax.plot(np.exp(o["log_N_opt"]), o["loss_opt"], "x", color="k" if o["inside"] else "r", ms=8)
     ax.set(xscale="log", xlabel="params N", ylabel="loss", title="iso-FLOP profiles")
     pngs = [_save(fig, out_dir, "isoflop_parabolas")]
@@ -450,16 +450,25 @@ def _isoflop_plots(result: dict, out_dir: str) -> list:
     b = [x for x in result["budgets"] if x["used"]]
     cs = np.array([x["budget"] for x in b])
     grid = np.exp(np.linspace(np.log(cs.min()), np.log(cs.max()), 50))
-    for ax, key, exp_key, coeff in ((axes[0], "N_opt", "a", "N_coeff"), (axes[1], "D_opt", "b", "D_coeff")):
-        ax.scatter(cs, [x[key] for x in b], color="C0")
-        ax.plot(grid, result[coeff] * grid ** result[exp_key], "C1-",
-                label=f"{key} ∝ C^{result[exp_key]:.3f}")
-        if "ci95" in result:
-            lo, hi = result["ci95"][exp_key]
-            ref = np.exp(np.mean(np.log(cs)))
-            centre = result[coeff] * ref ** result[exp_key]
-            ax.fill_between(grid, centre * (grid / ref) ** lo, centre * (grid / ref) ** hi,
-                            alpha=0.25, label="95% interval of exponent")
+    from .isoflop import line_band
+    band = line_band(result, grid)
+    t = (result.get("interval") or {}).get("t", 1.96)
+    for ax, key, exp_key in ((axes[0], "N_opt", "a"), (axes[1], "D_opt", "b")):
+        to_key = (lambda n, c: n) if key == "N_opt" else \
+            (lambda n, c: c / (result["compute"].get("k", 6.0) * n ** result["compute"].get("p", 1.0)))
+        y = np.array([x[key] for x in b])
+        se = np.array([x.get("log_N_opt_stderr") or 0.0 for x in b])
+        if key == "D_opt":  # log D_opt = log C - log k - p log N_opt: the same error, times p
+            se = se * result["compute"].get("p", 1.0)
+        ax.errorbar(cs, y, yerr=[y - y * np.exp(-t * se), y * np.exp(t * se) - y], fmt="o",
+                    color="C0", capsize=3, label="budget optimum (95%)")
+        n_line = result["N_coeff"] * grid ** result["a"]
+        ax.plot(grid, to_key(n_line, grid), "C1-", label=f"{key} ∝ C^{result[exp_key]:.3f}")
+        if band is not None:
+            lo, _, hi = band
+            a, c = to_key(lo, grid), to_key(hi, grid)
+            ax.fill_between(grid, np.minimum(a, c), np.maximum(a, c), color="C1", alpha=0.25,
+                            label="95% band of the line")
         ax.set(xscale="log", yscale="log", xlabel=cur.get("axis", "compute C (FLOPs)"), ylabel=key)
         ax.legend()
     pngs.append(_save(fig, out_dir, "isoflop_optima"))

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from .uncertainty import describe, num, quantities, rounded
+from .uncertainty import describe, num, pm, quantities, rounded
 
 
 def public(result: dict) -> dict:
@@ -92,11 +92,18 @@ def fit_summary(fit: dict, report_path: str | None = None) -> str:
     if fit.get("bootstrap"):
         b = fit["bootstrap"]
         lines.append(f"  bootstrap: {b['n']} resamples of {b['n_units']} {b['unit']}, seed {b['seed']}")
+    elif fit.get("stderr"):
+        lines.append("  intervals: approximate (no bootstrap): Gauss-Newton covariance at the "
+                     "optimum and the spread of the best starts; --bootstrap N for resampled ones")
+    else:
+        lines.append("  uncertainty not estimated (no bootstrap)")
     if "extrapolation" in fit:
         e = fit["extrapolation"]
+        inside = (f", {e['n_inside']} of {e['n_heldout']} inside their 95% prediction interval"
+                  if e.get("prediction_interval") else ", no prediction intervals (no bootstrap)")
         lines.append(f"  extrapolation: fit on {e['n_fit']} runs with {_holdout_rule(e)}, "
                      f"{e['n_heldout']} held out: mean |rel err| {e['mean_abs_rel_error']:.3%}, "
-                     f"max {e['max_abs_rel_error']:.3%}")
+                     f"max {e['max_abs_rel_error']:.3%}{inside}")
     for w in fit["warnings"]:
         lines.append(f"  warning: {w}")
     for n in fit.get("notes", []):
@@ -107,16 +114,39 @@ def fit_summary(fit: dict, report_path: str | None = None) -> str:
 
 
 def isoflop_summary(res: dict, path: str | None = None) -> str:
+    se, ci = res.get("stderr") or {}, res.get("ci95") or {}
+
+    def exponent(k):
+        if k not in ci:
+            return f"{num(res[k], 3)} (uncertainty not estimated)"
+        return f"{pm(res[k], se[k])} (95% CI {num(ci[k][0], 3)} .. {num(ci[k][1], 3)})"
+
     lines = [f"iso-FLOP ({res['grouping']}), {len(res['budgets'])} budgets: "
-             f"N_opt ∝ C^{res['a']:.4f}{_interval(res, 'a')}, "
-             f"D_opt ∝ C^{res['b']:.4f}{_interval(res, 'b')}"]
+             f"N_opt ∝ C^{exponent('a')}, D_opt = C / f(N_opt) ∝ C^{exponent('b')}"]
     for b in res["budgets"]:
-        lines.append(f"  C={b['budget']:.3g}: N_opt={b['N_opt']:.4g} D_opt={b['D_opt']:.4g} "
-                     f"loss={b['loss_opt']:.4f} ({b['n_runs']} runs{'' if b['used'] else ', not used'})")
+        s = b.get("log_N_opt_stderr")
+        n = pm(b["N_opt"], b["N_opt"] * s) if s else num(b["N_opt"])
+        lines.append(f"  C={num(b['budget'], 3)}: N_opt={n} D_opt={num(b['D_opt'], 3)} "
+                     f"loss={b['loss_opt']:.4f} ({b['n_runs']} runs"
+                     f"{'' if b['used'] else ', not used'})")
     lines += [f"  warning: {w}" for w in res["warnings"]]
+    lines += [f"  note: {n}" for n in res.get("notes", [])]
     if path:
         lines.append(f"  report: {path}")
     return "\n".join(lines)
+
+
+def envelope_text(env: dict) -> str:
+    """Approach 1 in one line: exponents with their bootstrap intervals and what they rest on."""
+    if env["a"] is None:
+        return env["warnings"][-1]
+    ci = env.get("ci95") or {}
+    parts = []
+    for k, name in (("a", "N_opt"), ("b", "D_opt")):
+        rng = f" (95% CI {num(ci[k][0], 3)} .. {num(ci[k][1], 3)})" if k in ci else ""
+        parts.append(f"{name} ∝ C^{num(env[k], 3)}{rng}")
+    return (f"{', '.join(parts)} through {env['n_points_used']} crossings of the envelope "
+            f"from one size to another (>= 3 curves overlapping) over {env['n_runs']} runs")
 
 
 def _cells(row):
@@ -241,6 +271,10 @@ def extrapolation_text(ex: dict) -> str:
     lines = [f"fit on {ex['n_fit']} runs with {_holdout_rule(ex)}; "
              f"predicted {ex['n_heldout']} held-out runs"]
     for r in ex["heldout"]:
+        pi = ""
+        if "pi95" in r:
+            pi = (f" 95% PI {r['pi95'][0]:.4f} .. {r['pi95'][1]:.4f} "
+                  f"({'inside' if r['inside'] else 'OUTSIDE'})")
         lines.append(f"{r['run']}: C={r['flops']:.3g} loss={r['loss']:.4f} "
-                     f"predicted={r['predicted']:.4f} rel.err={r['rel_error']:+.3%}")
+                     f"predicted={r['predicted']:.4f} rel.err={r['rel_error']:+.3%}{pi}")
     return "\n".join(lines)

@@ -3,6 +3,9 @@
 A quantity is *identified* when its bootstrap distribution is tight: standard error
 at most half the value and a 95% interval spanning at most a factor MAX_RATIO (for
 positive quantities), and the starts that reach the best objective agree on it.
+Exponents (alpha, beta, a, b, ...) live in a narrow range (a, b in [0, 1/p]), where a
+relative rule passes "0.39 (95% CI 0.14 .. 0.93)"; for them the 95% interval must also
+be at most MAX_EXPONENT_WIDTH wide.
 An unidentified quantity is reported as "not identified (95% range lo .. hi)",
 never as value ± stderr (a stderr larger than the value says nothing).
 """
@@ -13,10 +16,17 @@ import math
 
 MAX_REL_STDERR = 0.5
 MAX_RATIO = 10.0
+MAX_EXPONENT_WIDTH = 0.5
+EXACT_REL = 1e-6   # a stderr below this fraction of the value: an exact fit, not a precision
 TINY, HUGE = 1e-30, 1e30
 
 
-def is_identified(value, stderr, ci, disagree=False):
+def is_exponent(name):
+    """Allocation exponents a, b and a law's exponents (alpha, beta, alpha_N, ...)."""
+    return name in ("a", "b") or name.startswith(("alpha", "beta"))
+
+
+def is_identified(value, stderr, ci, disagree=False, exponent=False):
     if disagree or value is None or not math.isfinite(value):
         return False
     if not TINY <= abs(value) <= HUGE:
@@ -26,6 +36,10 @@ def is_identified(value, stderr, ci, disagree=False):
     if not (math.isfinite(stderr) and stderr <= MAX_REL_STDERR * abs(value)):
         return False
     lo, hi = ci
+    if exponent and hi - lo > MAX_EXPONENT_WIDTH:
+        return False
+    if not exponent and value > 0 and lo <= 0:
+        return False  # a positive scale whose interval reaches zero (e.g. no loss floor)
     return not (lo > 0 and hi / lo > MAX_RATIO)
 
 
@@ -33,7 +47,7 @@ def classify(values: dict, stderr: dict, ci95: dict, disagree=()) -> dict:
     """name -> True/False for every quantity in `values`."""
     boot = bool(ci95)
     return {k: is_identified(v, stderr.get(k) if boot else None, ci95.get(k) if boot else None,
-                             k in disagree) for k, v in values.items()}
+                             k in disagree, is_exponent(k)) for k, v in values.items()}
 
 
 def num(v, sig=4):
@@ -50,10 +64,13 @@ def num(v, sig=4):
 
 
 def _parts(v, se):
-    """(value, stderr, exponent suffix) rounded to the stderr's second significant digit."""
+    """(value, stderr, exponent suffix) rounded to the stderr's second significant digit.
+    Scientific notation when the value is large or small, or when rounding would leave
+    digits of a whole number that mean nothing (99511 ± 48353 -> (1.00 ± 0.48)e+5)."""
     place = math.floor(math.log10(se)) - 1  # decimal place of se's 2nd significant digit
-    mag = math.floor(math.log10(abs(v))) if v else 0
-    if mag >= 5 or mag <= -4:
+    v_round = round(v, -place)
+    mag = math.floor(math.log10(abs(v_round))) if v_round else math.floor(math.log10(se))
+    if mag >= 5 or mag <= -4 or place > 0:
         scale = 10.0 ** mag
         d = max(0, mag - place)
         return f"{v / scale:.{d}f}", f"{se / scale:.{d}f}", f"e{mag:+d}"
@@ -67,9 +84,12 @@ def _has_se(v, se):
 
 
 def pm(v, se):
-    """value ± stderr, both rounded to the stderr's second significant digit."""
+    """value ± stderr, both rounded to the stderr's second significant digit (an exact fit,
+    stderr below EXACT_REL of the value, prints the value to 6 digits and the stderr alone)."""
     if not _has_se(v, se):
         return num(v)
+    if se < EXACT_REL * abs(v):
+        return f"{v:.6g} ± {se:.1e}"
     val, err, exp = _parts(v, se)
     return f"({val} ± {err}){exp}" if exp else f"{val} ± {err}"
 
@@ -78,6 +98,8 @@ def rounded(v, se):
     """The value alone at the precision its stderr allows (for tables)."""
     if not _has_se(v, se):
         return num(v)
+    if se < EXACT_REL * abs(v):
+        return f"{v:.6g}"
     val, _, exp = _parts(v, se)
     return val + exp
 
@@ -97,5 +119,7 @@ def describe(name, v, se, ci, identified):
     if not identified:
         rng = f" (95% range {num(ci[0], 2)} .. {num(ci[1], 2)})" if ci else ""
         return f"{name}: not identified by these runs{rng}"
+    if se is None and not ci:
+        return f"{name} = {num(v)} (uncertainty not estimated)"
     extra = f" (95% CI {num(ci[0], 3)} .. {num(ci[1], 3)})" if ci else ""
     return f"{name} = {pm(v, se)}{extra}"

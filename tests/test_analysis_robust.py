@@ -76,6 +76,10 @@ def test_constant_loss_warns_and_reports_without_traceback(tmp_path):
     assert (tmp_path / "o" / "report.html").exists()
     fit = json.loads((tmp_path / "o" / "fit.json").read_text())
     assert any("does not vary" in w for w in fit["warnings"])
+    # Bootstrap refits start at the full-data optimum and stay there on a flat objective
+    # ("95% range 1 .. 1"); the range now spans the best starts, which put E from ~0 to 3.
+    lo, hi = fit["ci95"]["E"]
+    assert lo < 1.0 and hi == pytest.approx(3.0, rel=1e-3) and not fit["identified"]["E"]
 
 
 def test_parameter_at_a_bound_warns(tmp_path):
