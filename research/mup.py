@@ -6,25 +6,36 @@ rate found at a small (base) width holds at every width. `model.parametrization`
 names the width at which µP *is* SP, and `model.mup_base_head_dim` the head width at which the
 two attention scales agree. With m = d_model / mup_base_width (the width multiplier):
 
-  role       parameters                             init std      Adam LR   forward
-  ---------  -------------------------------------  ------------  --------  --------------------
-  hidden     every matmul kernel inside the blocks  SP std/sqrt(m) η / m     -
-             (attn query/key/value/out, mlp up/down)
-  embedding  wte.embedding, wpe                     SP std         η         -
-  vector     biases, LayerNorm scale and bias       SP (0 or 1)    η         -
-  readout    lm_head.kernel (or wte when tied)      SP std         η         logits input x 1/m
-  attention  (no parameter)                         -              -         q.k x sqrt(K0) / K
+  role       parameters                             init std         Adam LR   forward
+  ---------  -------------------------------------  ---------------  --------  ------------------
+  hidden     every matmul kernel inside the blocks  SP std x c_init  η / m     -
+             (attn query/key/value/out, mlp up/down)   / sqrt(m)
+  embedding  wte.embedding, wpe                     SP std           η         -
+  vector     biases, LayerNorm scale and bias       SP (0 or 1)      η         -
+  readout    lm_head.kernel (or wte when tied)      SP std           η         logits input
+                                                                               x c_out / m
+  attention  (no parameter)                         -                -         q.k x c_attn
+                                                                               x sqrt(K0) / K
+
+c_out, c_attn and c_init are the base multipliers (`model.mup_output_mult`, `mup_attn_mult`,
+`mup_init_mult`): width-independent constants, the same at every width, tuned at the base width
+where µP is SP times them (configs/sweeps/mup_base.py). They matter because µP copies the base
+model's behaviour to every width, its slowness included: with all three at 1 the 32-wide base's
+logits start at std ~0.1 and one Adam step moves them by at most ~η·32, so every width sits on
+the unigram plateau as long as the base does.
 
 K is the head width and K0 = mup_base_head_dim: the logits are scaled by 1/K (µP) instead of
 1/sqrt(K) (SP), with the constant chosen so that both agree at K = K0. The readout multiplier
 1/m is the paper's Table 8 form of "readout init variance 1/width^2, LR η/width": it works for a
 tied embedding too, whose input use keeps init and LR as an embedding should. Weight decay is
-decoupled and scaled with each parameter's LR (as per-group learning rates do in PyTorch).
+decoupled and, as in microsoft/mup's MuAdamW, a hidden matrix's λ is multiplied by m while its LR
+is divided by m: the decay per step, η·λ, is the same at every width (decayed: kernels only,
+research/optim.py:decay_mask).
 
 Everything is applied here and nowhere else: `rescale_init` multiplies the freshly initialised
 parameters, `scale_learning_rates` multiplies Adam's updates per parameter, `attention_scale` and
 `readout_scale` are the two forward constants the model reads. At m = 1 and K = K0 every factor
-is exactly 1.0, so µP reproduces SP bit for bit. Parameter count, shapes, shardings, checkpoint
+is exactly 1.0 (with the base multipliers at 1), so µP reproduces SP bit for bit. Parameter count, shapes, shardings, checkpoint
 layout of the params and the analytic FLOPs are the same under both.
 
 µP transfers across *width*. Scale heads either way: with n_heads fixed (K grows with the width,
@@ -56,12 +67,14 @@ def attention_scale(cfg) -> float:
     k = cfg.d_model // cfg.n_heads
     if not is_mup(cfg):
         return k ** -0.5
-    return k ** -0.5 * (cfg.mup_base_head_dim / k) ** 0.5
+    return cfg.mup_attn_mult * k ** -0.5 * (cfg.mup_base_head_dim / k) ** 0.5
 
 
 def readout_scale(cfg) -> float:
-    """Multiplier of the readout's input (so of the logits): 1/m under µP."""
-    return 1.0 / width_multiplier(cfg)
+    """Multiplier of the readout's input (so of the logits): c_out / m under µP."""
+    if not is_mup(cfg):
+        return 1.0
+    return cfg.mup_output_mult / width_multiplier(cfg)
 
 
 def role_of(path) -> str:
@@ -79,11 +92,25 @@ def role_of(path) -> str:
 
 
 def init_multiplier(cfg, role: str) -> float:
-    return width_multiplier(cfg) ** -0.5 if role == HIDDEN else 1.0
+    if not is_mup(cfg) or role != HIDDEN:
+        return 1.0
+    return cfg.mup_init_mult * width_multiplier(cfg) ** -0.5
 
 
 def lr_multiplier(cfg, role: str) -> float:
     return 1.0 / width_multiplier(cfg) if role == HIDDEN else 1.0
+
+
+def decay_multiplier(cfg, role: str) -> float:
+    """λ's factor: m for hidden matrices (MuAdamW: η/m x λ·m = η·λ at every width)."""
+    return width_multiplier(cfg) if role == HIDDEN else 1.0
+
+
+def weight_decay_scale(cfg):
+    """path -> decay factor for research/optim.py under µP; None (plain AdamW) under SP."""
+    if not is_mup(cfg):
+        return None
+    return lambda path: decay_multiplier(cfg, role_of(path))
 
 
 def _is_box(x) -> bool:
@@ -114,8 +141,8 @@ def lr_multipliers(params, cfg):
 
 
 def scale_learning_rates(cfg) -> optax.GradientTransformation:
-    """Chained after AdamW: multiplies each parameter's update (hence its LR and its decoupled
-    weight decay) by its µP multiplier."""
+    """Chained after AdamW: multiplies each parameter's update (hence its LR, and its decoupled
+    weight decay, which weight_decay_scale has multiplied by the inverse) by its µP multiplier."""
     import optax  # here, not at the top: the model (and sampling) must not load the optimizer
 
     def update(updates, state, params=None):

@@ -16,10 +16,18 @@ from experiments.sweeplib.errors import SweepError
 def test_sweep_config_expands_to_every_lr_width_and_parametrization():
     sweep = spec.load("configs/sweeps/lr_transfer.py")
     runs = plan.expand(sweep)
-    assert len(runs) == 6 * 4 * 2
-    seen = {(r.config.model.parametrization, r.config.model.d_model, r.config.train.learning_rate)
-            for r in runs}
+    assert len(runs) == 6 * 4 * 2 * 3
+    seen = {(r.config.model.parametrization, r.config.model.d_model, r.config.train.learning_rate,
+             r.seed) for r in runs}
     assert len(seen) == len(runs)
+    assert {r.seed for r in runs} == {0, 1, 2}
+    # The two parts measured: µP's 4 LRs at every width, SP's 3 at the widest.
+    mup_part = plan.expand(spec.load("configs/sweeps/lr_transfer.py:mup"))
+    assert len(mup_part) == 4 * 4 * 3 and {r.config.model.parametrization for r in mup_part} == {"mup"}
+    sp_part = plan.expand(spec.load("configs/sweeps/lr_transfer.py:sp256"))
+    assert {(r.config.model.parametrization, r.config.model.d_model) for r in sp_part} == {("sp", 256)}
+    config_hash = lambda r: (r.seed, r.name.rsplit("-", 1)[1])  # noqa: E731  (name: ...-s0-HASH)
+    assert {config_hash(r) for r in mup_part + sp_part} <= {config_hash(r) for r in runs}
     assert {r.config.model.d_model for r in runs} == {32, 64, 128, 256}
     assert {r.config.model.n_layers for r in runs} == {2}  # width varies, depth does not
     assert {r.config.model.n_heads for r in runs} == {2}  # ... and the head width with it
