@@ -78,6 +78,11 @@ class ModelConfig:
     mup_output_mult: float = 8.0
     mup_attn_mult: float = 2.83
     mup_init_mult: float = 2.83
+    # Depth-µP (CompleteP, Dey et al. 2025), under SP or µP: "none", "sqrt" (each residual branch
+    # x (L0/L)^(1/2)) or "complete" (x L0/L), with the in-block Adam LR x (L/L0)^(alpha - 1) and
+    # the residual projections' init at the base depth L0 = mup_base_depth. research/mup.py.
+    depth_parametrization: str = "none"
+    mup_base_depth: int = 2
 
     def __post_init__(self):
         for key in ("d_model", "n_layers", "n_heads", "context_length", "vocab_size", "mlp_ratio"):
@@ -104,6 +109,11 @@ class ModelConfig:
         if self.parametrization == "mup" and min(self.mup_base_width, self.mup_base_head_dim) < 1:
             raise ConfigError("µP needs model.mup_base_width and model.mup_base_head_dim >= 1 "
                               "(the width and head width at which it equals SP)")
+        if self.depth_parametrization not in ("none", "sqrt", "complete"):
+            raise ConfigError(f"model.depth_parametrization={self.depth_parametrization!r}; use "
+                              "'none', 'sqrt' (branches x 1/sqrt(L)) or 'complete' (x 1/L)")
+        if self.mup_base_depth < 1:
+            raise ConfigError(f"model.mup_base_depth={self.mup_base_depth} must be >= 1")
         for key in ("mup_output_mult", "mup_attn_mult", "mup_init_mult"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"model.{key}={getattr(self, key)} must be positive "

@@ -38,6 +38,11 @@ parameters, `scale_learning_rates` multiplies Adam's updates per parameter, `att
 is exactly 1.0 (with the base multipliers at 1), so µP reproduces SP bit for bit. Parameter count, shapes, shardings, checkpoint
 layout of the params and the analytic FLOPs are the same under both.
 
+Depth (`model.depth_parametrization`, CompleteP: Dey et al. 2025): "sqrt" or "complete" scales
+each residual branch by (L0/L)^alpha, alpha = 1/2 or 1 (L0 = `model.mup_base_depth`), keeps the
+residual projections' init at the base depth, and multiplies the Adam LR of everything inside the
+blocks by (L/L0)^(alpha-1). It combines with either parametrization and is exactly off at L = L0.
+
 µP transfers across *width*. Scale heads either way: with n_heads fixed (K grows with the width,
 set mup_base_head_dim = mup_base_width / n_heads) or with K fixed (heads grow; then the attention
 factor is a constant). It says nothing about depth: the ladder also grows in depth, so a base LR
@@ -77,6 +82,40 @@ def readout_scale(cfg) -> float:
     return cfg.mup_output_mult / width_multiplier(cfg)
 
 
+DEPTH_ALPHAS = {"sqrt": 0.5, "complete": 1.0}
+
+
+def depth_alpha(cfg) -> float | None:
+    """CompleteP's alpha under depth-µP (branches x (L0/L)^alpha), None when off."""
+    return DEPTH_ALPHAS.get(cfg.depth_parametrization)
+
+
+def branch_scale(cfg) -> float:
+    """Multiplier of each residual branch (attention, MLP): (L0/L)^alpha, 1 without depth-µP."""
+    alpha = depth_alpha(cfg)
+    return 1.0 if alpha is None else (cfg.mup_base_depth / cfg.n_layers) ** alpha
+
+
+def residual_init_depth(cfg) -> int:
+    """The depth in GPT-2's residual-projection init std 0.02 / sqrt(2 L): the model's own, or
+    the base depth under depth-µP (the branch multiplier then does the depth scaling)."""
+    return cfg.n_layers if depth_alpha(cfg) is None else cfg.mup_base_depth
+
+
+def depth_lr_multiplier(cfg, path) -> float:
+    """Adam LR factor of a parameter inside the blocks under depth-µP: (L/L0)^(alpha - 1)
+    (CompleteP, Adam; 1 for alpha = 1)."""
+    alpha = depth_alpha(cfg)
+    if alpha is None or not _in_blocks(path):
+        return 1.0
+    return (cfg.n_layers / cfg.mup_base_depth) ** (alpha - 1.0)
+
+
+def _in_blocks(path) -> bool:
+    names = [str(getattr(k, "key", getattr(k, "name", ""))) for k in path]
+    return any(n == "blocks" or n.startswith("block_") for n in names)
+
+
 def role_of(path) -> str:
     """A parameter's µP role from its path in the params tree (see the table)."""
     names = [getattr(k, "key", getattr(k, "name", None)) for k in path]
@@ -107,10 +146,11 @@ def decay_multiplier(cfg, role: str) -> float:
 
 
 def weight_decay_scale(cfg):
-    """path -> decay factor for research/optim.py under µP; None (plain AdamW) under SP."""
-    if not is_mup(cfg):
+    """path -> decay factor for research/optim.py under µP or depth-µP (the inverse of the LR
+    factors, so the decay per step stays η·λ); None (plain AdamW) under SP."""
+    if not is_mup(cfg) and depth_alpha(cfg) is None:
         return None
-    return lambda path: decay_multiplier(cfg, role_of(path))
+    return lambda path: decay_multiplier(cfg, role_of(path)) / depth_lr_multiplier(cfg, path)
 
 
 def _is_box(x) -> bool:
@@ -137,7 +177,8 @@ def rescale_init(params, cfg):
 def lr_multipliers(params, cfg):
     """A params-shaped tree of per-parameter learning-rate multipliers."""
     return jax.tree_util.tree_map_with_path(
-        lambda path, _: lr_multiplier(cfg, role_of(path)), params, is_leaf=_is_box)
+        lambda path, _: lr_multiplier(cfg, role_of(path)) * depth_lr_multiplier(cfg, path),
+        params, is_leaf=_is_box)
 
 
 def scale_learning_rates(cfg) -> optax.GradientTransformation:
@@ -149,7 +190,7 @@ def scale_learning_rates(cfg) -> optax.GradientTransformation:
         del params
 
         def scale(path, u):
-            factor = lr_multiplier(cfg, role_of(path))
+            factor = lr_multiplier(cfg, role_of(path)) * depth_lr_multiplier(cfg, path)
             return u if factor == 1.0 else u * factor
 
         return jax.tree_util.tree_map_with_path(scale, updates), state
@@ -162,4 +203,5 @@ def with_lr_multipliers(tx: optax.GradientTransformation, cfg) -> optax.Gradient
     run's optimizer state keeps its layout)."""
     import optax
 
-    return optax.chain(tx, scale_learning_rates(cfg)) if is_mup(cfg) else tx
+    on = is_mup(cfg) or depth_alpha(cfg) is not None
+    return optax.chain(tx, scale_learning_rates(cfg)) if on else tx

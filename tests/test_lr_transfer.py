@@ -66,6 +66,25 @@ def test_verdict_same_point_adjacent_and_drift():
     assert flat["transfers"]
 
 
+def test_verdict_counts_an_adjacent_point_within_one_stderr_as_tied():
+    """Three seeds per cell: width 256's best is one grid point off and 1% better (over the 0.5%
+    tolerance), but its standard errors make the two means indistinguishable; with tight
+    standard errors it does not transfer."""
+    rows = []
+    for seed, noise in enumerate((-0.03, 0.0, 0.03)):
+        for w, best in ((32, 3), (256, 4)):
+            for i in range(6):
+                loss = 2.0 + 0.02 * (i - best) ** 2 + (noise if w == 256 else 0.0)
+                rows.append({"parametrization": "mup", "d_model": str(w),
+                             "learning_rate": str(2.0 ** (i - 10)), "loss": str(loss), "seed": seed})
+    err = lr_transfer.stderrs(rows)["mup"]
+    assert err[256][2.0 ** -7] == pytest.approx(0.03 / 3 ** 0.5 * 3 ** 0.5 / 3 ** 0.5, rel=1e-6)
+    data = lr_transfer.curves(rows)["mup"]
+    assert lr_transfer.verdict(data, err)["transfers"]
+    assert lr_transfer.verdict(data, err)["widths"][256]["tied_within_stderr"]
+    assert not lr_transfer.verdict(data)["transfers"]  # without the spread: 1% > 0.5%
+
+
 def test_cli_writes_plot_and_json(tmp_path):
     path = tmp_path / "results.csv"
     rows = _rows({("mup", 64): 3, ("mup", 128): 3, ("sp", 64): 3, ("sp", 128): 1})
