@@ -62,7 +62,8 @@ def curves(rows) -> dict:
 
 
 def stderrs(rows) -> dict:
-    """{parametrization: {width: {lr: standard error of the mean over seeds}}} (0 for one seed)."""
+    """{parametrization: {width: {lr: standard error of the mean over seeds}}} (NaN for one
+    seed: no spread measured, so nothing counts as tied by it)."""
     acc: dict = {}
     for r in rows:
         if r["loss"] and math.isfinite(float(r["loss"])):
@@ -71,7 +72,7 @@ def stderrs(rows) -> dict:
     out: dict = {}
     for (p, w, lr), v in sorted(acc.items()):
         n, mean = len(v), sum(v) / len(v)
-        se = math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1) / n) if n > 1 else 0.0
+        se = math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1) / n) if n > 1 else math.nan
         out.setdefault(p, {}).setdefault(w, {})[lr] = se
     return out
 
@@ -91,7 +92,8 @@ def verdict(by_width: dict, stderr: dict | None = None) -> dict:
         steps_apart = abs(grid.index(best[w]) - grid.index(reference))
         se = (stderr or {}).get(w, {})
         noise = math.hypot(se.get(reference, 0.0), se.get(best[w], 0.0))
-        tied = reference in losses and losses[reference] - losses[best[w]] <= noise and noise > 0
+        tied = bool(reference in losses and noise > 0
+                    and losses[reference] - losses[best[w]] <= noise)
         ok = steps_apart == 0 or (steps_apart == 1 and (penalty < TOLERANCE or tied))
         transfers &= ok
         per_width[w] = {"best_lr": best[w], "best_loss": losses[best[w]],
