@@ -103,3 +103,12 @@ def test_cli_writes_plot_and_json(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "experiments.lr_transfer", str(tmp_path / "nope"),
                           "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.splitlines()) == 1
+
+
+def test_depth_transfer_sweep_varies_only_depth():
+    runs = plan.expand(spec.load("configs/sweeps/depth_transfer.py:sqrt"))
+    assert {r.config.model.n_layers for r in runs} == {2, 4, 8}
+    assert {r.config.model.d_model for r in runs} == {64}
+    assert {(r.config.model.depth_parametrization, r.config.model.mup_base_depth,
+             r.config.model.parametrization) for r in runs} == {("sqrt", 2, "mup")}
+    assert len(runs) == 3 * 3 * 3
