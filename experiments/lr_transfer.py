@@ -103,7 +103,7 @@ def verdict(by_width: dict, stderr: dict | None = None) -> dict:
     return {"reference_lr": reference, "transfers": transfers, "widths": per_width}
 
 
-def plot(data: dict, path: str) -> None:
+def plot(data: dict, path: str, errors: dict | None = None) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -117,13 +117,15 @@ def plot(data: dict, path: str) -> None:
         for w, colour in zip(widths, colours):
             lrs = sorted(data[p][w])
             losses = [data[p][w][lr] for lr in lrs]
-            ax.plot(lrs, losses, marker="o", color=colour, label=f"d_model {w}")
+            se = [(errors or {}).get(p, {}).get(w, {}).get(lr, math.nan) for lr in lrs]
+            ax.errorbar(lrs, losses, yerr=[0.0 if math.isnan(e) else e for e in se], marker="o",
+                        color=colour, capsize=3, label=f"d_model {w}")
             best = min(lrs, key=data[p][w].get)
             ax.plot([best], [data[p][w][best]], marker="*", ms=14, color=colour, mec="k")
         ax.set(xscale="log", xlabel="learning rate (peak)", title=p.upper())
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("final validation loss (nats/token)")
-    axes[0][-1].legend(fontsize=8)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("final validation loss (nats/token; bars: ± 1 s.e. over seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -141,7 +143,7 @@ def main(argv) -> int:
                    "stderr": {p: {str(w): {f"{lr:g}": v for lr, v in c.items()}
                                   for w, c in by_w.items()} for p, by_w in errors.items()},
                    "verdict": report}, f, indent=1)
-    plot(data, os.path.join(args.out, "lr_transfer.png"))
+    plot(data, os.path.join(args.out, "lr_transfer.png"), errors)
     for p, by_width in data.items():
         for w, losses in by_width.items():
             cells = ", ".join(f"{lr:.3g}: {m:.3f} ± {errors[p][w][lr]:.3f}"
