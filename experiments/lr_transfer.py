@@ -125,7 +125,7 @@ def plot(data: dict, path: str, errors: dict | None = None) -> None:
         ax.set(xscale="log", xlabel="learning rate (peak)", title=p.upper())
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    axes[0][0].set_ylabel("final validation loss (nats/token; bars: ± 1 s.e. over seeds)")
+    axes[0][0].set_ylabel("final validation loss (nats/token, ± 1 s.e.)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
