@@ -34,9 +34,11 @@ research/optim.py:decay_mask).
 
 Everything is applied here and nowhere else: `rescale_init` multiplies the freshly initialised
 parameters, `scale_learning_rates` multiplies Adam's updates per parameter, `attention_scale` and
-`readout_scale` are the two forward constants the model reads. At m = 1 and K = K0 every factor
-is exactly 1.0 (with the base multipliers at 1), so µP reproduces SP bit for bit. Parameter count, shapes, shardings, checkpoint
-layout of the params and the analytic FLOPs are the same under both.
+`readout_scale` are the two forward constants the model reads (`branch_scale` under depth-µP).
+At m = 1 and K = K0 every width factor is exactly 1.0, so µP is SP times the base multipliers
+(SP bit for bit with them at 1). Parameter count, shapes, shardings, checkpoint layout of the
+params and the analytic FLOPs are the same under both; µP's optimizer state differs in layout
+(its AdamW is built from optax's parts, with a per-parameter decay).
 
 Depth (`model.depth_parametrization`, CompleteP: Dey et al. 2025): "sqrt" or "complete" scales
 each residual branch by (L0/L)^alpha, alpha = 1/2 or 1 (L0 = `model.mup_base_depth`), keeps the
@@ -45,8 +47,8 @@ blocks by (L/L0)^(alpha-1). It combines with either parametrization and is exact
 
 µP transfers across *width*. Scale heads either way: with n_heads fixed (K grows with the width,
 set mup_base_head_dim = mup_base_width / n_heads) or with K fixed (heads grow; then the attention
-factor is a constant). It says nothing about depth: the ladder also grows in depth, so a base LR
-is a good start there, not a guarantee.
+factor is a constant). Without depth-µP it says nothing about depth: the ladder also grows in
+depth, so a base LR is a good start there, not a guarantee.
 """
 
 from __future__ import annotations
