@@ -2,9 +2,11 @@
 
   python -m experiments.coord_check --config configs/gpt.py:tiny --widths 64,128,256,512 --out DIR
 
-Writes DIR/coord_check.json (RMS per parametrization, step, layer and width, and each curve's
-slope of log RMS against log width) and DIR/coord_check.png (a panel per parametrization and
-recorded step). Under µP every slope should be near 0; under SP some grow. The depth, heads,
+Writes DIR/coord_check.json (per parametrization, step, layer and width: the RMS of the layer's
+output and the RMS of its change since init, and each curve's slope in log width) and
+DIR/coord_check.png (a panel per parametrization and recorded step), and prints the curves that
+break µP (research/coord_check.py:violations). Under µP every slope should be near 0 (the
+attention and output logits at init: -1/2); under SP some grow. The depth, heads,
 context, batch and LR come from the config; only d_model varies. Research code:
 research/coord_check.py.
 """
@@ -91,6 +93,11 @@ def main(argv) -> int:
         json.dump(result, f, indent=1)
     plot(result, os.path.join(args.out, "coord_check.png"))
     last = result["steps"][-1]
+    for p in result["rms"]:
+        broken = coord_check.violations(result, p)
+        print(f"{p}: {len(broken)} curves break µP's flat-in-width rule"
+              + (": " + ", ".join(f"{k} ({v:+.2f})" for k, v in sorted(broken.items())[:6])
+                 if broken else ""))
     for p, by_step in result["slopes"].items():
         worst = max(by_step[last].items(), key=lambda kv: abs(kv[1]))
         print(f"{p}: after {last} steps the steepest curve is {worst[0]} "

@@ -64,11 +64,25 @@ class ModelConfig:
     attention: str = "auto"
     remat: str = "none"  # "none", "full" (recompute each layer) or "save_dots" (keep matmul outputs)
     # "sp" (GPT-2 initialisation, one LR) or "mup" (µP: the best LR transfers across width).
-    # µP equals SP at d_model = mup_base_width with head width mup_base_head_dim; the default
-    # base is the 100k model (64 wide, 2 heads of 32). Rules: research/mup.py.
+    # µP equals SP (times the base multipliers below) at d_model = mup_base_width with head width
+    # mup_base_head_dim. The default base, 32 wide with heads of 16, is the one the multipliers
+    # and the transferred LR (6e-3) were tuned at (docs/mup.md). Rules: research/mup.py.
     parametrization: str = "sp"
-    mup_base_width: int = 64
-    mup_base_head_dim: int = 32
+    mup_base_width: int = 32
+    mup_base_head_dim: int = 16
+    # µP's base multipliers: constants tuned at the base width (where µP is SP times them) and
+    # applied identically at every width, as Tensor Programs V tunes them. Under SP they are
+    # ignored (SP stays GPT-2). output: logits (the readout's input); attn: the attention
+    # logits; init: the init std of every hidden matrix. The defaults are the best point of
+    # configs/sweeps/mup_base.py (3 seeds, base 32 wide, 2 layers; docs/mup.md).
+    mup_output_mult: float = 8.0
+    mup_attn_mult: float = 2.83
+    mup_init_mult: float = 2.83
+    # Depth-µP (CompleteP, Dey et al. 2025), under SP or µP: "none", "sqrt" (each residual branch
+    # x (L0/L)^(1/2)) or "complete" (x L0/L), with the in-block Adam LR x (L/L0)^(alpha - 1) and
+    # the residual projections' init at the base depth L0 = mup_base_depth. research/mup.py.
+    depth_parametrization: str = "none"
+    mup_base_depth: int = 2
 
     def __post_init__(self):
         for key in ("d_model", "n_layers", "n_heads", "context_length", "vocab_size", "mlp_ratio"):
@@ -95,6 +109,15 @@ class ModelConfig:
         if self.parametrization == "mup" and min(self.mup_base_width, self.mup_base_head_dim) < 1:
             raise ConfigError("µP needs model.mup_base_width and model.mup_base_head_dim >= 1 "
                               "(the width and head width at which it equals SP)")
+        if self.depth_parametrization not in ("none", "sqrt", "complete"):
+            raise ConfigError(f"model.depth_parametrization={self.depth_parametrization!r}; use "
+                              "'none', 'sqrt' (branches x 1/sqrt(L)) or 'complete' (x 1/L)")
+        if self.mup_base_depth < 1:
+            raise ConfigError(f"model.mup_base_depth={self.mup_base_depth} must be >= 1")
+        for key in ("mup_output_mult", "mup_attn_mult", "mup_init_mult"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"model.{key}={getattr(self, key)} must be positive "
+                                  "(a multiplier; 1 = SP's value at the base width)")
 
     @classmethod
     def from_config(cls, m) -> "ModelConfig":

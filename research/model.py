@@ -76,7 +76,8 @@ class Attention(nn.Module):
         cfg = self.cfg
         dtype, pdtype = jnp.dtype(cfg.compute_dtype), jnp.dtype(cfg.param_dtype)
         std = 0.02
-        out_std = 0.02 / (2 * cfg.n_layers) ** 0.5  # GPT-2: residual projections scaled by depth
+        # GPT-2: residual projections scaled by depth (the base depth under depth-µP)
+        out_std = 0.02 / (2 * mup.residual_init_depth(cfg)) ** 0.5
 
         # Fused head dimension (H*K, heads outermost) so tensor parallelism splits whole heads.
         def proj(name):
@@ -148,7 +149,7 @@ class MLP(nn.Module):
         return nn.Dense(
             cfg.d_model, dtype=dtype, param_dtype=pdtype, dot_general=dense_dot_general,
             kernel_init=nn.with_logical_partitioning(
-                _dense_init(0.02 / (2 * cfg.n_layers) ** 0.5), ("mlp", "embed")),
+                _dense_init(0.02 / (2 * mup.residual_init_depth(cfg)) ** 0.5), ("mlp", "embed")),
             bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
             name="down")(h_BTF)
 
@@ -170,8 +171,12 @@ class Block(nn.Module):
     def __call__(self, x_BTD, cache, positions_T, cache_index):
         attn_BTD, new_cache = Attention(self.cfg, name="attn")(
             _layer_norm(self.cfg, "ln1")(x_BTD), positions_T, cache, cache_index)
+        branch = mup.branch_scale(self.cfg)  # 1 unless depth-µP
+        if branch != 1.0:
+            attn_BTD = attn_BTD * branch
         x_BTD = x_BTD + attn_BTD
-        x_BTD = x_BTD + MLP(self.cfg, name="mlp")(_layer_norm(self.cfg, "ln2")(x_BTD))
+        mlp_BTD = MLP(self.cfg, name="mlp")(_layer_norm(self.cfg, "ln2")(x_BTD))
+        x_BTD = x_BTD + (mlp_BTD * branch if branch != 1.0 else mlp_BTD)
         x_BTD = _constrain(x_BTD, ("batch", "length", "act_embed"))
         return x_BTD, new_cache
 

@@ -68,14 +68,47 @@ def decay_mask(params):
     return jax.tree_util.tree_map_with_path(is_kernel, params)
 
 
-def optimizer_with_schedule(t, schedule: optax.Schedule) -> optax.GradientTransformation:
+def decoupled_weight_decay(weight_decay: float, scale=None) -> optax.GradientTransformation:
+    """Adds weight_decay x scale(path) x param to each kernel's update (decay_mask), before the
+    learning rate multiplies it. `scale` (path -> factor) lets µP decay hidden matrices by λ·m so
+    that, after their LR of η/m, the decay per step η·λ does not depend on width (MuAdamW)."""
+    def init(params):
+        del params
+        return optax.EmptyState()
+
+    def update(updates, state, params):
+        mask = decay_mask(params)
+
+        def add(path, u, p, decayed):
+            if not decayed:
+                return u
+            factor = weight_decay * (scale(path) if scale is not None else 1.0)
+            return u + factor * p
+
+        return jax.tree_util.tree_map_with_path(add, updates, params, mask), state
+
+    return optax.GradientTransformation(init, update)
+
+
+def optimizer_with_schedule(t, schedule: optax.Schedule,
+                            weight_decay_scale=None) -> optax.GradientTransformation:
     """AdamW + clipping. Its state does not depend on the schedule, so `tx.init` of any
-    schedule fits a step that builds the same optimizer from traced schedule inputs."""
+    schedule fits a step that builds the same optimizer from traced schedule inputs.
+    `weight_decay_scale` (path -> factor, µP's MuAdamW; research/mup.py) scales each kernel's λ;
+    None is plain optax.adamw."""
+    if weight_decay_scale is None:
+        return optax.chain(
+            optax.clip_by_global_norm(t.grad_clip),
+            optax.adamw(schedule, b1=t.b1, b2=t.b2, weight_decay=t.weight_decay, mask=decay_mask),
+        )
+    # optax.adamw's own steps (Adam, decoupled decay, -LR), with a per-parameter decay.
     return optax.chain(
         optax.clip_by_global_norm(t.grad_clip),
-        optax.adamw(schedule, b1=t.b1, b2=t.b2, weight_decay=t.weight_decay, mask=decay_mask),
+        optax.scale_by_adam(b1=t.b1, b2=t.b2),
+        decoupled_weight_decay(t.weight_decay, weight_decay_scale),
+        optax.scale_by_learning_rate(schedule),
     )
 
 
-def make_optimizer(t, total_steps: int) -> optax.GradientTransformation:
-    return optimizer_with_schedule(t, learning_rate_schedule(t, total_steps))
+def make_optimizer(t, total_steps: int, weight_decay_scale=None) -> optax.GradientTransformation:
+    return optimizer_with_schedule(t, learning_rate_schedule(t, total_steps), weight_decay_scale)

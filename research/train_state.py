@@ -93,7 +93,8 @@ def _build_steps(key: StepKey) -> _Steps:
     model = GPT(model_cfg)
 
     def make_tx(schedule):  # µP's per-parameter LR multipliers are 1 under SP
-        return mup.with_lr_multipliers(optim.optimizer_with_schedule(key, schedule), model_cfg)
+        return mup.with_lr_multipliers(optim.optimizer_with_schedule(
+            key, schedule, mup.weight_decay_scale(model_cfg)), model_cfg)
 
     tx = make_tx(lambda step: 0.0)  # the state's structure only; no schedule is baked in
 
@@ -163,7 +164,8 @@ def build_trainer(config, mesh, total_steps: int) -> Trainer:
         call.jitted = fn
         return call
 
-    tx = mup.with_lr_multipliers(optim.make_optimizer(cfg.train, total_steps), key.model_cfg)
+    tx = mup.with_lr_multipliers(optim.make_optimizer(
+        cfg.train, total_steps, mup.weight_decay_scale(key.model_cfg)), key.model_cfg)
     return Trainer(key.model_cfg, steps.model, tx,
                    mesh, key.rules, total_steps, steps.state_shapes, steps.state_shardings,
                    steps.batch_sharding, wrap(steps.init), wrap(steps.train_step, schedule),

@@ -16,10 +16,18 @@ from experiments.sweeplib.errors import SweepError
 def test_sweep_config_expands_to_every_lr_width_and_parametrization():
     sweep = spec.load("configs/sweeps/lr_transfer.py")
     runs = plan.expand(sweep)
-    assert len(runs) == 6 * 4 * 2
-    seen = {(r.config.model.parametrization, r.config.model.d_model, r.config.train.learning_rate)
-            for r in runs}
+    assert len(runs) == 6 * 4 * 2 * 3
+    seen = {(r.config.model.parametrization, r.config.model.d_model, r.config.train.learning_rate,
+             r.seed) for r in runs}
     assert len(seen) == len(runs)
+    assert {r.seed for r in runs} == {0, 1, 2}
+    # The two parts measured: µP's 3 LRs at every width, SP's 2 at the widest.
+    mup_part = plan.expand(spec.load("configs/sweeps/lr_transfer.py:mup"))
+    assert len(mup_part) == 3 * 4 * 3 and {r.config.model.parametrization for r in mup_part} == {"mup"}
+    sp_part = plan.expand(spec.load("configs/sweeps/lr_transfer.py:sp256"))
+    assert {(r.config.model.parametrization, r.config.model.d_model) for r in sp_part} == {("sp", 256)}
+    config_hash = lambda r: (r.seed, r.name.rsplit("-", 1)[1])  # noqa: E731  (name: ...-s0-HASH)
+    assert {config_hash(r) for r in mup_part + sp_part} <= {config_hash(r) for r in runs}
     assert {r.config.model.d_model for r in runs} == {32, 64, 128, 256}
     assert {r.config.model.n_layers for r in runs} == {2}  # width varies, depth does not
     assert {r.config.model.n_heads for r in runs} == {2}  # ... and the head width with it
@@ -58,6 +66,25 @@ def test_verdict_same_point_adjacent_and_drift():
     assert flat["transfers"]
 
 
+def test_verdict_counts_an_adjacent_point_within_one_stderr_as_tied():
+    """Three seeds per cell: width 256's best is one grid point off and 1% better (over the 0.5%
+    tolerance), but its standard errors make the two means indistinguishable; with tight
+    standard errors it does not transfer."""
+    rows = []
+    for seed, noise in enumerate((-0.03, 0.0, 0.03)):
+        for w, best in ((32, 3), (256, 4)):
+            for i in range(6):
+                loss = 2.0 + 0.02 * (i - best) ** 2 + (noise if w == 256 else 0.0)
+                rows.append({"parametrization": "mup", "d_model": str(w),
+                             "learning_rate": str(2.0 ** (i - 10)), "loss": str(loss), "seed": seed})
+    err = lr_transfer.stderrs(rows)["mup"]
+    assert err[256][2.0 ** -7] == pytest.approx(0.03 / 3 ** 0.5 * 3 ** 0.5 / 3 ** 0.5, rel=1e-6)
+    data = lr_transfer.curves(rows)["mup"]
+    assert lr_transfer.verdict(data, err)["transfers"]
+    assert lr_transfer.verdict(data, err)["widths"][256]["tied_within_stderr"]
+    assert not lr_transfer.verdict(data)["transfers"]  # without the spread: 1% > 0.5%
+
+
 def test_cli_writes_plot_and_json(tmp_path):
     path = tmp_path / "results.csv"
     rows = _rows({("mup", 64): 3, ("mup", 128): 3, ("sp", 64): 3, ("sp", 128): 1})
@@ -76,3 +103,12 @@ def test_cli_writes_plot_and_json(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "experiments.lr_transfer", str(tmp_path / "nope"),
                           "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.splitlines()) == 1
+
+
+def test_depth_transfer_sweep_varies_only_depth():
+    runs = plan.expand(spec.load("configs/sweeps/depth_transfer.py:sqrt"))
+    assert {r.config.model.n_layers for r in runs} == {2, 4, 8}
+    assert {r.config.model.d_model for r in runs} == {64}
+    assert {(r.config.model.depth_parametrization, r.config.model.mup_base_depth,
+             r.config.model.parametrization) for r in runs} == {("sqrt", 2, "mup")}
+    assert len(runs) == 3 * 3 * 3

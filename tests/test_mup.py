@@ -13,14 +13,20 @@ from configs import gpt
 from research import mup, sharding, train as train_lib, train_state
 from research.model import GPT, ModelConfig
 
+from flax.linen import meta as nn_meta
+
+nn_unbox = nn_meta.unbox
+
 LAYOUTS = {"one device": None, "data": dict(data=8), "fsdp": dict(fsdp=8),
            "tensor": dict(data=4, tensor=2), "data x fsdp x tensor": dict(data=2, fsdp=2, tensor=2)}
 
 
 def config(parametrization="mup", base_width=32, base_head_dim=8, *, d_model=64, n_heads=4,
-           mesh=None, steps=4):
-    """2 layers, context 32, batch 16. With the defaults µP runs at width multiplier 2."""
+           mesh=None, steps=4, multipliers=1.0):
+    """2 layers, context 32, batch 16. With the defaults µP runs at width multiplier 2, and the
+    base multipliers are 1 (the width rules alone; tests below cover the multipliers)."""
     c = gpt.get_config("tiny")
+    c.model.mup_output_mult = c.model.mup_attn_mult = c.model.mup_init_mult = multipliers
     c.model.n_layers, c.model.d_model, c.model.n_heads = 2, d_model, n_heads
     c.model.context_length = 32
     c.model.parametrization = parametrization
@@ -116,7 +122,8 @@ def test_forward_constants():
     tied embeddings, attention made equal by K0 = K). Attention: sqrt(K0)/K vs 1/sqrt(K)."""
     base = dict(vocab_size=61, context_length=16, d_model=64, n_layers=2, n_heads=2)
     sp = ModelConfig(**base)
-    mu = ModelConfig(**base, parametrization="mup", mup_base_width=16, mup_base_head_dim=32)
+    mu = ModelConfig(**base, parametrization="mup", mup_base_width=16, mup_base_head_dim=32,
+                     mup_output_mult=1.0, mup_attn_mult=1.0, mup_init_mult=1.0)
     tokens = jax.random.randint(jax.random.key(1), (2, 16), 0, 61)
     params = jax.jit(GPT(sp).init)(jax.random.key(0), tokens)["params"]
 
@@ -132,7 +139,7 @@ def test_forward_constants():
     np.testing.assert_allclose(logits_mu, expected, rtol=1e-4, atol=1e-6)
     assert mup.attention_scale(sp) == 32 ** -0.5
     wide = ModelConfig(**{**base, "d_model": 256}, parametrization="mup", mup_base_width=64,
-                       mup_base_head_dim=32)  # K = 128
+                       mup_base_head_dim=32, mup_attn_mult=1.0)  # K = 128
     assert mup.attention_scale(wide) == pytest.approx(32 ** 0.5 / 128)
 
 
@@ -243,3 +250,85 @@ def test_mup_kv_cache_decoding_equals_full_forward():
         logits, cache = apply(params, tokens[:, i:i + 1], cache, i)
         steps.append(logits)
     np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, rtol=0, atol=1e-5)
+
+
+def test_base_multipliers_at_the_base_width():
+    """At the base width µP is SP times the three base multipliers, computed here by hand on SP:
+    hidden kernels start c_init times larger, the attention logits are c_attn times SP's (the same
+    as scaling the query projection by c_attn), and the logits c_out times SP's."""
+    c_out, c_attn, c_init = 8.0, 2.0, 3.0
+    base = dict(vocab_size=61, context_length=16, d_model=32, n_layers=2, n_heads=2)
+    sp = ModelConfig(**base)
+    mu = ModelConfig(**base, parametrization="mup", mup_base_width=32, mup_base_head_dim=16,
+                     mup_output_mult=c_out, mup_attn_mult=c_attn, mup_init_mult=c_init)
+    tokens = jax.random.randint(jax.random.key(1), (2, 16), 0, 61)
+    params = jax.jit(GPT(sp).init)(jax.random.key(0), tokens)["params"]
+    sp_init, mu_init = leaves(nn_unbox(params)), leaves(nn_unbox(mup.rescale_init(params, mu)))
+    for name, x in sp_init.items():
+        hidden = name.endswith("['kernel']") and "['blocks']" in name
+        np.testing.assert_array_equal(mu_init[name], x * c_init if hidden else x, err_msg=name)
+    plain = nn_unbox(params)
+    logits_mu, _ = GPT(mu).apply({"params": plain}, tokens)
+    query = plain["blocks"]["attn"]["query"]
+    by_hand = jax.tree.map(lambda x: x, plain)
+    by_hand["blocks"]["attn"]["query"] = {k: v * c_attn for k, v in query.items()}
+    logits_sp, _ = GPT(sp).apply({"params": by_hand}, tokens)
+    np.testing.assert_allclose(logits_mu, c_out * logits_sp, rtol=1e-4, atol=1e-5)
+    # Not vacuous: the multipliers change the model.
+    assert np.abs(logits_mu - GPT(sp).apply({"params": plain}, tokens)[0]).max() > 0.1
+
+
+def test_base_multipliers_are_the_same_at_every_width():
+    """Each multiplier multiplies µP's width rule unchanged: at m = 4 (head width K = 4 K0) the
+    hidden init factor is c_init / 2, the readout c_out / 4, the attention c_attn sqrt(K0) / K;
+    under SP the multipliers are ignored."""
+    kw = dict(vocab_size=61, context_length=16, n_layers=2, n_heads=2, mup_base_width=32,
+              mup_base_head_dim=16, mup_output_mult=8.0, mup_attn_mult=2.0, mup_init_mult=3.0)
+    wide = ModelConfig(d_model=128, parametrization="mup", **kw)
+    assert mup.init_multiplier(wide, mup.HIDDEN) == pytest.approx(3.0 / 2)
+    assert mup.init_multiplier(wide, mup.EMBEDDING) == mup.init_multiplier(wide, mup.READOUT) == 1.0
+    assert mup.readout_scale(wide) == pytest.approx(8.0 / 4)
+    assert mup.attention_scale(wide) == pytest.approx(2.0 * 16 ** 0.5 / 64)
+    sp = ModelConfig(d_model=128, parametrization="sp", **kw)
+    assert (mup.init_multiplier(sp, mup.HIDDEN), mup.readout_scale(sp)) == (1.0, 1.0)
+    assert mup.attention_scale(sp) == 64 ** -0.5
+    for key in ("mup_output_mult", "mup_attn_mult", "mup_init_mult"):
+        with pytest.raises(Exception, match=key):
+            ModelConfig(d_model=128, **{**kw, key: 0.0})
+
+
+def test_weight_decay_per_step_is_width_independent():
+    """MuAdamW: a hidden matrix's decay per step, η·λ, is the same at widths 64 and 256 (µP,
+    base 32) and equals SP's; the (untied) readout keeps η·λ; embeddings, biases and norms are not
+    decayed. With zero gradients Adam's part of the update is 0, so update / param is exactly the
+    decay. (The rejected rule, the LR multiplier applied to AdamW's whole update, gives η·λ / m:
+    1/2 and 1/8 of it.) A params tree with one parameter of each role keeps this fast."""
+    from research import optim
+    from research.config import TrainConfig
+    lr, wd = 1e-2, 0.1
+    t = TrainConfig(learning_rate=lr, weight_decay=wd, schedule="constant", warmup_steps=1)
+    rng = np.random.default_rng(0)
+    for p, width in (("mup", 64), ("mup", 256), ("sp", 256)):
+        cfg = ModelConfig(d_model=width, n_heads=2, parametrization=p, mup_base_width=32,
+                          mup_base_head_dim=16, tie_embeddings=False)
+        params = {"wte": {"embedding": (61, width)}, "lm_head": {"kernel": (width, 61)},
+                  "ln_f": {"scale": (width,)},
+                  "blocks": {"mlp": {"up": {"kernel": (width, 4 * width), "bias": (4 * width,)}}}}
+        params = jax.tree.map(lambda s: jnp.asarray(rng.normal(size=s), jnp.float32), params,
+                              is_leaf=lambda x: isinstance(x, tuple))
+        tx = mup.with_lr_multipliers(optim.make_optimizer(t, 4, mup.weight_decay_scale(cfg)), cfg)
+        updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+        for (path, u), x in zip(jax.tree_util.tree_leaves_with_path(updates),
+                                jax.tree.leaves(params)):
+            name = jax.tree_util.keystr(path)
+            expected = -lr * wd * np.asarray(x) if name.endswith("['kernel']") else 0.0
+            np.testing.assert_allclose(np.asarray(u), expected, rtol=1e-5, atol=0,
+                                       err_msg=f"{p} {width} {name}")
+        # Adam's part still follows the table: a unit gradient moves a hidden weight by η / m.
+        ones = jax.tree.map(jnp.ones_like, params)
+        no_decay = mup.with_lr_multipliers(optim.make_optimizer(
+            TrainConfig(learning_rate=lr, weight_decay=0.0, schedule="constant", warmup_steps=1,
+                        grad_clip=1e9), 4, mup.weight_decay_scale(cfg)), cfg)
+        step, _ = no_decay.update(ones, no_decay.init(params), params)
+        m = width / 32 if p == "mup" else 1.0
+        assert float(step["blocks"]["mlp"]["up"]["kernel"][0, 0]) == pytest.approx(-lr / m, rel=1e-5)
