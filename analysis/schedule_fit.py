@@ -17,6 +17,7 @@ at the last step of the fitted runs.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 
 import numpy as np
@@ -150,8 +151,9 @@ def _predict_final(points: Points, params, runs, scale):
 def fit_schedule_law(results, *, params_column="params", huber_delta=1e-3, bootstrap=1000,
                      seed=0, momentum=MOMENTUM, min_step=MIN_STEP, schedule="cosine",
                      reference_flops=None, compute="auto", holdout_schedule=None,
-                     holdout_above_params=None, abandon=True) -> dict:
-    """Fit the schedule law to every curve point; returns the content of fit.json."""
+                     holdout_above_params=None, abandon=True, starts=None) -> dict:
+    """Fit the schedule law to every curve point; returns the content of fit.json.
+    starts: optional (S, 6) start points (log-space coordinates) instead of the law's grid."""
     if holdout_schedule and holdout_above_params is not None:
         raise AnalysisError("--holdout-schedule and --holdout-above-params both given; choose "
                             "one extrapolation check")
@@ -161,6 +163,8 @@ def fit_schedule_law(results, *, params_column="params", huber_delta=1e-3, boots
         raise AnalysisError(f"--momentum {momentum} must lie in (0, 1]")
     table = load_curves(results)
     law = make()
+    if starts is not None:
+        law = dataclasses.replace(law, grid=np.asarray(starts, float))
     points = Points(table, params_column, momentum, int(min_step))
     runs = points.run_names()
     if len(points.logL) < law.min_points or len(runs) < 2:
