@@ -76,7 +76,7 @@ def _parser():
     f.add_argument("--min-step", type=int, default=None,
                    help="--law schedule: fit curve points from this step on (default 64)")
     f.add_argument("--momentum", type=float, default=None,
-                   help="--law schedule: momentum of the annealing area S2 (default 0.999)")
+                   help="--law schedule: momentum of the annealing area S2 (default 0.98)")
     f.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     f.add_argument("--no-abandon", action="store_true",
                    help="run every start to convergence or the iteration cap instead of "

@@ -127,15 +127,18 @@ def curves_figure(fit: dict, out_dir: str, svg: bool = False) -> list:
                             yerr=[[h["predicted"] - h["interval"][0]],
                                   [h["interval"][1] - h["predicted"]]],
                             fmt="x", color="k", ms=5, capsize=3)
-        ax.set_xscale("log")
+        shown = a["curve"][np.array([pts.N[x] == n for x in a["runs"]]) & a["keep"]]
+        if shown.size:
+            ax.set_ylim(shown.min() * 0.97, shown.max() * 1.03)
         ax.set_title(f"N = {n:,.0f}")
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("validation loss (curve windows; squares: final evaluation)")
-    note = f"law × {scale:.4f} = final evaluation"
-    what = (f"fitted without the {_rule(ex).replace('!=', 'runs of').replace('N <=', 'N >')}"
-            f" (dashed: held out)" if ex else "fitted to every run")
-    fig.suptitle(f"schedule law (lines) over measured curves (dots), {what}; {note}", fontsize=9)
+    axes[0][0].set_ylabel("validation loss")
+    note = f"final = law × {scale:.4f}"
+    what = ("fitted without the held-out runs (dashed; x: predicted final loss, 95% interval)"
+            if ex else "fitted to every run")
+    fig.suptitle(f"schedule law (lines) over measured curves (dots: curve windows, squares: final "
+                 f"evaluation)\n{what}; {note}", fontsize=9)
     fig.tight_layout()
     out = []
     for ext in ("png", "svg") if svg else ("png",):
