@@ -70,3 +70,32 @@ def test_allocation_minimises_the_predicted_final_loss():
         assert best == pytest.approx(at["loss_opt"], rel=2e-3)
         for factor in (0.8, 1.25):
             assert final_loss(n * factor, c) > best
+
+
+def test_schedule_options_are_refused_by_the_final_loss_laws(capsys):
+    from analysis.__main__ import main
+    assert main(["fit", "results.csv", "--law", "chinchilla", "--holdout-schedule", "wsd",
+                 "--out", "unused"]) == 2
+    assert "--holdout-schedule needs --law schedule" in capsys.readouterr().err
+
+
+def test_schedule_sweep_trains_each_size_once_per_schedule():
+    from configs.sweeps import schedules
+    from experiments.sweeplib import plan
+    runs = plan.expand(schedules.get_config())
+    got = sorted((r.variant, r.config.train.schedule, r.config.train.decay_fraction)
+                 for r in runs)
+    assert [(v, s) for v, s, _ in got] == [(v, s) for v in ("100k", "L2d48")
+                                           for s in ("constant", "cosine", "wsd")]
+    assert all(f == 0.2 for _, s, f in got if s == "wsd")
+    assert len({r.steps for r in runs}) == 1 and len({r.name for r in runs}) == 6
+
+
+def test_sweep_fits_the_schedule_law_to_its_run_directories(tmp_path):
+    from configs.sweeps import schedules
+    from experiments.sweeplib.finish import analysis_commands
+    from experiments.sweeplib.layout import SweepDir
+    (cmd,) = analysis_commands(SweepDir(tmp_path), schedules.get_config())
+    assert cmd[cmd.index("fit") + 1] == str(SweepDir(tmp_path).root)  # not results.csv
+    assert cmd[cmd.index("--law") + 1] == "schedule"
+    assert cmd[cmd.index("--holdout-schedule") + 1] == "wsd"
