@@ -6,7 +6,9 @@ sized to finish in about 20 minutes on 2 CPU cores, compilation included, then t
 Sizes span 14x in non-embedding parameters and budgets 8x in tokens (0.3 to 37 tokens per
 parameter), so both terms of L(N, D) = E + A / N^alpha + B / D^beta are constrained by the data.
 The shortest run has 128 optimizer steps; the largest budget is under half an epoch of the
-corpus, so no token is seen twice. The README reports what the fit came out as.
+corpus, so no token is seen twice. The README reports what the fit came out as. Every run is
+also a 16-point loss curve on fixed windows, so `python -m analysis fit sweeps/default --law
+schedule` fits the schedule law (docs/schedule-law.md) to the same runs.
 """
 
 from configs.sweep_base import default_sweep
