@@ -106,8 +106,9 @@ def _parser():
                        formatter_class=fmt)
     _common(f)
     f.add_argument("--law", default="chinchilla",
-                   choices=["chinchilla", "power", "kaplan", "data-constrained"],
-                   help="law to fit")
+                   choices=["chinchilla", "power", "kaplan", "data-constrained", "schedule"],
+                   help="law to fit (schedule: L(N, step) from every curve point of a sweep "
+                        "directory or curves.csv; docs/schedule-law.md)")
     f.add_argument("--x", choices=["params", "tokens", "flops"], default=None,
                    help="variable of a one-variable law (power: default params; kaplan: "
                         "none means the joint L(N, D))")
@@ -124,6 +125,15 @@ def _parser():
     f.add_argument("--holdout-above-params", type=float, default=None,
                    help="also fit runs with N <= this (N from --params-column), i.e. without "
                         "the largest models, and report errors on the others")
+    f.add_argument("--holdout-schedule", default=None, metavar="NAME",
+                   help="--law schedule: also fit without the runs of this schedule (constant, "
+                        "cosine or wsd) and predict their final losses")
+    f.add_argument("--schedule", default="cosine", choices=["cosine", "constant", "wsd"],
+                   help="--law schedule: the schedule whose predicted final losses give N_opt(C)")
+    f.add_argument("--min-step", type=int, default=None,
+                   help="--law schedule: fit curve points from this step on (default 64)")
+    f.add_argument("--momentum", type=float, default=None,
+                   help="--law schedule: momentum of the annealing area S2 (default 0.98)")
     f.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     f.add_argument("--no-abandon", action="store_true",
                    help="run every start to convergence or the iteration cap instead of "
@@ -208,12 +218,38 @@ def _progress(stream=None):
     return say
 
 
+def _schedule_options(args) -> dict:
+    """Options of `fit --law schedule`; the options of the final-loss laws are refused."""
+    for flag, value in (("--x", args.x), ("--base-law", args.base_law),
+                        ("--holdout-above-flops", args.holdout_above_flops)):
+        if value is not None:
+            raise AnalysisError(f"{flag} does not apply to --law schedule")
+    from .schedule_fit import MIN_STEP
+    from .schedule_law import MOMENTUM
+    return dict(params_column=args.params_column, huber_delta=args.huber_delta,
+                bootstrap=args.bootstrap, seed=args.seed, schedule=args.schedule,
+                momentum=MOMENTUM if args.momentum is None else args.momentum,
+                min_step=MIN_STEP if args.min_step is None else args.min_step,
+                reference_flops=args.reference_flops, compute=args.compute,
+                holdout_schedule=args.holdout_schedule,
+                holdout_above_params=args.holdout_above_params, abandon=not args.no_abandon)
+
+
 def main(argv=None):
     args = _parse(argv)
+    if args.command == "fit" and args.law != "schedule" and args.holdout_schedule:
+        print("error: --holdout-schedule needs --law schedule (the other laws see final "
+              "losses only)", file=sys.stderr)
+        return 2
     if args.command in ("fit", "isoflop", "bench", "simcheck"):
         _compile_cache()
     try:
-        if args.command == "fit":
+        if args.command == "fit" and args.law == "schedule":
+            from .schedule_report import run_schedule_fit
+            _, summary = run_schedule_fit(args.results, args.out, svg=args.svg,
+                                          **_schedule_options(args))
+            print(summary)
+        elif args.command == "fit":
             from .pipeline import run_fit
             _, summary = run_fit(args.results, args.out, args.law, args.x, bootstrap=args.bootstrap,
                                  huber_delta=args.huber_delta,

@@ -5,6 +5,13 @@ Each run directory holds metrics.jsonl (rows with `step` and `eval/loss` or
 batch_size, context_length). Rows that already carry `tokens` and `flops` are
 taken as they are; otherwise tokens = step x batch_size x context_length and
 flops = flops_per_token x tokens, the same arithmetic the run used for its total.
+
+Each row also carries its run's schedule (kind, peak `learning_rate`, `min_lr_ratio`,
+`warmup_steps`, `decay_start`, `total_steps`, `tokens_per_step`, from config.json), the LR of
+the last update and the areas under the schedule so far (`lr_area` S1 and `lr_anneal_area` S2,
+analysis/schedules.py; recomputed from the schedule for runs whose rows predate them), and
+`curve_loss`: the loss on the curve's fixed windows, the same at every step of a run (at the
+last step `loss` is the larger final evaluation, `curve_loss` the curve's own windows).
 """
 
 from __future__ import annotations
@@ -15,9 +22,13 @@ import os
 
 from .data import Results, run_root
 from .errors import AnalysisError
+from .schedules import Schedule
 
+ANNEAL_MOMENTUM = 0.999  # the momentum of the exported lr_anneal_area (research/lr_areas.py's)
 COLUMNS = ("run", "params", "nonembedding_params", "tokens", "flops", "loss", "loss_stderr",
-           "step", "learning_rate", "branched_from", "loss_source")
+           "step", "learning_rate", "branched_from", "loss_source", "curve_loss",
+           "curve_loss_stderr", "lr", "lr_area", "lr_anneal_area", "schedule", "min_lr_ratio",
+           "warmup_steps", "decay_start", "total_steps", "tokens_per_step")
 SOURCES = ("auto", "eval", "train")
 
 
@@ -51,9 +62,34 @@ def _run_facts(run_dir, result):
     fpt = result.get("flops_per_token")
     if fpt is None and result.get("flops") and result.get("tokens"):
         fpt = float(result["flops"]) / float(result["tokens"])
-    return dict(params=result.get("params"), nonembedding_params=result.get("nonembedding_params"),
-                flops_per_token=fpt, tokens_per_step=(batch * ctx) if batch and ctx else None,
-                learning_rate=result.get("learning_rate", train.get("learning_rate")))
+    per_step = (batch * ctx) if batch and ctx else None
+    facts = dict(params=result.get("params"), nonembedding_params=result.get("nonembedding_params"),
+                 flops_per_token=fpt, tokens_per_step=per_step,
+                 learning_rate=result.get("learning_rate", train.get("learning_rate")),
+                 schedule=None)
+    steps = result.get("steps")
+    if train.get("learning_rate") and steps:
+        facts["schedule"] = Schedule.from_train(train, int(steps))
+    return facts
+
+
+def _schedule_columns(facts, step, row):
+    """The run's schedule and, at `step`, its LR and areas (the row's own when it has them)."""
+    sched = facts["schedule"]
+    if sched is None:
+        return dict(lr=row.get("lr"), lr_area=row.get("lr_area"),
+                    lr_anneal_area=row.get("lr_anneal_area"))
+    if "areas" not in facts:
+        facts["lrs"] = sched.learning_rates()
+        facts["areas"] = sched.areas(ANNEAL_MOMENTUM)
+    s1, s2 = facts["areas"]
+    step = min(step, sched.total_steps)
+    return dict(lr=row.get("lr", float(facts["lrs"][step - 1])),
+                lr_area=row.get("lr_area", float(s1[step])),
+                lr_anneal_area=row.get("lr_anneal_area", float(s2[step])),
+                schedule=sched.kind, min_lr_ratio=sched.min_lr_ratio, warmup_steps=sched.warmup,
+                decay_start=sched.decay_start, total_steps=sched.total_steps,
+                tokens_per_step=facts["tokens_per_step"])
 
 
 def collect(sweep_dir, source="auto"):
@@ -104,11 +140,16 @@ def collect(sweep_dir, source="auto"):
                 flops = facts["flops_per_token"] * tokens
             if step <= 0 or not tokens:
                 continue  # the loss before training is not a point of any curve
+            curve = m.get("eval/curve_loss", m[key]) if source == "eval" else m[key]
+            curve_err = m.get("eval/curve_loss_stderr", m.get(f"{source}/loss_stderr")) \
+                if source == "eval" else None
             records.append(dict(run=name, params=facts["params"],
                                 nonembedding_params=facts["nonembedding_params"], tokens=tokens,
                                 flops=flops, loss=m[key], loss_stderr=m.get(f"{source}/loss_stderr"),
                                 step=step, learning_rate=facts["learning_rate"],
-                                branched_from=parents.get(name, ""), loss_source=key))
+                                branched_from=parents.get(name, ""), loss_source=key,
+                                curve_loss=curve, curve_loss_stderr=curve_err,
+                                **_schedule_columns(facts, step, m)))
     return records, notes
 
 
@@ -125,7 +166,7 @@ def curves_table(sweep_dir, source="auto") -> Results:
     records, notes = collect(sweep_dir, source)
     if not records:
         raise AnalysisError(f"{sweep_dir}: no loss rows in any metrics.jsonl; run the sweep first")
-    columns = {k: [r[k] for r in records] for k in COLUMNS}
+    columns = {k: [r.get(k) for r in records] for k in COLUMNS}
     labels = [f"{r['run']} step {r['step']}" for r in records]
     return Results(columns, labels, sweep_dir, notes)
 

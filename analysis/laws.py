@@ -139,10 +139,13 @@ def make_law(name: str, x: str | None = None, base: dict | None = None) -> Law:
                    _pure_power_log_pred,
                    lambda t: {f"{v}_c": np.exp(t[..., 0]), f"alpha_{v}": t[..., 1]},
                    grid, f"L({v}) = ({{{v}_c}} / {v})^{{alpha_{v}}}", ((0, None, 0),))
+    if name == "schedule":
+        from . import schedule_law  # fitted to curve points: analysis/schedule_fit.py
+        return schedule_law.make()
     if name == "data-constrained":
         if x is not None:
             raise AnalysisError("--x does not apply to --law data-constrained")
         from . import constrained
         return constrained.make(base)
-    raise AnalysisError(f"unknown law '{name}'; use chinchilla, power, kaplan or "
-                        f"data-constrained")
+    raise AnalysisError(f"unknown law '{name}'; use chinchilla, power, kaplan, "
+                        f"data-constrained or schedule")

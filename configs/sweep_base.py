@@ -35,6 +35,9 @@ def default_sweep() -> ml_collections.ConfigDict:
     # other name may appear; not together with learning_rates. None = off (base LR or the grid).
     c.variant_learning_rates = None
     c.parametrizations = ()  # "sp" / "mup"; empty = the base config's model.parametrization
+    # Grid only: every run once per LR schedule, "cosine", "constant" or "wsd" (decaying over
+    # the last wsd.decay_fraction of its own steps, from scratch); empty = base.train.schedule.
+    c.schedules = ()
     c.seeds = (0,)
 
     c.wsd = ml_collections.ConfigDict()
@@ -89,4 +92,7 @@ def default_sweep() -> ml_collections.ConfigDict:
     # the models above this N, and report how well that fit predicts them.
     a.holdout_above_flops = 0.0
     a.holdout_above_params = 0.0
+    # --law schedule only (fitted to every curve point of every run, from the run directories):
+    # fit without the runs of this schedule and predict their final losses ("" = off).
+    a.holdout_schedule = ""
     return c

@@ -1,8 +1,10 @@
 """When a run evaluates, what an eval row holds, and the unit of its standard error.
 
-Evaluations at log-spaced steps make each run a loss curve that Approach 1 can use
-(`python -m analysis curves`); each eval row carries step, tokens and FLOPs so the
-curve needs no other file. The standard error is over eval batches: each batch is
+Evaluations at log-spaced steps (and every `eval_every` steps) make each run a loss curve
+that Approach 1 and the schedule law can use (`python -m analysis curves`); each eval row
+carries step, tokens, FLOPs, the LR and its areas (research/lr_areas.py), so the curve needs
+no other file. Every point of a curve is measured on the same fixed windows
+(`eval/curve_loss`), the end of the run included. The standard error is over eval batches: each batch is
 a fixed set of disjoint validation windows, and batches do not overlap, so batch
 means are independent units.
 
@@ -31,11 +33,19 @@ def eval_steps(total_steps: int, eval_points: int, eval_every: int) -> frozenset
 
 
 def eval_row(loss: float, stderr: float, step: int, tokens_per_step: int,
-             flops_per_token: float) -> dict:
-    """The metrics.jsonl fields of one evaluation (the writer adds `step`)."""
+             flops_per_token: float, *, curve: tuple[float, float] | None = None,
+             schedule: dict | None = None) -> dict:
+    """The metrics.jsonl fields of one evaluation (the writer adds `step`).
+
+    `eval/curve_loss` (and its stderr) is the loss on the curve's fixed windows
+    (train.eval_batches batches, the same at every step): `curve`, when the evaluation itself
+    used other windows (the larger final one), else the evaluation's own loss. `schedule`:
+    lr, lr_area and lr_anneal_area (research/lr_areas.py)."""
     tokens = int(step) * int(tokens_per_step)
-    return {"eval/loss": loss, "eval/loss_stderr": stderr, "tokens": tokens,
-            "flops": float(flops_per_token) * tokens}
+    curve_loss, curve_err = (loss, stderr) if curve is None else curve
+    return {"eval/loss": loss, "eval/loss_stderr": stderr,
+            "eval/curve_loss": curve_loss, "eval/curve_loss_stderr": curve_err,
+            "tokens": tokens, "flops": float(flops_per_token) * tokens, **(schedule or {})}
 
 
 def final_batches(train_cfg) -> int:

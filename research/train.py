@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from research import checkpoint, compile_cache, config_checks, data as data_lib, evals, files
-from research import flops, provenance, run_dir, run_math, sharding, storage, timing
+from research import flops, lr_areas, provenance, run_dir, run_math, sharding, storage, timing
 from research import tokenizer as tokenizer_lib
 from research.config import RunConfig
 from research.config_checks import ConfigError
@@ -42,8 +42,10 @@ def validate(config, n_devices: int | None = None):
 
 
 def evaluate(trainer, params, batches) -> tuple[float, float]:
-    """Mean validation loss over the fixed evaluation batches and its standard error."""
-    losses = np.array([float(trainer.eval_step(params, put_batch(trainer, b))) for b in batches])
+    """Mean validation loss over the fixed evaluation batches (already on the devices, see
+    `_eval_batches`) and its standard error. Every batch is dispatched before any result is
+    read, so the device never waits for the host between batches."""
+    losses = np.asarray(jax.device_get([trainer.eval_step(params, b) for b in batches]), float)
     stderr = float(losses.std(ddof=1) / math.sqrt(len(losses))) if len(losses) > 1 else float("nan")
     return float(losses.mean()), stderr
 
@@ -175,7 +177,9 @@ def _train(config, workdir: str, progress: bool, on_start, cleanup) -> dict:
     if on_start is not None:
         on_start(info)
     with timer.phase("data_s"):
-        eval_sets = _eval_batches(data, t, m, t.eval_batches)
+        # The same fixed windows at every evaluation along the run (points of one curve are
+        # comparable); built and put on the devices once.
+        eval_sets = _eval_batches(data, t, m, t.eval_batches, trainer)
         # The end-of-run evaluation (result.json's losses) may be larger; checked now, built at
         # the end so its batches are not held in memory through training.
         final_n = evals.final_batches(t)
@@ -192,6 +196,7 @@ def _train(config, workdir: str, progress: bool, on_start, cleanup) -> dict:
     tokens_per_step = run_math.tokens_per_step(t, m)
     # Log-spaced evaluations besides the regular ones; each eval row carries tokens and FLOPs.
     eval_at = evals.eval_steps(total_steps, t.eval_points, t.eval_every)
+    trace = lr_areas.ScheduleTrace(t, total_steps)  # LR and its areas at every step
     flops_per_token = run_math.train_flops_per_token(m)
     bar = _progress_bar(progress and is_writer, start, total_steps)
     cleanup.callback(bar.close)  # an error then starts on a line of its own
@@ -232,7 +237,7 @@ def _train(config, workdir: str, progress: bool, on_start, cleanup) -> dict:
             with timer.phase("eval_s"):
                 losses = evaluate_sets(trainer, state["params"], eval_sets)
             writer.write(done_steps, _eval_metrics(losses, done_steps, tokens_per_step,
-                                                   flops_per_token))
+                                                   flops_per_token, trace))
         if manager.should_save(done_steps):
             jax.block_until_ready(state)
         with timer.phase("checkpoint_s"):
@@ -248,11 +253,14 @@ def _train(config, workdir: str, progress: bool, on_start, cleanup) -> dict:
             checkpoint.save(manager, total_steps, state, force=total_steps not in manager.all_steps())
         with timer.phase("data_s"):
             final_sets = eval_sets if final_n == t.eval_batches else \
-                _eval_batches(data, t, m, final_units)
+                _eval_batches(data, t, m, final_units, trainer)
         with timer.phase("eval_s"):
             losses = evaluate_sets(trainer, state["params"], final_sets)
+            # The curve's last point, on the curve's own windows.
+            curve = None if final_sets is eval_sets else \
+                evaluate(trainer, state["params"], next(iter(eval_sets.values())))
         writer.write(total_steps, _eval_metrics(losses, total_steps, tokens_per_step,
-                                                flops_per_token))
+                                                flops_per_token, trace, curve))
     else:
         losses = {name: (float("nan"), float("nan")) for name in eval_sets}
         log.error("loss is NaN/Inf at step %d: run diverged (lower train.learning_rate)", prev[0] + 1)
@@ -269,13 +277,13 @@ def _train(config, workdir: str, progress: bool, on_start, cleanup) -> dict:
     return result
 
 
-def _eval_batches(data, t, m, n_batches) -> dict:
-    """{name: fixed eval batches} for every evaluation set (data.eval_sets order); `n_batches`
-    is one count for all, or a count per set."""
-    return {name: data_lib.eval_batches(
+def _eval_batches(data, t, m, n_batches, trainer) -> dict:
+    """{name: fixed eval batches, on the devices} for every evaluation set (data.eval_sets
+    order); `n_batches` is one count for all, or a count per set."""
+    return {name: [put_batch(trainer, b) for b in data_lib.eval_batches(
         data, n_batches=n_batches[name] if isinstance(n_batches, dict) else n_batches,
         batch_size=t.batch_size, context_length=m.context_length,
-        eval_set=name, process_index=jax.process_index(), process_count=jax.process_count())
+        eval_set=name, process_index=jax.process_index(), process_count=jax.process_count())]
         for name in data.eval_sets}
 
 
@@ -284,11 +292,13 @@ def evaluate_sets(trainer, params, eval_sets) -> dict:
     return {name: evaluate(trainer, params, batches) for name, batches in eval_sets.items()}
 
 
-def _eval_metrics(losses, step, tokens_per_step, flops_per_token) -> dict:
+def _eval_metrics(losses, step, tokens_per_step, flops_per_token, trace, curve=None) -> dict:
     """The first set is eval/loss (as before), every other set eval/<name>/loss; the row
-    carries the step's tokens and FLOPs so a loss curve needs no other file."""
+    carries the step's tokens, FLOPs, LR and LR areas so a loss curve needs no other file.
+    `curve`: the first set's loss on the curve's windows when `losses` used others (the end)."""
     (first_loss, first_err), *_ = losses.values()
-    out = evals.eval_row(first_loss, first_err, step, tokens_per_step, flops_per_token)
+    out = evals.eval_row(first_loss, first_err, step, tokens_per_step, flops_per_token,
+                         curve=curve, schedule=trace.row(step))
     for name, (loss, err) in list(losses.items())[1:]:
         out.update({f"eval/{name}/loss": loss, f"eval/{name}/loss_stderr": err})
     return out

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research import checkpoint, data as data_lib, evals, flops, train as train_lib
+from research import checkpoint, data as data_lib, evals, flops, lr_areas, train as train_lib
 from research.config import RunConfig
 from research.config_checks import ConfigError
 from research.model import GPT
@@ -39,6 +39,17 @@ def test_run_writes_eval_rows_with_tokens_and_flops(tmp_path):
         assert r["tokens"] == r["step"] * per_step
         assert r["flops"] == flops.run_flops(c.model, r["tokens"])
     assert evals_[-1]["flops"] == result["flops"] and evals_[-1]["tokens"] == result["tokens"]
+    # The LR of the last update and the areas under the schedule so far (lr_areas' tests
+    # check those against hand sums); the train rows' LR is the compiled step's own.
+    lrs = lr_areas.learning_rates(RunConfig.from_configdict(c).train, 12)
+    train_lr = {r["step"]: r["train/lr"] for r in rows if "train/lr" in r}
+    for step, lr in train_lr.items():
+        assert lrs[step - 1] == pytest.approx(lr, rel=1e-6)
+    for r in evals_:
+        s = r["step"]
+        assert r["lr"] == pytest.approx(lrs[s - 1], rel=1e-6)
+        assert r["lr_area"] == pytest.approx(lrs[:s].sum(), rel=1e-9)
+        assert r["lr_anneal_area"] == pytest.approx(lr_areas.areas(lrs[:s])[1][-1], rel=1e-9)
     assert "eval batch" in result["loss_stderr_unit"] and result["unique_tokens"] > 0
     assert result["epochs"] > 0
 
@@ -83,7 +94,8 @@ def test_final_eval_uses_its_own_size_for_every_set_and_is_capped(tmp_path, monk
     result = train_lib.train(c, str(workdir), progress=False)
 
     n_evals = len(evals.eval_steps(12, 3, 0))
-    assert sizes == [2, 2] * (n_evals - 1) + [5, 3]  # (validation, small) per evaluation
+    # (validation, small) per evaluation; at the end, the curve's own 2 batches as well
+    assert sizes == [2, 2] * (n_evals - 1) + [5, 3, 2]
     assert result["loss_stderr_units"] == 5 and result["eval_windows"] == 5 * 16
     assert result["eval_tokens"] == 5 * 16 * 32 and "5 batches" in result["loss_stderr_unit"]
     assert result["eval_validation_loss_stderr_units"] == 5
@@ -100,7 +112,12 @@ def test_final_eval_uses_its_own_size_for_every_set_and_is_capped(tmp_path, monk
         assert loss == pytest.approx(per_window.mean(), rel=1e-4), name
         assert err == pytest.approx(means.std(ddof=1) / math.sqrt(units), rel=1e-3), name
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    assert [r for r in rows if "eval/loss" in r][-1]["eval/loss"] == result["loss"]
+    eval_rows = [r for r in rows if "eval/loss" in r]
+    assert eval_rows[-1]["eval/loss"] == result["loss"]
+    # Every point of the curve, the last included, is measured on the same 2 x 16 windows.
+    curve_windows = _window_losses(str(workdir), data.eval_sets["validation"], 2 * 16)
+    assert eval_rows[-1]["eval/curve_loss"] == pytest.approx(curve_windows.mean(), rel=1e-4)
+    assert all(r["eval/curve_loss"] == r["eval/loss"] for r in eval_rows[:-1])
 
 
 def test_final_eval_batches_defaults_to_eval_batches():

@@ -223,9 +223,9 @@ def test_estimate_counts_evaluations_along_the_run_and_the_larger_final_one():
     from experiments.sweeplib import estimate
 
     runs = {r.steps: r for r in plan.expand(default.get_config()) if r.variant == "800k"}
-    # 128 steps: log-spaced evals at 1, 2, 4, 8, 16, 32, 64 (eval_every 64 adds none), 8 batches
-    # each, then the final evaluation's 80.
-    assert estimate.eval_batches(runs[128]) == 7 * 8 + 80
-    # 1024 steps: 7 log-spaced steps below the last, plus eval_every's 512.
-    assert estimate.eval_batches(runs[1024]) == 8 * 8 + 80
+    # 128 steps: 16 evenly spaced evals (every 8 steps), 15 before the last, 2 batches each,
+    # then the final evaluation's 80 and the curve's own 2 at the last step.
+    assert estimate.eval_batches(runs[128]) == 15 * 2 + 80 + 2
+    # 1024 steps: every 64 steps, the same count.
+    assert estimate.eval_batches(runs[1024]) == 15 * 2 + 80 + 2
 

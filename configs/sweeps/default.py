@@ -7,7 +7,9 @@ sized to finish in about 11 minutes on 2 CPU cores (a quiet machine, from a fres
 Sizes span 14x in non-embedding parameters and budgets 8x in tokens (0.3 to 37 tokens per
 parameter), so both terms of L(N, D) = E + A / N^alpha + B / D^beta are constrained by the data.
 The shortest run has 128 optimizer steps; the largest budget is under half an epoch of the
-corpus, so no token is seen twice. docs/default-job.md reports what the fit came out as.
+corpus, so no token is seen twice. docs/default-job.md reports what the fit came out as. Every run is
+also a 16-point loss curve on fixed windows, so `python -m analysis fit sweeps/default --law
+schedule` fits the schedule law (docs/schedule-law.md) to the same runs.
 """
 
 from configs.sweep_base import default_sweep
@@ -28,15 +30,16 @@ def get_config(arg: str = ""):
     # law worse here: 6e-3 hurts the 128-step runs (100k: 2.68 vs 2.45 nats), the a interval
     # widened (0.92 vs 0.81) and the held-out error grew (4.6% vs 3.2% max). See docs/default-job.md.
     s.base.train.learning_rate = 3e-3
-    # Evaluations along a run (its loss curve) use 8 batches of 16 windows; the final one, whose
-    # loss the law is fitted to, 80 (1,280 of the validation split's 3,332 disjoint windows of
-    # 128 tokens). Its stderr is then 0.28-0.42% of the loss (under 0.5% with a margin for the
-    # stderr estimate's own noise) where 8 batches gave 0.6-1.3%; research/evals.py has the unit.
-    s.base.train.eval_batches = 8
+    # Every run is a curve of 16 evenly spaced points (the schedule law fits them all), each on
+    # the same 2 batches of 16 windows: 2-8% of a run's time. The final evaluation uses 80
+    # batches (1,280 of the validation split's 3,332 disjoint windows of 128 tokens; stderr
+    # 0.28-0.42% of the loss); research/evals.py has the unit.
+    s.base.train.eval_points = 0  # no log-spaced points: the first ~60 steps are a plateau
+    s.base.train.eval_batches = 2
     s.base.train.final_eval_batches = 80
     s.variants = ((2, 48), "100k", "300k", "800k")  # 57k to 793k non-embedding parameters
     s.tokens = (262_144, 524_288, 1_048_576, 2_097_152)  # 128 to 1024 steps of 16 x 128 tokens
-    s.runner.evals_per_run = 2
+    s.runner.evals_per_run = 16
     s.runner.checkpoints_per_run = 4
     s.analysis.law = "chinchilla"
     # Embeddings are a quarter of these tiny models; the law in non-embedding N is the cleaner one.

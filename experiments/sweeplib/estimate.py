@@ -68,12 +68,14 @@ def estimates(runs, bench: dict[str, dict], workers: int = 1) -> dict[str, float
 
 def eval_batches(run) -> int:
     """Eval batches one run evaluates: along the way (research.evals.eval_steps past the run's
-    start, the last step excluded) and at its end (train.final_eval_batches, 0 = eval_batches)."""
+    start, the last step excluded) and at its end (train.final_eval_batches, 0 = eval_batches, plus
+    the curve's own eval_batches when those differ)."""
     t = run.config.train
     along = sum(run.start_step < s < run.steps for s in evals.eval_steps(
         run.steps, int(t.get("eval_points", 0)), int(t.eval_every)))
     final = int(t.get("final_eval_batches", 0)) or int(t.eval_batches)
-    return along * int(t.eval_batches) + final
+    curve_end = int(t.eval_batches) if final != int(t.eval_batches) else 0  # the curve's last point
+    return along * int(t.eval_batches) + final + curve_end
 
 
 def cached_estimates(runs, sweep_dir: SweepDir) -> dict[str, float]:

@@ -62,8 +62,13 @@ def analysis_commands(sweep_dir: SweepDir, sweep) -> list[list[str]]:
     for by in ("flops", "params"):
         if float(sweep.analysis[f"holdout_above_{by}"]):
             holdout = [f"--holdout-above-{by}", repr(float(sweep.analysis[f"holdout_above_{by}"]))]
+    law = str(sweep.analysis.law)
     x = str(sweep.analysis.get("x", "") or "")
-    cmds = [[sys.executable, "-m", "analysis", "fit", csv, "--law", str(sweep.analysis.law),
+    if law == "schedule":  # fitted to the curves in the run directories, not to results.csv
+        csv = str(sweep_dir.root)
+        if str(sweep.analysis.get("holdout_schedule", "")):
+            holdout += ["--holdout-schedule", str(sweep.analysis.holdout_schedule)]
+    cmds = [[sys.executable, "-m", "analysis", "fit", csv, "--law", law,
              *(["--x", x] if x else []), "--out", str(sweep_dir.analysis), *common, *holdout]]
     if sweep.kind == "isoflop":
         cmds.append([sys.executable, "-m", "analysis", "isoflop", csv, "--out",

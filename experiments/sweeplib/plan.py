@@ -166,14 +166,16 @@ def expand(sweep) -> list[Run]:
     """All runs of the sweep, parents before their branches; raises SweepError on bad input."""
     lrs = tuple(sweep.learning_rates) or (None,)
     parametrizations = tuple(sweep.parametrizations) or (None,)
+    schedules = tuple(sweep.get("schedules", ())) or (None,)
     runs: list[Run] = []
     for variant in sweep.variants:
         variant_dims(variant)  # fail on an unknown variant before any budget message
     per_variant = variant_learning_rates(sweep)  # {} unless set; then one LR per variant
     for seed in sweep.seeds:
-        for lr, p in itertools.product(lrs, parametrizations):
+        for lr, p, schedule in itertools.product(lrs, parametrizations, schedules):
             lr_tag = f"-lr{lr:g}" if len(lrs) > 1 else ""
             lr_tag += f"-{p}" if len(parametrizations) > 1 else ""
+            lr_tag += f"-{schedule}" if len(schedules) > 1 else ""
             for variant in sweep.variants:
                 base = model_config(sweep.base, variant, seed,
                                     per_variant.get(variant_dims(variant).name, lr))
@@ -181,6 +183,10 @@ def expand(sweep) -> list[Run]:
                     base.model.parametrization = p
                 if "log" in base and not base.log.get("wandb_group", ""):
                     base.log.wandb_group = str(sweep.name)  # W&B shows a sweep's runs together
+                if schedule is not None:
+                    base.train.schedule = schedule
+                    if schedule == "wsd":
+                        base.train.decay_fraction = float(sweep.wsd.decay_fraction)
                 if sweep.kind == "grid":
                     runs += _grid(sweep, base, seed, lr_tag)
                 elif sweep.kind == "isoflop":

@@ -71,6 +71,12 @@ def check(c: ml_collections.ConfigDict) -> None:
     for p in c.parametrizations:
         if p not in ("sp", "mup"):
             raise SweepError(f"parametrizations has {p!r}; use 'sp' and/or 'mup'")
+    for name in c.schedules:
+        if name not in ("cosine", "constant", "wsd"):
+            raise SweepError(f"schedules has {name!r}; use 'cosine', 'constant' and/or 'wsd'")
+    if c.schedules and c.kind != "grid":
+        raise SweepError(f"schedules=(...) applies to grid sweeps, not kind {c.kind!r}; "
+                         "a wsd sweep's schedules follow from its kind")
     if not c.seeds:
         raise SweepError("sweep has no seeds; set seeds=(0,)")
     variant_learning_rates(c)
