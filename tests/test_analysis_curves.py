@@ -10,6 +10,7 @@ import numpy as np
 from analysis.curves import curves_table
 from analysis.data import load_results
 from analysis.envelope import envelope, envelope_input
+import pytest
 
 P = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 
@@ -68,6 +69,7 @@ def test_curves_fall_back_to_train_loss_and_say_so(tmp_path):
     assert any("train/loss" in n and "eval_points" in n for n in t.notes)
 
 
+@pytest.mark.slow
 def test_cli_curves_then_envelope_and_every_input_form(tmp_path):
     sweep = make_sweep(tmp_path / "s")
     run = [sys.executable, "-m", "analysis"]

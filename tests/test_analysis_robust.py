@@ -31,6 +31,7 @@ def grid_rows(loss=None):
     return rows
 
 
+@pytest.mark.slow
 def test_duplicates_are_dropped_with_a_warning_or_refused_with_row_numbers(tmp_path):
     rows = grid_rows()
     rows.append(dict(rows[3]))                     # exact duplicate of row 4 -> row 17
@@ -65,6 +66,7 @@ def test_provenance_names_input_rows_and_code(tmp_path):
     assert prov["packages"]["numpy"] == np.__version__
 
 
+@pytest.mark.slow
 def test_constant_loss_warns_and_reports_without_traceback(tmp_path):
     path = write_csv(tmp_path / "flat.csv", grid_rows(loss=3.0))
     out = subprocess.run([sys.executable, "-m", "analysis", "fit", str(path), "--out",

@@ -112,6 +112,7 @@ def test_plot_is_written(tied, tmp_path):
     assert (tmp_path / "cc.png").stat().st_size > 20_000
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_width_the_heads_cannot_split(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.coord_check", "--config", "configs/gpt.py:tiny",

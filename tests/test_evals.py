@@ -26,6 +26,7 @@ def test_eval_steps_are_log_spaced_and_end_at_the_last_step():
     assert {4, 8, 12} <= evals.eval_steps(12, 3, 4)
 
 
+@pytest.mark.slow
 def test_run_writes_eval_rows_with_tokens_and_flops(tmp_path):
     c = small_config(data=8)
     c.train.eval_points = 4
@@ -71,6 +72,7 @@ def _window_losses(workdir, tokens, n_windows):
     return (logz - target).mean(axis=-1)
 
 
+@pytest.mark.slow
 def test_final_eval_uses_its_own_size_for_every_set_and_is_capped(tmp_path, monkeypatch):
     """Evaluations along the run use eval_batches; the last one uses final_eval_batches for
     every eval set, capped at a set's disjoint windows (said in result.json); its stderr is

@@ -85,6 +85,7 @@ def test_verdict_counts_an_adjacent_point_within_one_stderr_as_tied():
     assert not lr_transfer.verdict(data)["transfers"]  # without the spread: 1% > 0.5%
 
 
+@pytest.mark.slow
 def test_cli_writes_plot_and_json(tmp_path):
     path = tmp_path / "results.csv"
     rows = _rows({("mup", 64): 3, ("mup", 128): 3, ("sp", 64): 3, ("sp", 128): 1})

@@ -202,6 +202,7 @@ def test_mup_compiles_every_ladder_variant_on_the_mixed_mesh(variant):
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
 
 
+@pytest.mark.slow
 def test_mup_resume_equals_uninterrupted(tmp_path, monkeypatch):
     c = config("mup", mesh=dict(data=8), steps=6)
     c.data.data_dir = str(tmp_path / "datasets")
