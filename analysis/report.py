@@ -104,13 +104,7 @@ def fit_summary(fit: dict, report_path: str | None = None) -> str:
         lines.append(f"  extrapolation: fit on {e['n_fit']} runs with {_holdout_rule(e)}, "
                      f"{e['n_heldout']} held out: mean |rel err| {e['mean_abs_rel_error']:.3%}, "
                      f"max {e['max_abs_rel_error']:.3%}{inside}")
-    for w in fit["warnings"]:
-        lines.append(f"  warning: {w}")
-    for n in fit.get("notes", []):
-        lines.append(f"  note: {n}")
-    if report_path:
-        lines.append(f"  report: {report_path}")
-    return "\n".join(lines)
+    return "\n".join(lines + closing_lines(fit, report_path))
 
 
 def isoflop_summary(res: dict, path: str | None = None) -> str:
@@ -129,12 +123,17 @@ def isoflop_summary(res: dict, path: str | None = None) -> str:
         lines.append(f"  C={num(b['budget'], 3)}: N_opt={n} D_opt={num(b['D_opt'], 3)} "
                      f"loss={b['loss_opt']:.4f} ({b['n_runs']} runs"
                      f"{'' if b['used'] else ', not used'})")
-    lines += [f"  warning: {w}" for w in res["warnings"]]
-    lines += [f"  note: {n}" for n in res.get("notes", [])]
-    if path:
-        lines.append(f"  report: {path}")
-    return "\n".join(lines)
+    return "\n".join(lines + closing_lines(res, path))
 
+
+
+def closing_lines(result: dict, report_path=None) -> list[str]:
+    """The end of every printed summary: its warnings, its notes, and where the report is."""
+    lines = [f"  warning: {w}" for w in result["warnings"]]
+    lines += [f"  note: {n}" for n in result.get("notes", [])]
+    if report_path:
+        lines.append(f"  report: {report_path}")
+    return lines
 
 def envelope_text(env: dict) -> str:
     """Approach 1 in one line: exponents with their bootstrap intervals and what they rest on."""

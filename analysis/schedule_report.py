@@ -68,11 +68,7 @@ def summary_text(fit: dict, report_path: str | None = None) -> str:
                      f"{e['n_heldout']} held out: mean |rel err| {e['mean_abs_rel_error']:.3%}, "
                      f"max {e['max_abs_rel_error']:.3%}; {e['n_inside']}/{e['n_heldout']} inside "
                      f"their 95% prediction intervals")
-    lines += [f"  warning: {w}" for w in fit["warnings"]]
-    lines += [f"  note: {n}" for n in fit.get("notes", [])]
-    if report_path:
-        lines.append(f"  report: {report_path}")
-    return "\n".join(lines)
+    return "\n".join(lines + report.closing_lines(fit, report_path))
 
 
 def extrapolation_text(ex: dict) -> str:
