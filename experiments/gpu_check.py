@@ -130,13 +130,12 @@ def equivalence(n_steps: int = 4) -> dict:
     return out
 
 
-def benchmarks(dry_run: bool, steps: int) -> list[dict]:
-    """tokens/s and MFU per shape, bf16 compute with cuDNN attention, remat none and full."""
-    import jax
-
+def benchmarks(dry_run: bool, steps: int, devices: dict) -> list[dict]:
+    """tokens/s and MFU per shape, bf16 compute with cuDNN attention, remat none and full;
+    MFU against the peak `devices_report` found (on CPU a timed matmul: measured once)."""
     from research import bench, peaks
 
-    peak = peaks.device_peak(jax.devices()[0])  # once: on CPU it is a timed matmul
+    peak = peaks.Peak(devices["peak_flops_per_s_per_device"], devices["peak_source"])
     shapes, dims = (DRY_SHAPES, (DRY_VOCAB, DRY_CONTEXT, DRY_BATCH)) if dry_run else \
         (BENCH_SHAPES, (BENCH_VOCAB, BENCH_CONTEXT, BENCH_BATCH))
     attention = "auto" if dry_run else "cudnn"  # cuDNN attention exists only on NVIDIA GPUs
@@ -199,7 +198,7 @@ def main(argv) -> int:
     report["mode"] = "dry-run (cpu: toy sizes, no loss target)" if dry_run else "device"
     print(json.dumps(report["devices"]), flush=True)
     parts = {"tests": lambda: run_device_tests(repo, dry_run), "equivalence": equivalence,
-             "bench": lambda: benchmarks(dry_run, args.steps),
+             "bench": lambda: benchmarks(dry_run, args.steps, report["devices"]),
              "train": lambda: train_tiny(args.out, dry_run)}
     for name, part in parts.items():
         if name in skip:
