@@ -1,5 +1,5 @@
 """The main job: a 4 model sizes x 4 token budgets grid on the embedded Shakespeare corpus,
-sized to finish in about 20 minutes on 2 CPU cores (a quiet machine, from a fresh clone,
+sized to finish in about 27 minutes on 2 CPU cores (a quiet machine, from a fresh clone,
 `pip install` included), compilation included, then the fit.
 
   python -m experiments.sweep run --config configs/sweeps/default.py --workdir sweeps/default
