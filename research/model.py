@@ -257,10 +257,15 @@ def init_cache(cfg: ModelConfig, batch: int, length: int, dtype=None):
 
 def cross_entropy(logits_BTV, targets_BT):
     """Mean next-token cross-entropy in float32, nats per token."""
+    return jnp.mean(token_losses(logits_BTV, targets_BT))
+
+
+def token_losses(logits_BTV, targets_BT):
+    """Next-token cross-entropy of every position [B, T], float32 nats."""
     logits_BTV = logits_BTV.astype(jnp.float32)
     logz_BT = jax.nn.logsumexp(logits_BTV, axis=-1)
     # A one-hot mask, not take_along_axis: the same value (one term plus zeros), and its
     # gradient is elementwise instead of a scatter into a [B, T, V] buffer (slow on CPU).
     onehot_BTV = targets_BT[..., None] == jnp.arange(logits_BTV.shape[-1], dtype=targets_BT.dtype)
     target_logit_BT = jnp.sum(jnp.where(onehot_BTV, logits_BTV, 0.0), axis=-1)
-    return jnp.mean(logz_BT - target_logit_BT)
+    return logz_BT - target_logit_BT

@@ -1,4 +1,4 @@
-"""Where a run's wall time goes: fixed costs (data, compile, eval, checkpoint) vs steady training.
+"""Where a run's wall time goes: fixed costs (data, compile, evals, checkpoint) vs steady training.
 
 `PhaseTimer` adds up wall-clock seconds per named phase; `train` is whatever the training loop
 spent outside the other phases. result.json records the totals under "timing".
@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import time
 
-PHASES = ("setup_s", "data_s", "compile_s", "eval_s", "checkpoint_s", "train_s")
-FIXED = ("startup_s", "setup_s", "data_s", "compile_s", "eval_s", "checkpoint_s")
+# eval_s: the curve's evaluations along the run; final_eval_s: the end-of-run one (result.json).
+PHASES = ("setup_s", "data_s", "compile_s", "eval_s", "final_eval_s", "checkpoint_s", "train_s")
+FIXED = ("startup_s", "setup_s", "data_s", "compile_s", "eval_s", "final_eval_s", "checkpoint_s")
 
 
 class PhaseTimer:

@@ -41,11 +41,12 @@ def validate(config, n_devices: int | None = None):
     return mesh
 
 
-def evaluate(trainer, params, batches) -> tuple[float, float]:
-    """Mean validation loss over the fixed evaluation batches (already on the devices, see
-    `_eval_batches`) and its standard error. Every batch is dispatched before any result is
-    read, so the device never waits for the host between batches."""
-    losses = np.asarray(jax.device_get([trainer.eval_step(params, b) for b in batches]), float)
+def evaluate(trainer, params, chunks) -> tuple[float, float]:
+    """Mean validation loss over the fixed evaluation batches (stacked into chunks already on
+    the devices, see `_eval_batches`) and its standard error over batches. Every chunk is
+    dispatched before any result is read, so the device never waits for the host."""
+    losses = np.concatenate([np.asarray(x, float).reshape(-1) for x in
+                             jax.device_get([trainer.eval_losses(params, c) for c in chunks])])
     stderr = float(losses.std(ddof=1) / math.sqrt(len(losses))) if len(losses) > 1 else float("nan")
     return float(losses.mean()), stderr
 
@@ -254,7 +255,7 @@ def _train(config, workdir: str, progress: bool, on_start, cleanup) -> dict:
         with timer.phase("data_s"):
             final_sets = eval_sets if final_n == t.eval_batches else \
                 _eval_batches(data, t, m, final_units, trainer)
-        with timer.phase("eval_s"):
+        with timer.phase("final_eval_s"):
             losses = evaluate_sets(trainer, state["params"], final_sets)
             # The curve's last point, on the curve's own windows.
             curve = None if final_sets is eval_sets else \
@@ -277,14 +278,25 @@ def _train(config, workdir: str, progress: bool, on_start, cleanup) -> dict:
     return result
 
 
+# Logits of one evaluation chunk, in float32 elements (256 MiB): the chunk's batches are one
+# forward pass, and at GPT-2 sizes (50k vocabulary, 1k context) one batch is already past it.
+EVAL_CHUNK_LOGITS = 64 * 2**20
+
+
 def _eval_batches(data, t, m, n_batches, trainer) -> dict:
-    """{name: fixed eval batches, on the devices} for every evaluation set (data.eval_sets
-    order); `n_batches` is one count for all, or a count per set."""
-    return {name: [put_batch(trainer, b) for b in data_lib.eval_batches(
-        data, n_batches=n_batches[name] if isinstance(n_batches, dict) else n_batches,
-        batch_size=t.batch_size, context_length=m.context_length,
-        eval_set=name, process_index=jax.process_index(), process_count=jax.process_count())]
-        for name in data.eval_sets}
+    """{name: fixed eval batches, stacked into chunks [k, B, T+1] on the devices} for every
+    evaluation set (data.eval_sets order); `n_batches` is one count for all, or one per set."""
+    per_chunk = max(1, EVAL_CHUNK_LOGITS // (t.batch_size * m.context_length * m.vocab_size))
+    out = {}
+    for name in data.eval_sets:
+        local = list(data_lib.eval_batches(
+            data, n_batches=n_batches[name] if isinstance(n_batches, dict) else n_batches,
+            batch_size=t.batch_size, context_length=m.context_length, eval_set=name,
+            process_index=jax.process_index(), process_count=jax.process_count()))
+        out[name] = [jax.make_array_from_process_local_data(
+            trainer.eval_sharding, np.stack(local[i:i + per_chunk]))
+            for i in range(0, len(local), per_chunk)]
+    return out
 
 
 def evaluate_sets(trainer, params, eval_sets) -> dict:

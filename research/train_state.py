@@ -24,7 +24,7 @@ import optax
 
 from research import mup, optim, sharding
 from research.config import ModelConfig, RunConfig
-from research.model import GPT, cross_entropy
+from research.model import GPT, cross_entropy, token_losses
 
 
 @dataclasses.dataclass
@@ -40,7 +40,9 @@ class Trainer:
     batch_sharding: Any
     init: Callable  # rng -> state
     train_step: Callable  # (state, batch) -> (state, metrics); this run's schedule supplied
-    eval_step: Callable  # (params, batch) -> loss
+    # (params, batches [k, B, T+1] sharded as eval_sharding) -> [k] per-batch mean losses
+    eval_losses: Callable
+    eval_sharding: Any
     schedule: dict = dataclasses.field(default_factory=dict)  # optim.schedule_inputs of this run
 
     def activate(self):
@@ -69,7 +71,8 @@ class _Steps:
     batch_sharding: Any
     init: Callable
     train_step: Callable  # (state, batch, schedule_inputs)
-    eval_step: Callable
+    eval_losses: Callable
+    eval_sharding: Any
 
 
 def _split_microbatches(batch, n):
@@ -108,6 +111,7 @@ def _build_steps(key: StepKey) -> _Steps:
         state_shardings = sharding.logical_shardings(boxed_shapes, mesh, rules)
     state_shapes = nn.meta.unbox(boxed_shapes)
     batch_sharding = sharding.batch_sharding(mesh, rules)
+    eval_sharding = sharding.stacked_batch_sharding(mesh, rules)
     replicated = sharding.replicated(mesh)
 
     def init(rng):
@@ -118,6 +122,15 @@ def _build_steps(key: StepKey) -> _Steps:
         return cross_entropy(logits, batch[:, 1:])
 
     grad_fn = jax.value_and_grad(loss_fn)
+
+    def eval_losses(params, batches):
+        # k batches in one forward pass of k*B windows: one dispatch instead of k, and larger
+        # matmuls (on CPU a batch of 16 short windows is mostly per-call overhead). Each
+        # batch's mean is kept: the batch is the stderr's unit (research/evals.py).
+        k, b, t = batches.shape
+        flat = nn.with_logical_constraint(batches.reshape(k * b, t), ("batch", None))
+        logits, _ = model.apply({"params": params}, flat[:, :-1])
+        return token_losses(logits, flat[:, 1:]).reshape(k, -1).mean(axis=-1)
 
     def train_step(state, batch, sched):
         params = state["params"]
@@ -145,10 +158,10 @@ def _build_steps(key: StepKey) -> _Steps:
         jit_init = jax.jit(init, out_shardings=state_shardings)
         jit_train = jax.jit(train_step, in_shardings=(state_shardings, batch_sharding, replicated),
                             out_shardings=(state_shardings, replicated), donate_argnums=0)
-        jit_eval = jax.jit(loss_fn, in_shardings=(state_shardings["params"], batch_sharding),
+        jit_eval = jax.jit(eval_losses, in_shardings=(state_shardings["params"], eval_sharding),
                            out_shardings=replicated)
     return _Steps(model, state_shapes, state_shardings, batch_sharding, jit_init, jit_train,
-                  jit_eval)
+                  jit_eval, eval_sharding)
 
 
 def build_trainer(config, mesh, total_steps: int) -> Trainer:
@@ -169,7 +182,7 @@ def build_trainer(config, mesh, total_steps: int) -> Trainer:
     return Trainer(key.model_cfg, steps.model, tx,
                    mesh, key.rules, total_steps, steps.state_shapes, steps.state_shardings,
                    steps.batch_sharding, wrap(steps.init), wrap(steps.train_step, schedule),
-                   wrap(steps.eval_step), schedule)
+                   wrap(steps.eval_losses), steps.eval_sharding, schedule)
 
 
 def put_batch(trainer: Trainer, local_batch):

@@ -20,8 +20,8 @@ class _State:
 def test_status_totals_fixed_costs_and_training_time(tmp_path):
     sd = SweepDir(tmp_path)
     sd.make()
-    timing = {"setup_s": 0.5, "data_s": 1.0, "compile_s": 2.0, "eval_s": 0.25, "checkpoint_s": 0.25,
-              "train_s": 10.0, "total_s": 14.0}
+    timing = {"setup_s": 0.5, "data_s": 1.0, "compile_s": 2.0, "eval_s": 0.125,
+              "final_eval_s": 0.125, "checkpoint_s": 0.25, "train_s": 10.0, "total_s": 14.0}
     for name in ("a", "b"):
         write_atomic(sd.run_dir(name) / "result.json", json.dumps({"status": "done", "timing": timing}))
         # The worker saw 15 s: 1 s of start-up outside the trainer.
@@ -29,8 +29,10 @@ def test_status_totals_fixed_costs_and_training_time(tmp_path):
     runs = [_Run("a"), _Run("b"), _Run("c")]
     states = {"a": _State("done"), "b": _State("done"), "c": _State("pending")}
     line = report.timing_totals(sd, runs, states)
-    # Per run: fixed = 1 (start-up) + 0.5 + 1 + 2 + 0.25 + 0.25 = 5 s; two runs: 10 s and 20 s training.
+    # Per run: fixed = 1 (start-up) + 0.5 + 1 + 2 + 0.125 + 0.125 + 0.25 = 5 s; two runs: 10 s
+    # and 20 s training.
     assert line.startswith("time of 2 finished runs: fixed 10.0s: start-up 2.0, setup 1.0, data 2.0, "
-                           "compile 4.0, eval 0.5, checkpoint 0.5; training 20.0s")
+                           "compile 4.0, curve evals 0.2, final eval 0.2, checkpoint 0.5; "
+                           "training 20.0s")
     assert "fixed 5.0s per run, 33% of their time" in line
     assert report.timing_totals(sd, runs, {k: _State("pending") for k in states}) is None

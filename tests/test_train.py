@@ -141,6 +141,24 @@ def _final_params(config, workdir, mesh_cfg=None):
     return state["params"]
 
 
+def test_stacked_eval_equals_per_batch_loss_on_every_layout():
+    """The evaluation's one forward pass over k stacked batches gives each batch's own mean
+    loss (the model applied to that batch alone, one device), sharded or not."""
+    batches = np.stack(random_batches(3, seed=1))
+    ref_trainer = train_state.build_trainer(small_config(), sharding.make_mesh(
+        small_config().mesh, jax.devices()[:1]), total_steps=20)
+    params = jax.device_get(ref_trainer.init(jax.random.key(0))["params"])
+    want = [float(train_state.cross_entropy(ref_trainer.model.apply(
+        {"params": params}, b[:, :-1])[0], b[:, 1:])) for b in batches]
+    for mesh in (dict(data=8), dict(data=2, fsdp=2, tensor=2)):
+        c = small_config(**mesh)
+        trainer = train_state.build_trainer(c, sharding.make_mesh(c.mesh), total_steps=20)
+        on_mesh = jax.device_put(params, trainer.state_shardings["params"])
+        stacked = jax.make_array_from_process_local_data(trainer.eval_sharding, batches)
+        got = np.asarray(jax.device_get(trainer.eval_losses(on_mesh, stacked)))
+        np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=str(mesh))
+
+
 @pytest.mark.slow
 def test_checkpoint_restores_onto_a_different_mesh(tmp_path):
     c = small_config(data=8)
@@ -241,6 +259,8 @@ def test_result_records_where_the_time_went(tmp_path):
     c.data.data_dir = str(tmp_path / "datasets")
     result = train_lib.train(c, str(tmp_path / "run"), progress=False)
     timing = result["timing"]
-    phases = ("setup_s", "data_s", "compile_s", "eval_s", "checkpoint_s", "train_s")
+    phases = ("setup_s", "data_s", "compile_s", "eval_s", "final_eval_s", "checkpoint_s",
+              "train_s")
     assert all(timing[k] >= 0 for k in phases) and timing["compile_s"] > 0 and timing["train_s"] > 0
+    assert timing["final_eval_s"] > 0
     assert sum(timing[k] for k in phases) == pytest.approx(timing["total_s"], abs=0.01)

@@ -68,7 +68,8 @@ def last_step(sweep_dir: SweepDir, name: str) -> int | None:
 
 
 TIMING_PARTS = (("startup_s", "start-up"), ("setup_s", "setup"), ("data_s", "data"),
-                ("compile_s", "compile"), ("eval_s", "eval"), ("checkpoint_s", "checkpoint"))
+                ("compile_s", "compile"), ("eval_s", "curve evals"), ("final_eval_s", "final eval"),
+                ("checkpoint_s", "checkpoint"))
 
 
 def timing_text(timing: dict) -> str:
