@@ -17,7 +17,8 @@ import os
 
 import numpy as np
 
-from .allocation import SIX_ND, optimum
+from . import allocation
+from .allocation import SIX_ND
 from .data import Results, load_results as _load_table
 from .errors import AnalysisError
 
@@ -121,11 +122,11 @@ class Law:
         return (value, *self._bounds(draws, interval))
 
     def n_opt(self, flops, interval: float | None = None):
-        """Compute-optimal parameters at `flops` (chinchilla), under the fit's own cost model."""
+        """Compute-optimal parameters at `flops` (chinchilla, kaplan), under the fit's own cost model."""
         return self._allocation(flops, 0, interval)
 
     def d_opt(self, flops, interval: float | None = None):
-        """Compute-optimal training tokens at `flops` (chinchilla)."""
+        """Compute-optimal training tokens at `flops` (chinchilla, kaplan)."""
         return self._allocation(flops, 1, interval)
 
     # --- internals --------------------------------------------------------------------------
@@ -146,9 +147,10 @@ class Law:
         raise AnalysisError(f"unknown law {self.name!r} in fit.json")
 
     def _allocation(self, flops, which, interval):
-        if self.name != "chinchilla":
+        if self.name not in ("chinchilla", "kaplan") or len(self.variables) != 2:
             raise AnalysisError(f"a compute-optimal allocation needs L(N, D); this is a "
                                 f"{self.name} law of {', '.join(self.variables)}")
+        optimum = allocation.optimum_for(self.name)
         value = optimum(self.params, flops, self.cost)[which]
         if interval is None:
             return value

@@ -290,17 +290,18 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
     cost_kp = (cost.k, cost.p)
     refs = [float(c) for c in reference_flops] if reference_flops else \
         allocation.reference_computes(C)
-    if law_obj.name == "chinchilla":
-        out.update(allocation.chinchilla(params, refs, cost_kp))
+    allocate = allocation.for_law(law_obj)
+    if allocate:
+        out.update(allocate[0](params, refs, cost_kp))
         warnings += _outside_range_warnings(out["compute_optimal"], table.numeric(params_column),
                                             cost)
 
     def derived(thetas):
-        """Natural parameters and (Chinchilla) allocation quantities for each row."""
+        """Natural parameters and (Chinchilla, Kaplan) allocation quantities for each row."""
         values = dict(law_obj.to_natural(thetas))
-        if law_obj.name == "chinchilla":
+        if allocate:
             with np.errstate(all="ignore"):  # degenerate optima give inf/nan, summarised away
-                values.update(allocation.chinchilla_samples(values, refs, cost_kp))
+                values.update(allocate[1](values, refs, cost_kp))
         return values
     at_best = derived(res.x[near])
     resid = _residuals(law_obj, theta, logX, logL)

@@ -281,9 +281,10 @@ def _plot_frontier(fit, out_dir):
     if len(held) != len(loss):
         held = np.zeros(len(loss), bool)
     pngs = []
-    if law.name == "chinchilla":
+    if allocation.for_law(law):
         params = fit["params"]
         logC, cost = d["logC"], d["cost"]
+        optimum = allocation.optimum_for(law.name)
         c_label = "compute C (FLOPs, 6ND)" if fit["compute"]["name"] == "6ND" else \
             "compute C (FLOPs, from the flops column)"
         fig, ax = _figure(figsize=(6.4, 4.4))
@@ -295,12 +296,12 @@ def _plot_frontier(fit, out_dir):
                     f"N = {name}")
         c_max = float(max(fit["reference_flops"]))
         cs = np.exp(np.linspace(logC.min(), np.log(c_max), 100))
-        _, _, frontier = allocation.optimum(params, cs, cost)
+        _, _, frontier = optimum(params, cs, cost)
         ax.plot(cs, frontier, "k-", lw=1.5, label="compute-optimal frontier")
         samples = fit.get("_samples")
         if samples is not None:
-            s = {k: np.asarray(samples[k])[:, None] for k in ("E", "A", "B", "alpha", "beta")}
-            band = np.nanpercentile(allocation.optimum(s, cs[None], cost)[2], [2.5, 97.5], axis=0)
+            s = {k: np.asarray(samples[k])[:, None] for k in law.natural}
+            band = np.nanpercentile(optimum(s, cs[None], cost)[2], [2.5, 97.5], axis=0)
             ax.fill_between(cs, band[0], band[1], color="k", alpha=0.15, lw=0)
         _shade_extrapolation(ax, float(C.max()), c_max)
         ax.set(xscale="log", yscale="log", xlabel=c_label, ylabel=LOSS_LABEL,
@@ -310,14 +311,13 @@ def _plot_frontier(fit, out_dir):
         pngs.append(_save(fig, out_dir, "loss_vs_compute"))
 
         fig, axes = _figure(1, 2, figsize=(10.5, 4))
-        n_opt, d_opt, _ = allocation.optimum(params, cs, cost)
+        n_opt, d_opt, _ = optimum(params, cs, cost)
         for ax, val, name, key, unit in ((axes[0], n_opt, "N_opt", 0, "parameters"),
                                          (axes[1], d_opt, "D_opt", 1, "training tokens")):
             ax.plot(cs, val, "C0-", label=name)
             if samples is not None:
-                sn, sd, _ = allocation.optimum({k: np.asarray(samples[k])[:, None]
-                                                for k in ("E", "A", "B", "alpha", "beta")}, cs[None],
-                                                cost)
+                sn, sd, _ = optimum({k: np.asarray(samples[k])[:, None] for k in law.natural},
+                                    cs[None], cost)
                 band = np.nanpercentile(sn if key == 0 else sd, [2.5, 97.5], axis=0)
                 ax.fill_between(cs, band[0], band[1], alpha=0.3, label="95% bootstrap band")
             _shade_extrapolation(ax, float(C.max()), c_max)
