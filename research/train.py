@@ -45,8 +45,9 @@ def evaluate(trainer, params, chunks) -> tuple[float, float]:
     """Mean validation loss over the fixed evaluation batches (stacked into chunks already on
     the devices, see `_eval_batches`) and its standard error over batches. Every chunk is
     dispatched before any result is read, so the device never waits for the host."""
+    calls = [trainer.eval_compiled.get(tuple(c.shape), trainer.eval_losses) for c in chunks]
     losses = np.concatenate([np.asarray(x, float).reshape(-1) for x in
-                             jax.device_get([trainer.eval_losses(params, c) for c in chunks])])
+                             jax.device_get([f(params, c) for f, c in zip(calls, chunks)])])
     stderr = float(losses.std(ddof=1) / math.sqrt(len(losses))) if len(losses) > 1 else float("nan")
     return float(losses.mean()), stderr
 
@@ -192,6 +193,8 @@ def _train(config, workdir: str, progress: bool, on_start, cleanup) -> dict:
                 _say(f"the {name} eval set holds {c} batches of {t.batch_size} disjoint windows of "
                      f"{m.context_length + 1} tokens; the final evaluation uses {c}, not "
                      f"{final_n} (train.final_eval_batches), and result.json says so")
+    with timer.phase("compile_s"):
+        _compile_evals(trainer, state["params"], t, m, [t.eval_batches, *final_units.values()])
     writer = MetricsWriter(workdir, is_writer, config=cfg, wandb=wandb_settings(cfg))
     cleanup.callback(writer.close)
     tokens_per_step = run_math.tokens_per_step(t, m)
@@ -283,10 +286,26 @@ def _train(config, workdir: str, progress: bool, on_start, cleanup) -> dict:
 EVAL_CHUNK_LOGITS = 64 * 2**20
 
 
+def _per_chunk(t, m) -> int:
+    return max(1, EVAL_CHUNK_LOGITS // (t.batch_size * m.context_length * m.vocab_size))
+
+
+def _compile_evals(trainer, params, t, m, batch_counts) -> None:
+    """Compile the evaluation for every chunk shape that `batch_counts` batches give, ahead of
+    time: the compilation is then a fixed cost (compile_s), not part of the evaluations."""
+    per_chunk = _per_chunk(t, m)
+    shapes = {(min(per_chunk, n - i), t.batch_size, m.context_length + 1)
+              for n in batch_counts for i in range(0, n, per_chunk)}
+    with trainer.activate():
+        for shape in sorted(shapes - set(trainer.eval_compiled)):
+            chunk = jax.ShapeDtypeStruct(shape, np.int32, sharding=trainer.eval_sharding)
+            trainer.eval_compiled[shape] = trainer.eval_losses.jitted.lower(params, chunk).compile()
+
+
 def _eval_batches(data, t, m, n_batches, trainer) -> dict:
     """{name: fixed eval batches, stacked into chunks [k, B, T+1] on the devices} for every
     evaluation set (data.eval_sets order); `n_batches` is one count for all, or one per set."""
-    per_chunk = max(1, EVAL_CHUNK_LOGITS // (t.batch_size * m.context_length * m.vocab_size))
+    per_chunk = _per_chunk(t, m)
     out = {}
     for name in data.eval_sets:
         local = list(data_lib.eval_batches(

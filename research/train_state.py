@@ -44,6 +44,9 @@ class Trainer:
     eval_losses: Callable
     eval_sharding: Any
     schedule: dict = dataclasses.field(default_factory=dict)  # optim.schedule_inputs of this run
+    # Chunk shape (k, B, T+1) -> eval_losses compiled ahead of time for it (research/train.py);
+    # shared by every run of this shape in the process.
+    eval_compiled: dict = dataclasses.field(default_factory=dict)
 
     def activate(self):
         return sharding.activate(self.mesh, self.rules)
@@ -73,6 +76,7 @@ class _Steps:
     train_step: Callable  # (state, batch, schedule_inputs)
     eval_losses: Callable
     eval_sharding: Any
+    eval_compiled: dict = dataclasses.field(default_factory=dict)
 
 
 def _split_microbatches(batch, n):
@@ -182,7 +186,7 @@ def build_trainer(config, mesh, total_steps: int) -> Trainer:
     return Trainer(key.model_cfg, steps.model, tx,
                    mesh, key.rules, total_steps, steps.state_shapes, steps.state_shardings,
                    steps.batch_sharding, wrap(steps.init), wrap(steps.train_step, schedule),
-                   wrap(steps.eval_losses), steps.eval_sharding, schedule)
+                   wrap(steps.eval_losses), steps.eval_sharding, schedule, steps.eval_compiled)
 
 
 def put_batch(trainer: Trainer, local_batch):
