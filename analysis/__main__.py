@@ -36,23 +36,9 @@ def _options(p):
     return out
 
 
-def _dashed(argv, known):
-    """`--params_column` -> `--params-column` with the one-line notice every command gives."""
-    out = []
-    for token in argv:
-        name, eq, value = token.partition("=")
-        dashed = "--" + name[2:].replace("_", "-")
-        if name.startswith("--") and "_" in name and name not in known and dashed in known:
-            print(f"warning: {name} is deprecated; use {dashed}", file=sys.stderr)
-            token = dashed + eq + value
-        out.append(token)
-    return out
-
-
 def _parse(argv):
     p = _parser()
-    known = _options(p)
-    args, extra = p.parse_known_args(_dashed(list(sys.argv[1:] if argv is None else argv), known))
+    args, extra = p.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     if extra:
         sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
         which = sub.choices.get(getattr(args, "command", None), p)

@@ -82,6 +82,8 @@ c.model.n_layers, c.model.d_model, c.model.n_heads, c.model.context_length = 2, 
 c.train.batch_size, c.train.tokens = 8, 8 * 128 * 5
 c.train.eval_batches, c.train.eval_every, c.train.checkpoint_every, c.train.log_every = 1, 10**6, 10**6, 1
 c.mesh.data = -1
+from experiments import cli
+c = cli.run_config(c)
 out = {}
 if phase == "build":
     start = time.time()

@@ -56,8 +56,6 @@ from __future__ import annotations
 import jax
 from flax.core import meta
 
-PARAMETRIZATIONS = ("sp", "mup")
-
 HIDDEN, EMBEDDING, VECTOR, READOUT = "hidden", "embedding", "vector", "readout"
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from research import mup
-from research.model import GPT, ModelConfig
+from research.config import ModelConfig
+from research.model import GPT
 
 BASE = dict(vocab_size=61, context_length=16, d_model=32, n_heads=2)
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from research import files
+from research.config import RunConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -66,7 +67,7 @@ def test_run_and_token_store_files_are_world_readable(tmp_path):
 
     with umask(0o022):
         c = gpt.get_config("100k")
-        run_dir.claim_workdir(str(tmp_path / "run"), c)
+        run_dir.claim_workdir(str(tmp_path / "run"), RunConfig.from_configdict(c))
         corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(10))
         td = data_lib.load_token_data(cfg_for(corpus, tmp_path / "data", store_workers=1),
                                       progress=False)

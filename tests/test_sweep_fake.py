@@ -6,6 +6,7 @@ and its loss is a known law of (params, tokens), so the runner can be checked wi
 The end-to-end tests with the real trainer are in test_sweep_e2e.py.
 """
 
+import functools
 import json
 import math
 import os
@@ -16,6 +17,7 @@ import time
 
 import pytest
 
+from configs import sweep_base
 from experiments.sweeplib import claims as claims_lib
 from experiments.sweeplib import ledger, layout, plan, spec
 
@@ -79,7 +81,7 @@ def train(config, workdir, progress=False):
 
 
 def fake_sweep(**changes):
-    s = spec.default_sweep()
+    s = sweep_base.default_sweep()
     s.name = "fake"
     s.base.model.context_length = 16
     s.base.train.batch_size = 4
@@ -89,7 +91,8 @@ def fake_sweep(**changes):
     s.runner.poll_s = 0.1
     s.analysis.enabled = False
     for k, v in changes.items():
-        spec.apply_override(s, f"{k}={v!r}")
+        *parents, leaf = k.split(".")
+        functools.reduce(getattr, parents, s)[leaf] = v
     spec.check(s)
     return s
 

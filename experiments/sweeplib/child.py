@@ -134,7 +134,7 @@ def train_one(root: str, name: str) -> int:
     run = plan.Run.from_json(spec["run"])
     config = run.config
     if run.depends_on:
-        config.train.init_from = str(sweep_dir.run_dir(run.depends_on))
+        config = plan.replace_train(config, init_from=str(sweep_dir.run_dir(run.depends_on)))
     try:
         train = load_train_fn(spec["train_fn"])
         report_startup(sweep_dir, name)
