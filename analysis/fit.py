@@ -595,7 +595,7 @@ def design_unchecked(table, law, params_column="params"):
     for c in law.x:
         name = params_column if c == "params" else c
         if c == "flops" and not table.has("flops"):
-            cols.append(np.log(6.0 * table.numeric(params_column) * table.numeric("tokens")))
+            cols.append(np.log(table.six_nd(params_column)))
         else:
             cols.append(np.log(table.numeric(name)))
     return np.stack(cols, axis=1), np.log(table.numeric("loss"))

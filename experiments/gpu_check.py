@@ -211,7 +211,7 @@ def main(argv) -> int:
     oks += [row["ok"] for r in checked if isinstance(r, list) for row in r]
     report["ok"] = all(oks)
     report["wall_s"] = round(time.perf_counter() - t0, 1)
-    from research import files
+    from common import files
 
     files.write_json(os.path.join(args.out, "report.json"), report)
     print(f"[gpu_check] {'all checks passed' if report['ok'] else 'SOME CHECKS FAILED'} in "

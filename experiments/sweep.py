@@ -26,7 +26,8 @@ from experiments.sweeplib import claims as claims_lib, estimate, executors, ledg
 from experiments.sweeplib import spec
 from experiments.sweeplib.errors import SweepError
 from experiments.sweeplib.finish import finalize
-from experiments.sweeplib.layout import SweepDir, read_json, write_atomic
+from common.files import write_atomic
+from experiments.sweeplib.layout import SweepDir, read_json
 
 PROG = "python -m experiments.sweep"
 EXAMPLE = "configs/sweeps/NAME.py"

@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 
-from research import files
+from common import files
 from research.config import RunConfig
 from research.config_checks import ConfigError
 

@@ -20,7 +20,7 @@ token-store keys and result.json, and `encode_batch` for the store's bulk tokeni
 
 from __future__ import annotations
 
-from research import files
+from common import files
 from research.errors import UserError
 
 import hashlib

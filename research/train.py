@@ -12,7 +12,8 @@ import time
 import jax
 import numpy as np
 
-from research import checkpoint, compile_cache, config_checks, data as data_lib, evals, files
+from common import files
+from research import checkpoint, compile_cache, config_checks, data as data_lib, evals
 from research import flops, lr_areas, provenance, run_dir, run_math, sharding, storage, timing
 from research import tokenizer as tokenizer_lib
 from research.config import RunConfig
@@ -331,7 +332,6 @@ def _result(cfg: RunConfig, workdir, data, status, losses, wall_s, steps_done) -
         "wall_s": round(wall_s, 3),
         "steps": steps_done,
         "epochs": data_lib.epochs_seen(data, tokens, m.context_length),
-        "unique_train_tokens": int(len(data.train)),
         "corpus": data.info.get("corpus"),
         "corpus_sha256": data.info.get("corpus_sha256"),
         "tokenizer": data.tokenizer.name,

@@ -25,7 +25,8 @@ import pytest
 
 from configs import gpt
 from experiments.sweeplib import child, claims as claims_lib, layout, ledger
-from research import checkpoint, errors, files, run_dir, run_math, sharding, train as train_lib
+from common import files
+from research import checkpoint, errors, run_dir, run_math, sharding, train as train_lib
 from research import train_state
 from research.config import RunConfig
 

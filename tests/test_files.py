@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from research import files
+from common import files
 from research.config import RunConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

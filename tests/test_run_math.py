@@ -10,7 +10,8 @@ import pytest
 from configs import gpt
 from experiments import cli
 from experiments.sweeplib import layout, plan
-from research import files, flops, optim, run_dir, run_math
+from common import files
+from research import flops, optim, run_dir, run_math
 from research.config import ModelConfig, RunConfig, TrainConfig
 from research.config_checks import ConfigError
 
@@ -69,6 +70,7 @@ def test_variant_resolution_is_shared_by_configs_and_planner():
 def _sweep_of(variants, **base_changes):
     s = cli.build_config("configs/sweeps/smoke.py")
     s.variants = variants
+    s.learning_rates = ()  # the variant rule's LR, not the smoke sweep's shared one
     s.tokens = (262_144,)
     s.seeds = (0,)
     for key, value in base_changes.items():

@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from common import files
 from configs import sweep_base
 from experiments.sweeplib import claims as claims_lib
 from experiments.sweeplib import ledger, layout, plan, spec
@@ -60,7 +61,7 @@ def train(config, workdir, progress=False):
     for step in range(ckpt["step"] + 1, steps + 1):
         time.sleep(float(os.environ.get("FAKE_STEP_S", "0.005")))
         if step % config.train.checkpoint_every == 0:
-            layout.write_atomic(wd / "ckpt.json", json.dumps({"step": step}))
+            files.write_atomic(wd / "ckpt.json", json.dumps({"step": step}))
         with open(wd / "metrics.jsonl", "a") as f:
             f.write(json.dumps({"step": step}) + "\n")
     counts = flops.param_counts(config.model)
@@ -76,7 +77,7 @@ def train(config, workdir, progress=False):
     total = time.perf_counter() - t0  # all of it "training": the fixed costs are the worker's
     result["timing"] = {"setup_s": 0.0, "data_s": 0.0, "compile_s": 0.0, "eval_s": 0.0,
                         "checkpoint_s": 0.0, "train_s": total, "total_s": total}
-    layout.write_atomic(wd / "result.json", json.dumps(result))
+    files.write_atomic(wd / "result.json", json.dumps(result))
     return result
 
 
@@ -200,7 +201,7 @@ def test_stale_claim_of_dead_process_is_taken_over_live_one_is_not(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     stale = {"host": claims_lib.HOST, "pid": dead.pid, "start": 0.0, "worker": "gone", "token": "x"}
-    layout.write_atomic(c.path("a"), json.dumps(stale))
+    files.write_atomic(c.path("a"), json.dumps(stale))
     with sd.lock():
         taken = c.try_claim("a", "me")
     assert taken and taken["took_over"]["worker"] == "gone"
@@ -208,7 +209,7 @@ def test_stale_claim_of_dead_process_is_taken_over_live_one_is_not(tmp_path):
         assert c.try_claim("a", "other") is None  # ours now, and we are alive
     # Another host's claim is live until its heartbeat is older than the timeout.
     remote = {"host": "elsewhere", "pid": 1, "start": 0.0, "worker": "far", "token": "y"}
-    layout.write_atomic(c.path("b"), json.dumps(remote))
+    files.write_atomic(c.path("b"), json.dumps(remote))
     with sd.lock():
         assert c.try_claim("b", "me") is None
     old = time.time() - 120

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 
-from experiments.sweeplib.layout import SweepDir, read_json, write_atomic
+from common.files import write_atomic
+from experiments.sweeplib.layout import SweepDir, read_json
 from research import evals
 
 STARTUP_S = 6.0  # measured: a child process importing jax/flax/orbax and loading the corpus
