@@ -75,7 +75,8 @@ _CHILD = r"""
 import json, resource, sys, time
 phase, corpus, data_dir, workdir, t0 = sys.argv[1:6]
 from configs import gpt
-from research import corpus as corpus_lib, data as data_lib, train as train_lib
+from research import train as train_lib
+from research.data import corpus as corpus_lib, batches as data_lib
 c = gpt.get_config("tiny")
 c.data.corpus, c.data.data_dir = corpus, data_dir
 c.model.n_layers, c.model.d_model, c.model.n_heads, c.model.context_length = 2, 64, 2, 128

@@ -49,7 +49,8 @@ def main(argv) -> int:
         cli.fail(f"{workdir} is not a training run (no config.json); {hint}")
 
     import numpy as np
-    from research import checkpoint, sample, tokenizer
+    from research import checkpoint, sample
+    from research.data import tokenizer
 
     cli.quiet_absl("error")  # the output is the text, not checkpoint chatter
     checkpoints = checkpoint.checkpoint_dir(workdir)

@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from research import data as data_lib, sharding, train_state
+from research import sharding, train_state
+from research.data import batches as data_lib
 from research.config import RunConfig
 
 

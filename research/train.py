@@ -13,9 +13,10 @@ import jax
 import numpy as np
 
 from common import files
-from research import checkpoint, compile_cache, config_checks, data as data_lib, evals
+from research import checkpoint, compile_cache, config_checks, evals
+from research.data import batches as data_lib
 from research import flops, lr_areas, provenance, run_dir, run_math, sharding, storage, timing
-from research import tokenizer as tokenizer_lib
+from research.data import tokenizer as tokenizer_lib
 from research.config import RunConfig
 from research.config_checks import ConfigError
 from research.errors import CheckpointError

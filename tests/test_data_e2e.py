@@ -14,7 +14,8 @@ import pytest
 from configs import gpt
 from experiments.sweeplib import results as results_lib
 from experiments.sweeplib.layout import SweepDir
-from research import checkpoint, sample, tokenizer as tokenizer_lib, train as train_lib
+from research import checkpoint, sample, train as train_lib
+from research.data import tokenizer as tokenizer_lib
 from research.config import RunConfig
 from tests.test_data_sources import make_docs, write_jsonl, write_parquet
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from research import data as data_lib
-from research import token_store
+from research.data import batches as data_lib
+from research.data import token_store
 from tests.test_data_sources import cfg_for, make_docs, write_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,7 +23,7 @@ SCRIPT = """
 import hashlib, logging, os, sys, time
 sys.path.insert(0, sys.argv[1])
 logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
-from research import data
+from research.data import batches as data
 from tests.test_data_sources import cfg_for
 cfg = cfg_for(sys.argv[2], sys.argv[3], store_workers=int(sys.argv[5]))
 while not os.path.exists(sys.argv[4]):

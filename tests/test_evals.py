@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research import checkpoint, data as data_lib, evals, flops, lr_areas, train as train_lib
+from research import checkpoint, evals, flops, lr_areas, train as train_lib
+from research.data import batches as data_lib
 from research.config import RunConfig
 from research.config_checks import ConfigError
 from research.model import GPT

@@ -61,8 +61,9 @@ def test_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
 
 def test_run_and_token_store_files_are_world_readable(tmp_path):
     from configs import gpt
-    from research import data as data_lib, run_dir
-    from research.tokenizer import train_bpe
+    from research import run_dir
+    from research.data import batches as data_lib
+    from research.data.tokenizer import train_bpe
     from tests.test_data_sources import cfg_for, make_docs, write_jsonl
 
     with umask(0o022):

@@ -289,7 +289,8 @@ def test_cli_continues_a_prompt_from_a_trained_run(tmp_path):
     """End to end: train two steps of a tiny model, then the CLI's greedy continuation must be
     the library's greedy continuation from the checkpoint the CLI loads."""
     from configs import gpt
-    from research import checkpoint, tokenizer, train as train_lib
+    from research import checkpoint, train as train_lib
+    from research.data import tokenizer
 
     c = gpt.get_config("tiny")
     c.model.n_layers, c.model.d_model, c.model.n_heads, c.model.context_length = 1, 32, 2, 32

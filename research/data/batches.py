@@ -1,7 +1,7 @@
 """Token arrays, training batches as a pure function of (seed, step), and evaluation batches.
 
 Layout: each split is one flat token array, memory-mapped from the token store
-(research/token_store.py), the documents in order, each followed by the tokenizer's
+(research/data/token_store.py), the documents in order, each followed by the tokenizer's
 end-of-document id (`tokenizer.eod_id`: byte 0xFF for the byte tokenizer, which never occurs in
 UTF-8, or the tokenizer's eos), so the model can see document boundaries.
 
@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from research import corpus as corpus_lib
-from research import token_store
-from research import tokenizer as tokenizer_lib
+from research.data import corpus as corpus_lib
+from research.data import token_store
+from research.data import tokenizer as tokenizer_lib
 
 log = logging.getLogger(__name__)
 
