@@ -14,7 +14,7 @@ from typing import NamedTuple
 import ml_collections
 
 from research.config import RunConfig
-from research.config_checks import ConfigError
+from research.errors import ConfigError
 
 ASPECT_RATIO = 32
 

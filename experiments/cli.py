@@ -23,8 +23,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from research.config import RunConfig  # noqa: E402  (after the log-level default)
-from research.config_checks import ConfigError  # noqa: E402
-from research.errors import EXIT_INTERRUPTED, UserError  # noqa: E402
+from research.errors import EXIT_INTERRUPTED, ConfigError, UserError  # noqa: E402
 
 OVERRIDE = re.compile(r"^--?(no)?config\.([A-Za-z0-9_.]+)(=.*)?$", re.S)
 OVERRIDE_HELP = ("override any key of the config: --config.KEY=VALUE, e.g. {example} "

@@ -13,8 +13,7 @@ import sys
 
 from experiments import cli
 
-from research.config_checks import ConfigError
-from research.errors import EXIT_FAILED
+from research.errors import EXIT_FAILED, ConfigError
 
 PROG = "python -m experiments.train"
 

@@ -19,7 +19,7 @@ import difflib
 import typing
 from typing import Any, Mapping
 
-from research.config_checks import ConfigError
+from research.errors import ConfigError
 
 SCHEDULES = ("cosine", "constant", "wsd")
 POSITIONS = ("learned", "rope")

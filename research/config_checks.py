@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import os
 
-from research.errors import UserError
-
-
-class ConfigError(UserError):
-    """A config that cannot work; the message names the problem and the fix."""
+from research.errors import ConfigError
 
 
 def check_parallelism(cfg, mesh_shape: dict, dp_size: int) -> None:

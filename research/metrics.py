@@ -16,7 +16,7 @@ import time
 import uuid
 
 from research.config import RunConfig
-from research.config_checks import ConfigError
+from research.errors import ConfigError
 
 PROGRESS_EVERY_S = 30.0  # a log file gets one progress line per this many seconds
 

@@ -9,7 +9,7 @@ import os
 
 from common import files
 from research.config import RunConfig
-from research.config_checks import ConfigError
+from research.errors import ConfigError
 
 HASH_HEX = 12  # hex digits of sha256 in run names and config_hash
 # Keys that do not change what a run computes: they neither enter the hash nor block resume.

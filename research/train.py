@@ -18,8 +18,7 @@ from research.data import batches as data_lib
 from research import flops, lr_areas, provenance, run_dir, run_math, sharding, storage, timing
 from research.data import tokenizer as tokenizer_lib
 from research.config import RunConfig
-from research.config_checks import ConfigError
-from research.errors import CheckpointError
+from research.errors import CheckpointError, ConfigError
 from research.metrics import MetricsWriter, progress as progress_output, wandb_settings
 from research.train_state import build_trainer, put_batch
 

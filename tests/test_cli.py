@@ -21,8 +21,8 @@ import pytest
 from configs import gpt
 from experiments import bench, cli, sample, sweep, train
 from research import metrics, provenance, run_dir
-from research.config_checks import ConfigError
-from research.errors import EXIT_FAILED, EXIT_STORAGE, EXIT_USER, StorageError, UserError
+from research.errors import (EXIT_FAILED, EXIT_STORAGE, EXIT_USER, ConfigError, StorageError,
+                             UserError)
 from research.config import RunConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

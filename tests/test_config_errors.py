@@ -9,7 +9,7 @@ import pytest
 
 from configs import gpt
 from research import flops, train as train_lib
-from research.config_checks import ConfigError
+from research.errors import ConfigError
 from research.config import RunConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

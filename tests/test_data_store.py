@@ -128,7 +128,7 @@ def test_eval_set_specs_are_named_and_checked(tmp_path):
         data_lib.parse_eval_sets(("bad name=/x.jsonl",))
     cfg = cfg_for(write_jsonl(tmp_path / "c.jsonl", ["a", "b"]), tmp_path / "d",
                   eval_sets=("validation", f"gone={tmp_path / 'missing.jsonl'}"))
-    from research.config_checks import ConfigError
+    from research.errors import ConfigError
     with pytest.raises(ConfigError, match="missing.jsonl"):
         data_lib.check_sources(cfg)
 

@@ -12,7 +12,7 @@ import pytest
 from research import checkpoint, evals, flops, lr_areas, train as train_lib
 from research.data import batches as data_lib
 from research.config import RunConfig
-from research.config_checks import ConfigError
+from research.errors import ConfigError
 from research.model import GPT
 from tests.test_data_sources import write_jsonl
 from tests.test_train import small_config

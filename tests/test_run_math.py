@@ -13,7 +13,7 @@ from experiments.sweeplib import layout, plan
 from common import files
 from research import flops, optim, run_dir, run_math
 from research.config import ModelConfig, RunConfig, TrainConfig
-from research.config_checks import ConfigError
+from research.errors import ConfigError
 
 
 def test_defaults_are_declared_once():

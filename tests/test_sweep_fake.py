@@ -40,7 +40,7 @@ def train(config, workdir, progress=False):
 
     wd = pathlib.Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
-    from research.config_checks import ConfigError
+    from research.errors import ConfigError
     from research.data.batches import DataError
 
     if config.train.learning_rate == BAD_CONFIG_LR:

@@ -26,7 +26,7 @@ from experiments.sweeplib.errors import SweepError
 from experiments.sweeplib.spec import variant_learning_rates
 from research import flops as flops_lib, run_dir, run_math
 from research.config import RunConfig
-from research.config_checks import ConfigError
+from research.errors import ConfigError
 
 ISOFLOP_TOLERANCE = 0.05  # every iso-FLOP run's C within 5% of its budget (i.e. >= 10 steps)
 

@@ -120,7 +120,7 @@ def parse_eval_sets(specs) -> list[tuple[str, str]]:
 
 def check_sources(data_cfg) -> None:
     """Fail fast (before a run writes anything) on a missing corpus or eval-set path."""
-    from research.config_checks import ConfigError
+    from research.errors import ConfigError
 
     for spec in [str(data_cfg.corpus)] + [s for _, s in parse_eval_sets(data_cfg.eval_sets)]:
         if spec not in (HELD_OUT, corpus_lib.SHAKESPEARE) and not spec.startswith(
