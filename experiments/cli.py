@@ -22,7 +22,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from research.config import RunConfig  # noqa: E402  (after the log-level default)
+from common.flags import documented_options  # noqa: E402  (after the log-level default)
+from research.config import RunConfig  # noqa: E402
 from research.errors import EXIT_INTERRUPTED, ConfigError, UserError  # noqa: E402
 
 OVERRIDE = re.compile(r"^--?(no)?config\.([A-Za-z0-9_.]+)(=.*)?$", re.S)
@@ -118,22 +119,10 @@ def parse(p: argparse.ArgumentParser, argv, allow_overrides: bool = True):
             unknown.append(token)
         i += 1
     if unknown:
-        guess = difflib.get_close_matches(unknown[0].split("=")[0], _documented_options(p), n=1)
+        guess = difflib.get_close_matches(unknown[0].split("=")[0], documented_options(p), n=1)
         hint = f" (did you mean {guess[0]}?)" if guess else ""
         p.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     return args, overrides
-
-
-def _documented_options(p: argparse.ArgumentParser) -> list[str]:
-    """Option strings shown in --help, subcommands' included."""
-    out = []
-    for action in p._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                out += _documented_options(sub)
-        elif action.help != argparse.SUPPRESS:
-            out += action.option_strings
-    return out
 
 
 # --- configs ------------------------------------------------------------------------------------
