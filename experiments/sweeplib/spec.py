@@ -15,9 +15,11 @@ import math
 
 import ml_collections
 
-from configs.sweep_base import EXECUTORS, KINDS, SLURM_MODES, TRAINER
+from configs import gpt
+from configs.sweep_base import EXECUTORS, KINDS, SLURM_MODES
 from experiments import cli
 from experiments.sweeplib.errors import SweepError
+from research.errors import ConfigError
 
 
 def load(path_and_arg: str, overrides=(), *, example: str = "configs/sweeps/NAME.py"):
@@ -106,8 +108,10 @@ def variant_learning_rates(c) -> dict:
     if c.learning_rates:
         raise SweepError("variant_learning_rates and learning_rates are both set; use the grid "
                          "(one LR axis for every variant) or the per-variant table, not both")
-    from experiments.sweeplib.plan import variant_dims  # here: plan imports this module
-    names = [variant_dims(v).name for v in c.variants]
+    try:
+        names = [gpt.variant_dims(v).name for v in c.variants]
+    except ConfigError as e:
+        raise SweepError(str(e)) from None
     missing = [n for n in names if n not in lrs]
     if missing:
         raise SweepError(f"variant_learning_rates has no LR for variant {', '.join(missing)}; "
