@@ -123,10 +123,6 @@ def disagreement(law: Law, x_near: np.ndarray, best_x: np.ndarray):
     return out, names
 
 
-def disagreement_warnings(law: Law, x_near: np.ndarray, best_x: np.ndarray):
-    return disagreement(law, x_near, best_x)[0]
-
-
 PARENT_COLUMNS = ("branched_from", "parent")
 
 

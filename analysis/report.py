@@ -46,11 +46,6 @@ def _jsonable(v):
     raise TypeError(type(v))
 
 
-def _interval(result, name):
-    ci = (result.get("ci95") or {}).get(name)
-    return f" [{num(ci[0])}, {num(ci[1])}]" if ci else ""
-
-
 def fit_table_rows(fit: dict):
     """(name, value, stderr, 95% interval, identified) for every parameter and derived
     quantity; value and stderr are None for a quantity the data do not identify."""
@@ -124,7 +119,6 @@ def isoflop_summary(res: dict, path: str | None = None) -> str:
                      f"loss={b['loss_opt']:.4f} ({b['n_runs']} runs"
                      f"{'' if b['used'] else ', not used'})")
     return "\n".join(lines + closing_lines(res, path))
-
 
 
 def closing_lines(result: dict, report_path=None) -> list[str]:

@@ -26,7 +26,6 @@ import numpy as np
 _WORDS = ("the of and to in is was for on with as by at from that this which be are his her "
           "scaling law compute tokens model loss data width depth learning rate warmup decay "
           "café naïve Straße εψιλον данные 数据 🙂").split()
-_DOC_BYTES = 8_000  # mean document size
 _SHARD_BYTES = 256 << 20
 
 

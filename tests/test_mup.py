@@ -151,7 +151,8 @@ def test_every_parameter_has_a_role():
                           parametrization="mup", mup_base_width=16, mup_base_head_dim=8,
                           **overrides)
         shapes = jax.eval_shape(GPT(cfg).init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32))
-        multipliers = jax.tree.leaves(mup.lr_multipliers(shapes["params"], cfg))
+        multipliers = [mup.lr_factor(cfg, path) for path, _ in
+                       jax.tree_util.tree_leaves_with_path(nn_meta.unbox(shapes["params"]))]
         assert sorted(set(multipliers)) == [0.5, 1.0]
     with pytest.raises(ValueError, match="no µP role"):
         mup.role_of((jax.tree_util.DictKey("blocks"), jax.tree_util.DictKey("gate")))

@@ -38,7 +38,6 @@ from research.data import tokenizer as tokenizer_lib
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation")
 
 
 class DataError(UserError):

@@ -264,11 +264,6 @@ def load_bpe(path: str | os.PathLike, *, eod_token: str = "", label: str = "bpe"
     return BpeTokenizer(path.read_bytes(), eod_token=eod_token, label=label)
 
 
-def is_file_spec(kind: str) -> bool:
-    """data.tokenizer names an existing tokenizer file (not 'byte' or 'bpe')."""
-    return kind not in ("byte", "bpe")
-
-
 def run_copy(run_dir: str | os.PathLike, kind: str) -> Path:
     """Where a run keeps its copy of the tokenizer file named by data.tokenizer."""
     name = HF_FILENAME if str(kind).endswith(".json") else MODEL_FILENAME
