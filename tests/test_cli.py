@@ -187,6 +187,7 @@ def data_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("datasets"))
 
 
+@pytest.mark.slow
 def test_train_cli_writes_provenance_and_progress_lines(tmp_path, data_dir, capsys):
     workdir = tmp_path / "run"
     code = train.main(["--workdir", str(workdir), *TINY, "--config.train.tokens=512",
@@ -208,6 +209,7 @@ def test_train_cli_writes_provenance_and_progress_lines(tmp_path, data_dir, caps
     assert p["git_commit"] == provenance.git_state()["commit"]
 
 
+@pytest.mark.slow
 def test_diverged_run_exits_1_with_one_line(tmp_path, data_dir, capsys):
     code = train.main(["--workdir", str(tmp_path / "run"), *TINY, "--config.train.tokens=512",
                        f"--config.data.data_dir={data_dir}", "--config.train.learning_rate=1e12",

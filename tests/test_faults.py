@@ -199,6 +199,7 @@ def test_branch_from_a_damaged_parent_step_is_a_checkpoint_error(base, stopped, 
     assert child.exit_code_of(e.value) == errors.EXIT_CORRUPT_CHECKPOINT
 
 
+@pytest.mark.slow
 def test_sampling_skips_a_damaged_step_without_moving_it(base, stopped):
     DAMAGE["deleted manifest.ocdbt"](stopped)
     warnings = []

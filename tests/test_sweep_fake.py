@@ -404,6 +404,7 @@ def _children_of_this_process() -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_child_start_up_overlaps_the_sweeps_own_checks(tmp_path, monkeypatch):
     """The serving child is started before the trainer checks and gets ready meanwhile: with
     1 s of simulated imports and 1.5 s of checks, the first run waits well under the 1 s the
@@ -430,6 +431,7 @@ def test_child_start_up_overlaps_the_sweeps_own_checks(tmp_path, monkeypatch):
     assert _children_of_this_process() == []  # ended once the sweep was over
 
 
+@pytest.mark.slow
 def test_failed_checks_end_the_started_child(tmp_path, monkeypatch):
     """A config the checks refuse stops the sweep with one line, and the child started for it
     does not outlive the refusal (in-process callers, such as these tests, do not exit)."""
