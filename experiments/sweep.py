@@ -7,8 +7,7 @@ and restarts), collect results.csv and fit the scaling law.
 
 `run` again on the same DIR skips finished runs, resumes interrupted ones from their checkpoints
 and retries crashed ones up to runner.retries; `--retry-failed` grants failed runs new attempts.
-Any sweep config key can be overridden: `--config.executor.workers=2 --config.analysis.bootstrap=50`
-(the old `--set KEY=VALUE` still works, with a deprecation notice).
+Any sweep config key can be overridden: `--config.executor.workers=2 --config.analysis.bootstrap=50`.
 Exit status of `run`: 0 every run done, 1 some runs failed (listed), 2 bad input, 130 interrupted.
 """
 
