@@ -8,6 +8,8 @@ import json
 import os
 import sys
 
+from common.flags import documented_options
+
 from .errors import AnalysisError
 
 INPUT_HELP = ("a results file (CSV, TSV, JSONL, Parquet), a sweep directory, or one run "
@@ -24,39 +26,13 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _options(p):
-    """Documented option strings of a parser and its subcommands."""
-    out = []
-    for action in p._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                out += _options(sub)
-        elif action.help != argparse.SUPPRESS:
-            out += action.option_strings
-    return out
-
-
-def _dashed(argv, known):
-    """`--params_column` -> `--params-column` with the one-line notice every command gives."""
-    out = []
-    for token in argv:
-        name, eq, value = token.partition("=")
-        dashed = "--" + name[2:].replace("_", "-")
-        if name.startswith("--") and "_" in name and name not in known and dashed in known:
-            print(f"warning: {name} is deprecated; use {dashed}", file=sys.stderr)
-            token = dashed + eq + value
-        out.append(token)
-    return out
-
-
 def _parse(argv):
     p = _parser()
-    known = _options(p)
-    args, extra = p.parse_known_args(_dashed(list(sys.argv[1:] if argv is None else argv), known))
+    args, extra = p.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     if extra:
         sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
         which = sub.choices.get(getattr(args, "command", None), p)
-        guess = difflib.get_close_matches(extra[0].split("=")[0], _options(which), n=1)
+        guess = difflib.get_close_matches(extra[0].split("=")[0], documented_options(which), n=1)
         hint = f" (did you mean {guess[0]}?)" if guess else ""
         which.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     for name in ("reference_flops", "select_by"):  # comma-separated, like every list flag

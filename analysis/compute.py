@@ -76,5 +76,5 @@ def cost_model(table: Results, params_column="params", compute="auto") -> CostMo
 def compute_column(table: Results, model: CostModel) -> np.ndarray:
     """C for every row under the convention (the table's own flops, or 6ND)."""
     if model.name == "6ND":
-        return 6.0 * table.numeric(model.params_column) * table.numeric("tokens")
+        return table.six_nd(model.params_column)
     return table.numeric("flops")

@@ -17,8 +17,11 @@ last step `loss` is the larger final evaluation, `curve_loss` the curve's own wi
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
+
+from common.files import write_atomic
 
 from .data import Results, run_root
 from .errors import AnalysisError
@@ -159,7 +162,7 @@ def _parents(sweep_dir):
     if not os.path.isfile(path):
         return {}
     with open(path, encoding="utf-8") as fh:
-        return {r["run"]: r.get("branched_from") or "" for r in csv.DictReader(fh) if r.get("run")}
+        return {r["run"]: r.get("parent") or "" for r in csv.DictReader(fh) if r.get("run")}
 
 
 def curves_table(sweep_dir, source="auto") -> Results:
@@ -174,13 +177,11 @@ def curves_table(sweep_dir, source="auto") -> Results:
 def write_curves(sweep_dir, out_dir, source="auto"):
     """Writes out_dir/curves.csv; returns (path, table)."""
     table = curves_table(sweep_dir, source)
-    os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "curves.csv")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(COLUMNS)
-        for i in range(len(table)):
-            w.writerow(["" if table.columns[k][i] is None else table.columns[k][i] for k in COLUMNS])
-    os.replace(tmp, path)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for i in range(len(table)):
+        w.writerow(["" if table.columns[k][i] is None else table.columns[k][i] for k in COLUMNS])
+    write_atomic(path, buf.getvalue())
     return path, table

@@ -17,8 +17,6 @@ import numpy as np
 from .errors import AnalysisError
 
 MAX_ROWS_NAMED = 8
-# Older run records name a column differently: read the old name when the new one is absent.
-ALIASES = {"unique_tokens": "unique_train_tokens"}
 
 
 @dataclass
@@ -36,11 +34,6 @@ class Results:
         return len(self.labels)
 
     def has(self, name):
-        if name in ALIASES and not self._has(name) and self._has(ALIASES[name]):
-            return True
-        return self._has(name)
-
-    def _has(self, name):
         return name in self.columns and any(v not in (None, "") for v in self.columns[name])
 
     def subset(self, keep):
@@ -72,12 +65,13 @@ class Results:
             return ["" for _ in self.labels]
         return ["" if v is None else str(v) for v in self.columns[name]]
 
+    def six_nd(self, params_column="params"):
+        """C = 6 N D, N from `params_column`: the one place analysis/ writes the rule (where a
+        table has no flops column, or --compute 6nd asks for it)."""
+        return 6.0 * self.numeric(params_column) * self.numeric("tokens")
+
     def numeric(self, name, positive=True):
         """Column as float64, validated: present, numeric, finite, and (by default) > 0."""
-        if name == "flops" and not self.has("flops"):
-            return 6.0 * self.numeric("params") * self.numeric("tokens")
-        if name in ALIASES and not self._has(name) and self._has(ALIASES[name]):
-            name = ALIASES[name]
         if not self.has(name):
             raise AnalysisError(
                 f"{self.source}: missing column '{name}' (have: {', '.join(self.input_columns())}); "

@@ -135,18 +135,6 @@ def _crossing_slopes(points):
     return a, b, ka, kb
 
 
-def _slopes(grid, logN, logD, winners, ok):
-    """Least-squares slopes through the used points; None unless 2+ sizes win there (one
-    winning size is a flat step, not a slope)."""
-    if ok.sum() < 2 or len(np.unique(winners[ok])) < 2:
-        return None
-    c = grid[ok]
-    w = winners[ok]
-    a, ka = np.polyfit(c, logN[w], 1)
-    b, kb = np.polyfit(c, logD[w, np.flatnonzero(ok)], 1)
-    return a, b, ka, kb
-
-
 def envelope(table: Results, *, n_points=N_POINTS, params_column="params", compute="auto",
              bootstrap=BOOTSTRAP, seed=0):
     """Returns a JSON-ready dict; needs `run` and `step` columns (several rows per run)."""

@@ -123,10 +123,6 @@ def disagreement(law: Law, x_near: np.ndarray, best_x: np.ndarray):
     return out, names
 
 
-def disagreement_warnings(law: Law, x_near: np.ndarray, best_x: np.ndarray):
-    return disagreement(law, x_near, best_x)[0]
-
-
 PARENT_COLUMNS = ("branched_from", "parent")
 
 
@@ -596,7 +592,7 @@ def design_unchecked(table, law, params_column="params"):
     for c in law.x:
         name = params_column if c == "params" else c
         if c == "flops" and not table.has("flops"):
-            cols.append(np.log(6.0 * table.numeric(params_column) * table.numeric("tokens")))
+            cols.append(np.log(table.six_nd(params_column)))
         else:
             cols.append(np.log(table.numeric(name)))
     return np.stack(cols, axis=1), np.log(table.numeric("loss"))

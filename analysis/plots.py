@@ -96,12 +96,6 @@ def _save(fig, out_dir, name):
     return paths[0]
 
 
-def _x_label(fit, law):
-    if law.x[0] == "params" and fit.get("params_column", "params") != "params":
-        return f"params N ({fit['params_column']})"
-    return law.x[0]
-
-
 def _log_norm(values):
     """A log colour scale over the values (widened a hair when they are all equal)."""
     return matplotlib.colors.LogNorm(values.min(), max(values.max(), values.min() * 1.001))

@@ -1,16 +1,16 @@
 """Provenance of an analysis output: what was read, which rows were used, which code ran.
 
 Enough to refit a law months later and to know whether an output is stale: the
-input's SHA-256, the rows used and dropped with reasons, the analysis code's git
-commit (and whether the tree was dirty) and the versions of the packages it ran on.
+input's SHA-256, the rows used and dropped with reasons, the code's git commit (and
+whether the checkout was dirty) and the versions of the packages it ran on.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import os
-import subprocess
+
+from common.provenance import git_state, package_versions
 
 PACKAGES = ("numpy", "scipy", "jax", "jaxlib", "matplotlib")
 RESULT_FILES = ("result.json", "results.csv", "metrics.jsonl")
@@ -41,36 +41,13 @@ def input_digest(path) -> dict:
 
 
 def code_version() -> dict:
-    here = os.path.dirname(os.path.abspath(__file__))
-
-    def git(*args):
-        try:
-            out = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True,
-                                 timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    dirty = None
-    if commit:
-        status = git("status", "--porcelain", "--", here)
-        dirty = bool(status) if status is not None else None
-    return dict(git_commit=commit, git_dirty_analysis=dirty)
-
-
-def package_versions() -> dict:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    """The checkout's commit and whether it was dirty (common/provenance.py: one definition)."""
+    git = git_state()
+    return dict(git_commit=git["commit"], git_dirty=git["dirty"])
 
 
 def provenance(source, n_read, n_used, dropped) -> dict:
     """The provenance block of fit.json / isoflop.json."""
     return dict(input=input_digest(source) if source and source != "test" else None,
                 rows=dict(read=int(n_read), used=int(n_used), dropped=list(dropped)),
-                code=code_version(), packages=package_versions())
+                code=code_version(), packages=package_versions(PACKAGES))

@@ -9,6 +9,8 @@ import os
 
 import numpy as np
 
+from common.files import write_atomic
+
 from .uncertainty import describe, num, pm, quantities, rounded
 
 
@@ -18,12 +20,10 @@ def public(result: dict) -> dict:
 
 
 def write_json(result: dict, path: str):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        # Strict JSON: a NaN or infinite value (e.g. a bootstrap interval no resample could
-        # fill) is written as null, so any JSON reader can load the file.
-        json.dump(_strict(public(result)), fh, indent=2, default=_jsonable, allow_nan=False)
-    os.replace(tmp, path)
+    # Strict JSON: a NaN or infinite value (e.g. a bootstrap interval no resample could fill)
+    # is written as null, so any JSON reader can load the file.
+    write_atomic(path, json.dumps(_strict(public(result)), indent=2, default=_jsonable,
+                                  allow_nan=False))
 
 
 def _strict(v):
@@ -44,11 +44,6 @@ def _jsonable(v):
     if isinstance(v, np.ndarray):
         return v.tolist()
     raise TypeError(type(v))
-
-
-def _interval(result, name):
-    ci = (result.get("ci95") or {}).get(name)
-    return f" [{num(ci[0])}, {num(ci[1])}]" if ci else ""
 
 
 def fit_table_rows(fit: dict):
@@ -124,7 +119,6 @@ def isoflop_summary(res: dict, path: str | None = None) -> str:
                      f"loss={b['loss_opt']:.4f} ({b['n_runs']} runs"
                      f"{'' if b['used'] else ', not used'})")
     return "\n".join(lines + closing_lines(res, path))
-
 
 
 def closing_lines(result: dict, report_path=None) -> list[str]:
@@ -252,11 +246,9 @@ def html_page(title: str, summary: str, table_rows, pngs, extra_sections=(), run
 def write_report(out_dir: str, title: str, summary: str, table_rows, pngs, extra_sections=(),
                  runs=()):
     md = os.path.join(out_dir, "report.md")
-    with open(md, "w", encoding="utf-8") as fh:
-        fh.write(markdown(title, summary, table_rows, pngs, extra_sections, runs))
+    write_atomic(md, markdown(title, summary, table_rows, pngs, extra_sections, runs))
     page = os.path.join(out_dir, "report.html")
-    with open(page, "w", encoding="utf-8") as fh:
-        fh.write(html_page(title, summary, table_rows, pngs, extra_sections, runs))
+    write_atomic(page, html_page(title, summary, table_rows, pngs, extra_sections, runs))
     return md, page
 
 

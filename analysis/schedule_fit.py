@@ -85,7 +85,7 @@ class Points:
         self.final_curve = {r: c for r, c, f in zip(runs, curve, is_final) if f}
         self.N = {r: n for r, n in zip(runs, N)}
         self.final_flops = {}
-        flops = table.numeric("flops") if table.has("flops") else 6.0 * N * table.numeric("tokens")
+        flops = table.numeric("flops") if table.has("flops") else table.six_nd(params_column)
         for r, c, f in zip(runs, flops, is_final):
             if f:
                 self.final_flops[r] = float(c)

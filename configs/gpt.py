@@ -7,10 +7,14 @@ Every key and its default is declared once, in research/config.py (typed, frozen
 of being ignored, and a variant here only says what it changes.
 """
 
+import dataclasses
+import difflib
+from typing import NamedTuple
+
 import ml_collections
 
-from research import config as run_config
-from research.run_math import heads_for, resolve_variant  # noqa: F401  (heads_for: public)
+from research.config import RunConfig
+from research.errors import ConfigError
 
 ASPECT_RATIO = 32
 
@@ -55,33 +59,80 @@ LEARNING_RATES = {
 }
 
 
+class Dims(NamedTuple):
+    name: str
+    n_layers: int
+    d_model: int
+    n_heads: int
+
+
+def heads_for(d_model: int) -> int:
+    """Heads of 64 where the width allows; otherwise 2 narrower heads."""
+    return d_model // 64 if d_model >= 128 else 2
+
+
+def variant_dims(variant) -> Dims:
+    """A ladder name or (n_layers, d_model[, n_heads]) -> Dims; ConfigError (with a "did you
+    mean") otherwise. A shape on the ladder takes the ladder's name, so equal shapes get equal
+    names (and, through the config, equal hashes)."""
+    if isinstance(variant, str):
+        if variant not in LADDER:
+            close = difflib.get_close_matches(variant, VARIANTS, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"unknown variant {variant!r}; {hint}choose one of: "
+                              f"{', '.join(VARIANTS)} (or (n_layers, d_model) in a sweep)")
+        n_layers, d_model = LADDER[variant]
+        return Dims(variant, n_layers, d_model, heads_for(d_model))
+    try:
+        dims = tuple(int(v) for v in variant)
+    except (TypeError, ValueError):
+        dims = ()
+    if len(dims) not in (2, 3) or min(dims) < 1:
+        raise ConfigError(
+            f"variant {variant!r} must be a ladder name or (n_layers, d_model[, n_heads])")
+    n_layers, d_model = dims[:2]
+    n_heads = dims[2] if len(dims) == 3 else heads_for(d_model)
+    if d_model % n_heads:
+        raise ConfigError(
+            f"variant {variant!r}: d_model={d_model} is not divisible by n_heads={n_heads}")
+    on_ladder = [name for name, shape in LADDER.items()
+                 if shape == (n_layers, d_model) and heads_for(d_model) == n_heads]
+    return Dims(on_ladder[0] if on_ladder else f"L{n_layers}d{d_model}", n_layers, d_model,
+                n_heads)
+
+
+def variant_config(base: RunConfig, variant) -> RunConfig:
+    """`base` with a variant's dimensions and name: the one rule for configs/gpt.py:VARIANT and
+    a sweep's variants. Under SP a ladder shape also takes its LEARNING_RATES entry (tuned per
+    size); under µP the base's LR is the base width's and transfers, so it stays."""
+    dims = variant_dims(variant)
+    model = dataclasses.replace(base.model, n_layers=dims.n_layers, d_model=dims.d_model,
+                                n_heads=dims.n_heads)
+    train = base.train
+    if model.parametrization == "sp" and dims.name in LEARNING_RATES:
+        train = dataclasses.replace(train, learning_rate=LEARNING_RATES[dims.name])
+    return dataclasses.replace(base, variant=dims.name, model=model, train=train)
+
+
+def tiny() -> RunConfig:
+    """About 1.5 minutes on 2 CPU cores to Shakespeare-shaped text. Rotary positions: with
+    learned ones this model sits near 2.5 nats for its first ~400 steps (1.84 vs 2.11 nats
+    after 1M tokens)."""
+    d = RunConfig()
+    model = dataclasses.replace(d.model, n_layers=4, d_model=128, n_heads=4, position="rope",
+                                context_length=128)
+    train = dataclasses.replace(d.train, batch_size=16, tokens=1_000_000, eval_every=100,
+                                checkpoint_every=100)
+    return dataclasses.replace(d, variant="tiny", model=model, train=train)
+
+
 def base_config() -> ml_collections.ConfigDict:
     """Every key with its default, as declared once in research/config.py."""
-    return ml_collections.ConfigDict(run_config.defaults())
-
-
-def _apply_ladder(c, n_layers, d_model, n_heads):
-    c.model.n_layers = n_layers
-    c.model.d_model = d_model
-    c.model.n_heads = n_heads
+    return ml_collections.ConfigDict(RunConfig().to_dict())
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
-    c = base_config()
-    c.variant = arg
-    if arg == "tiny":
-        # About 1.5 minutes on 2 CPU cores to Shakespeare-shaped text. Rotary positions: with
-        # learned ones this model sits near 2.5 nats for its first ~400 steps (1.84 vs 2.11
-        # nats after 1M tokens).
-        _apply_ladder(c, 4, 128, 4)
-        c.model.position = "rope"
-        c.model.context_length = 128
-        c.train.batch_size = 16
-        c.train.tokens = 1_000_000
-        c.train.eval_every = 100
-        c.train.checkpoint_every = 100
-    else:  # a ConfigError naming the closest variant when `arg` is not one
-        dims = resolve_variant(arg, LADDER, extra_names=("tiny",))
-        _apply_ladder(c, dims.n_layers, dims.d_model, dims.n_heads)
-        c.train.learning_rate = LEARNING_RATES[dims.name]
-    return c
+    """The ConfigDict the command line overrides (a ConfigError naming the closest variant
+    when `arg` is not one)."""
+    cfg = tiny() if arg == "tiny" else variant_config(RunConfig(), arg)
+    return ml_collections.ConfigDict(cfg.to_dict())

@@ -37,7 +37,7 @@ def main(argv) -> int:
         compare_torch.compare(rounds=args.rounds, steps=args.steps, torch_py=args.torch_python,
                               script=args.torch_script)
         return 0
-    config = cli.load_config(args.config, overrides)
+    config = cli.load_run_config(args.config, overrides)
     cli.quiet_absl()
     from research import bench
 

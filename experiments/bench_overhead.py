@@ -9,8 +9,9 @@ and, by default, a fresh compilation cache (--cache cold: what a first sweep pay
 a cache filled by one untimed sweep first, as for a re-run or a second sweep of the same shapes).
 --repo DIR measures another checkout the same way (e.g. the main branch, for a before/after).
 
-Flags: --repeats N (pairs, default 2), --cache cold|warm, --repo DIR, --with-analysis, --set K=V
-(passed to the sweep, e.g. --set runner.runs_per_child=1 for a process per run).
+Flags: --repeats N (pairs, default 2), --cache cold|warm, --repo DIR, --with-analysis, --override K=V
+(passed to the sweep as --config.K=V, e.g. --override runner.runs_per_child=1 for a process per
+run).
 """
 
 from __future__ import annotations
@@ -41,9 +42,8 @@ def run_sweep(repo: pathlib.Path, workdir: str, tokens, cache_dir: str, extra: l
               analysis: bool) -> float:
     env = dict(os.environ, PYTHONPATH=str(repo), JAX_COMPILATION_CACHE_DIR=cache_dir)
     cmd = [sys.executable, "-m", "experiments.sweep", "run", "--config", CONFIG, "--workdir", workdir,
-           "--quiet", "--set", f"tokens={tuple(tokens)!r}"]
-    for item in extra:
-        cmd += ["--set", item]
+           "--quiet", f"--config.tokens={tuple(tokens)!r}"]
+    cmd += [f"--config.{item}" for item in extra]
     if not analysis:
         cmd.append("--no-analysis")
     t0 = time.perf_counter()
@@ -55,7 +55,7 @@ def run_sweep(repo: pathlib.Path, workdir: str, tokens, cache_dir: str, extra: l
 
 
 def status_totals(repo: pathlib.Path, workdir: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "experiments.sweep", "status", "--workdir", workdir],
+    proc = subprocess.run([sys.executable, "-m", "experiments.sweep", "status", workdir],
                           cwd=repo, env=dict(os.environ, PYTHONPATH=str(repo)), capture_output=True, text=True)
     return next((line for line in proc.stdout.splitlines() if line.startswith("time of")), "")
 
@@ -66,7 +66,8 @@ def main(argv=None) -> int:
     p.add_argument("--cache", choices=("cold", "warm"), default="cold")
     p.add_argument("--repo", default=str(REPO), help="checkout to measure")
     p.add_argument("--with-analysis", action="store_true", help="include the fit in W")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="a sweep config override, passed as --config.KEY=VALUE (repeatable)")
     p.add_argument("--out", help="folder for the sweep directories (default: a temporary one)")
     args = p.parse_args(argv)
     repo = pathlib.Path(args.repo).resolve()
@@ -77,13 +78,13 @@ def main(argv=None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     shared_cache = str(root / "cache-warm")
     if args.cache == "warm":
-        run_sweep(repo, str(root / "warmup"), one, shared_cache, args.set, args.with_analysis)
+        run_sweep(repo, str(root / "warmup"), one, shared_cache, args.override, args.with_analysis)
     walls = {"1x": [], "2x": []}
     for i in range(args.repeats):
         for label, tokens in (("1x", one), ("2x", two)):
             workdir = str(root / f"{label}-{i}")
             cache = shared_cache if args.cache == "warm" else str(root / f"cache-{label}-{i}")
-            wall = run_sweep(repo, workdir, tokens, cache, args.set, args.with_analysis)
+            wall = run_sweep(repo, workdir, tokens, cache, args.override, args.with_analysis)
             walls[label].append(wall)
             row = {"sweep": label, "repeat": i, "wall_s": round(wall, 2), "tokens": list(tokens)}
             totals = status_totals(repo, workdir)
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
     print(json.dumps({"repo": str(repo), "cache": args.cache, "runs": n_runs, "W1x_s": round(w1, 2),
                       "W2x_s": round(w2, 2), "fixed_per_run_s": round(fixed, 2),
                       "fixed_per_run_by_pair_s": [round(x, 2) for x in pairs],
-                      "load_avg_1min": round(os.getloadavg()[0], 2), "sets": args.set}))
+                      "load_avg_1min": round(os.getloadavg()[0], 2), "sets": args.override}))
     print(f"fixed cost per run: {fixed:.1f} s  ((2 x {w1:.1f} - {w2:.1f}) / {n_runs}, medians of "
           f"{args.repeats} interleaved pairs, {args.cache} compilation cache)")
     return 0

@@ -1,7 +1,7 @@
 """One command-line dialect for every entry point (train, sample, bench, sweep).
 
-- Flags are argparse, spelled with dashes; an old underscore spelling still works after a
-  one-line deprecation notice (`deprecated_alias`).
+- Flags are argparse, spelled with dashes; a misspelt flag is a one-line error with a
+  "did you mean".
 - A config is `--config FILE[:ARG]` plus overrides `--config.a.b=VALUE`, applied by
   ml_collections' config_flags on a private absl FlagValues with the config locked, so a
   misspelt key fails (`load_config`). Config-parse errors are one line with a "did you mean".
@@ -22,8 +22,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from research.config_checks import ConfigError  # noqa: E402  (after the log-level default)
-from research.errors import EXIT_INTERRUPTED, UserError  # noqa: E402
+from common.flags import documented_options  # noqa: E402  (after the log-level default)
+from research.config import RunConfig  # noqa: E402
+from research.errors import EXIT_INTERRUPTED, ConfigError, UserError  # noqa: E402
 
 OVERRIDE = re.compile(r"^--?(no)?config\.([A-Za-z0-9_.]+)(=.*)?$", re.S)
 OVERRIDE_HELP = ("override any key of the config: --config.KEY=VALUE, e.g. {example} "
@@ -72,35 +73,6 @@ def parser(prog: str, doc: str, epilog: str | None = None) -> ArgumentParser:
     return ArgumentParser(prog=prog, description=doc, epilog=epilog)
 
 
-class _Deprecated(argparse.Action):
-    """A hidden old spelling: a one-line notice, then what the new spelling does (or a plain
-    store into `dest` when the new spelling is not an option, e.g. a positional)."""
-
-    def __init__(self, option_strings, dest, new: str, target: argparse.Action | None = None,
-                 **kwargs):
-        self.target, self.new = target, new
-        if target is not None:
-            kwargs = dict(nargs=target.nargs, const=target.const, type=target.type,
-                          choices=target.choices, metavar=target.metavar)
-        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS,
-                         help=argparse.SUPPRESS, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        note(f"warning: {option_string} is deprecated; use {self.new}")
-        if self.target is None:
-            setattr(namespace, self.dest, values)
-        else:
-            self.target(parser, namespace, values, self.new)
-
-
-def deprecated_alias(p: argparse.ArgumentParser, old: str, target: argparse.Action | None = None,
-                     *, new: str | None = None, dest: str | None = None, **kwargs) -> None:
-    """Accept `old` as a hidden spelling of the option `target` (as `p.add_argument` returned),
-    or, without a target, as a hidden option storing into `dest` (`new` says what replaces it)."""
-    p.add_argument(old, action=_Deprecated, target=target, dest=dest or target.dest,
-                   new=new or target.option_strings[0], **kwargs)
-
-
 def parse_bool(text: str) -> bool:
     value = {"true": True, "t": True, "1": True, "yes": True,
              "false": False, "f": False, "0": False, "no": False}.get(text.lower())
@@ -129,27 +101,9 @@ def split_list(text: str, flag: str, kind=str) -> list:
              f"{flag} A,B")
 
 
-def underscore_spellings(p: argparse.ArgumentParser, argv, documented=None) -> list[str]:
-    """`--params_column` for a documented `--params-column`: the same one-line notice every
-    command gives for an old spelling, then the dashed flag (so no command refuses what
-    another accepts)."""
-    known = set(documented if documented is not None else _documented_options(p))
-    registered = set(_documented_options(p, hidden=True))  # old spellings with their own alias
-    out = []
-    for token in argv:
-        name, eq, value = token.partition("=")
-        dashed = "--" + name[2:].replace("_", "-") if name.startswith("--") else name
-        if "_" in name and name.startswith("--") and not name.startswith("--config") \
-                and name not in registered and dashed in known:
-            note(f"warning: {name} is deprecated; use {dashed}")
-            token = dashed + eq + value
-        out.append(token)
-    return out
-
-
 def parse(p: argparse.ArgumentParser, argv, allow_overrides: bool = True):
     """(args, override tokens): argparse for the flags, `--config.KEY[=VALUE]` set aside in order."""
-    args, extra = p.parse_known_args(underscore_spellings(p, list(argv)))
+    args, extra = p.parse_known_args(list(argv))
     overrides, unknown, i = [], [], 0
     while i < len(extra):
         token = extra[i]
@@ -165,23 +119,10 @@ def parse(p: argparse.ArgumentParser, argv, allow_overrides: bool = True):
             unknown.append(token)
         i += 1
     if unknown:
-        guess = difflib.get_close_matches(unknown[0].split("=")[0], _documented_options(p), n=1)
+        guess = difflib.get_close_matches(unknown[0].split("=")[0], documented_options(p), n=1)
         hint = f" (did you mean {guess[0]}?)" if guess else ""
         p.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     return args, overrides
-
-
-def _documented_options(p: argparse.ArgumentParser, hidden: bool = False) -> list[str]:
-    """Option strings shown in --help, subcommands' included (old spellings are not suggested,
-    unless `hidden`)."""
-    out = []
-    for action in p._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                out += _documented_options(sub, hidden)
-        elif hidden or action.help != argparse.SUPPRESS:
-            out += action.option_strings
-    return out
 
 
 # --- configs ------------------------------------------------------------------------------------
@@ -307,17 +248,16 @@ def load_config(spec: str, overrides: list[str] = (), *, example: str = "configs
     return apply_overrides(build_config(spec, example=example), list(overrides))
 
 
-def set_to_override(item: str) -> str:
-    """Deprecated sweep `--set KEY=VALUE` (a Python literal or a bare word) -> `--config.KEY=...`."""
-    key, sep, text = item.partition("=")
-    if not sep:
-        raise ConfigError(f"--set {item!r} is not KEY=VALUE; write e.g. --config.executor.workers=2")
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = text
-    # A quoted string ('wsd') is the word itself to config_flags; anything else is parsed by type.
-    return f"--config.{key.strip()}={value if isinstance(value, str) else text}"
+def run_config(config) -> RunConfig:
+    """A run's ConfigDict, as the command line built it -> the checked, typed RunConfig: the
+    one conversion at the boundary (research/ takes only RunConfig)."""
+    return RunConfig.from_configdict(config)
+
+
+def load_run_config(spec: str, overrides: list[str] = (), *,
+                    example: str = "configs/gpt.py:VARIANT") -> RunConfig:
+    """`--config FILE[:ARG]` and its overrides -> the run's RunConfig."""
+    return run_config(load_config(spec, overrides, example=example))
 
 
 # --- running a command --------------------------------------------------------------------------

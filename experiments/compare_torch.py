@@ -53,16 +53,19 @@ def torch_python(explicit: str | None) -> str:
 
 
 def our_config(name: str):
+    import dataclasses
+
     from configs import gpt
+    from research.config import RunConfig
 
     d, layers, ctx, batch = CONFIGS[name]
-    c = gpt.base_config()
-    c.variant = f"compare-{name}"
-    c.model.d_model, c.model.n_layers, c.model.n_heads = d, layers, gpt.heads_for(d)
-    c.model.context_length, c.model.position = ctx, "learned"  # as the peer
-    c.train.batch_size = batch
-    c.mesh.data = 1  # one CPU device, as the peer
-    return c
+    c = RunConfig()
+    model = dataclasses.replace(c.model, d_model=d, n_layers=layers, n_heads=gpt.heads_for(d),
+                                context_length=ctx, position="learned")  # as the peer
+    return dataclasses.replace(
+        c, variant=f"compare-{name}", model=model,
+        train=dataclasses.replace(c.train, batch_size=batch),
+        mesh=dataclasses.replace(c.mesh, data=1))  # one CPU device, as the peer
 
 
 class Ours:
@@ -111,7 +114,7 @@ def peer_tokens_per_s(py: str, script: pathlib.Path, name: str, steps: int, env:
 
 def compare(names=("a", "b", "c"), rounds: int = 3, steps: int = 5, torch_py: str | None = None,
             script: str | None = None, out=print) -> list[dict]:
-    from research import bench, flops
+    from research import flops, peaks
 
     py = torch_python(torch_py)
     found = [pathlib.Path(script)] if script else [p for p in PEER_CANDIDATES if p.is_file()]
@@ -121,7 +124,7 @@ def compare(names=("a", "b", "c"), rounds: int = 3, steps: int = 5, torch_py: st
     script_path = found[0]
     # The peer runs as PyTorch ships: without an allocator preloaded for us.
     peer_env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-    peak = bench.matmul_peak_flops()
+    peak = peaks.matmul_peak_flops()
     rows = []
     for name in names:
         config = our_config(name)
@@ -132,7 +135,7 @@ def compare(names=("a", "b", "c"), rounds: int = 3, steps: int = 5, torch_py: st
             theirs.append(peer_tokens_per_s(py, script_path, name, steps, peer_env))
         # The peak is re-measured per config and the best kept: one taken in a busy minute
         # understates it (MFU over 100% was seen on a loaded machine).
-        peak = max(peak, bench.matmul_peak_flops())
+        peak = max(peak, peaks.matmul_peak_flops())
         fpt = flops.train_flops_per_token(config.model)
         ours_tps, torch_tps = statistics.median(mine), statistics.median(theirs)
         d, layers, ctx, batch = CONFIGS[name]

@@ -76,7 +76,7 @@ def plot(result: dict, path: str) -> None:
 
 def main(argv) -> int:
     args, overrides = cli.parse(build_parser(), argv)
-    config = cli.load_config(args.config, overrides)
+    config = cli.load_run_config(args.config, overrides)
     cli.quiet_absl()
     from research import coord_check
 

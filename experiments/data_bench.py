@@ -26,7 +26,6 @@ import numpy as np
 _WORDS = ("the of and to in is was for on with as by at from that this which be are his her "
           "scaling law compute tokens model loss data width depth learning rate warmup decay "
           "café naïve Straße εψιλον данные 数据 🙂").split()
-_DOC_BYTES = 8_000  # mean document size
 _SHARD_BYTES = 256 << 20
 
 
@@ -75,13 +74,16 @@ _CHILD = r"""
 import json, resource, sys, time
 phase, corpus, data_dir, workdir, t0 = sys.argv[1:6]
 from configs import gpt
-from research import corpus as corpus_lib, data as data_lib, train as train_lib
+from research import train as train_lib
+from research.data import corpus as corpus_lib, batches as data_lib
 c = gpt.get_config("tiny")
 c.data.corpus, c.data.data_dir = corpus, data_dir
 c.model.n_layers, c.model.d_model, c.model.n_heads, c.model.context_length = 2, 64, 2, 128
 c.train.batch_size, c.train.tokens = 8, 8 * 128 * 5
 c.train.eval_batches, c.train.eval_every, c.train.checkpoint_every, c.train.log_every = 1, 10**6, 10**6, 1
 c.mesh.data = -1
+from experiments import cli
+c = cli.run_config(c)
 out = {}
 if phase == "build":
     start = time.time()

@@ -14,6 +14,7 @@ anywhere; the report says which it was (`mode`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -62,7 +63,7 @@ def _config(shape, vocab, context, batch, **model):
     c.train.batch_size = batch
     for key, value in model.items():
         setattr(c.model, key, value)
-    return c
+    return cli.run_config(c)
 
 
 def devices_report() -> dict:
@@ -121,7 +122,7 @@ def equivalence(n_steps: int = 4) -> dict:
         out["device_vs_cpu_max_rel"] = float(np.max(np.abs(device - cpu) / np.abs(cpu)))
         n = jax.device_count()
         if n > 1 and 8 % n == 0:
-            config.mesh.data = n
+            config = dataclasses.replace(config, mesh=dataclasses.replace(config.mesh, data=n))
             data_parallel = _steps(config, jax.devices(), batches)
             out["data_parallel_devices"] = n
             out["data_parallel_max_rel"] = float(np.max(np.abs(data_parallel - device)
@@ -169,7 +170,7 @@ def train_tiny(out: str, dry_run: bool) -> dict:
         config.train.tokens = 16 * 128 * 10
         config.train.final_eval_batches = 2
     t0 = time.perf_counter()
-    result = train_lib.train(config, os.path.join(out, "tiny"), progress=False)
+    result = train_lib.train(cli.run_config(config), os.path.join(out, "tiny"), progress=False)
     row = {"loss": result["loss"], "steps": result["steps"], "status": result["status"],
            "wall_s": round(time.perf_counter() - t0, 1)}
     if dry_run:
@@ -210,7 +211,7 @@ def main(argv) -> int:
     oks += [row["ok"] for r in checked if isinstance(r, list) for row in r]
     report["ok"] = all(oks)
     report["wall_s"] = round(time.perf_counter() - t0, 1)
-    from research import files
+    from common import files
 
     files.write_json(os.path.join(args.out, "report.json"), report)
     print(f"[gpu_check] {'all checks passed' if report['ok'] else 'SOME CHECKS FAILED'} in "

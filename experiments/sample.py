@@ -20,25 +20,22 @@ def build_parser() -> cli.ArgumentParser:
     p = cli.parser(PROG, __doc__)
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
                    help="a training run's directory (the --workdir it was trained in)")
-    cli.deprecated_alias(p, "--workdir", dest="workdir_alias", new="the positional RUN_DIR",
-                         metavar="DIR")
     p.add_argument("--prompt", default="", help="text to continue ('' = start a new document)")
     p.add_argument("--temperature", type=float, default=0.8, help="softmax temperature; 0 = greedy")
-    cli.deprecated_alias(p, "--top_k", p.add_argument(
-        "--top-k", type=int, default=0, metavar="K",
-        help="sample among the K most likely tokens; 0 = off"))
-    cli.deprecated_alias(p, "--top_p", p.add_argument(
-        "--top-p", type=float, default=1.0, metavar="P",
-        help="nucleus: the smallest set of most likely tokens reaching probability P; 1 = off"))
-    cli.deprecated_alias(p, "--max_new_tokens", p.add_argument(
-        "--max-new-tokens", type=int, default=200, metavar="M", help="tokens to generate"))
+    p.add_argument("--top-k", type=int, default=0, metavar="K",
+                   help="sample among the K most likely tokens; 0 = off")
+    p.add_argument("--top-p", type=float, default=1.0, metavar="P",
+                   help="nucleus: the smallest set of most likely tokens reaching probability P; "
+                        "1 = off")
+    p.add_argument("--max-new-tokens", type=int, default=200, metavar="M",
+                   help="tokens to generate")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     return p
 
 
 def main(argv) -> int:
     args, _ = cli.parse(build_parser(), argv, allow_overrides=False)
-    workdir = args.run_dir or getattr(args, "workdir_alias", None)
+    workdir = args.run_dir
     if not workdir:
         cli.fail(f"no run directory given; {PROG} RUN_DIR --prompt TEXT")
     if not os.path.isdir(workdir):
@@ -52,8 +49,8 @@ def main(argv) -> int:
         cli.fail(f"{workdir} is not a training run (no config.json); {hint}")
 
     import numpy as np
-    from research import checkpoint, sample, tokenizer
-    from research.model import ModelConfig
+    from research import checkpoint, sample
+    from research.data import tokenizer
 
     cli.quiet_absl("error")  # the output is the text, not checkpoint chatter
     checkpoints = checkpoint.checkpoint_dir(workdir)
@@ -74,7 +71,7 @@ def main(argv) -> int:
         print(f"note: the model sees only the prompt's last {room} tokens (context "
               f"{config.model.context_length}, {args.max_new_tokens} new)", file=sys.stderr)
     new_ids = sample.generate(
-        ModelConfig.from_config(config.model), params, context_ids,
+        config.model, params, context_ids,
         max_new_tokens=args.max_new_tokens, temperature=args.temperature,
         top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     # Decoding prompt and continuation together keeps a character split across them whole.

@@ -7,26 +7,26 @@ and restarts), collect results.csv and fit the scaling law.
 
 `run` again on the same DIR skips finished runs, resumes interrupted ones from their checkpoints
 and retries crashed ones up to runner.retries; `--retry-failed` grants failed runs new attempts.
-Any sweep config key can be overridden: `--config.executor.workers=2 --config.analysis.bootstrap=50`
-(the old `--set KEY=VALUE` still works, with a deprecation notice).
+Any sweep config key can be overridden: `--config.executor.workers=2 --config.analysis.bootstrap=50`.
 Exit status of `run`: 0 every run done, 1 some runs failed (listed), 2 bad input, 130 interrupted.
 """
 
 from __future__ import annotations
 
-import argparse
-import copy
 import json
 import sys
 import tempfile
 
 import ml_collections
 
+from configs import sweep_base
 from experiments import cli
-from experiments.sweeplib import estimate, executors, ledger, plan, report, spec
+from experiments.sweeplib import claims as claims_lib, estimate, executors, ledger, plan, report
+from experiments.sweeplib import spec
 from experiments.sweeplib.errors import SweepError
 from experiments.sweeplib.finish import finalize
-from experiments.sweeplib.layout import SweepDir, read_json, write_atomic
+from common.files import write_atomic
+from experiments.sweeplib.layout import SweepDir, read_json
 
 PROG = "python -m experiments.sweep"
 EXAMPLE = "configs/sweeps/NAME.py"
@@ -41,14 +41,6 @@ COMMANDS = {
 }
 
 
-class _SetAlias(argparse.Action):
-    """Deprecated `--set KEY=VALUE`: the same as `--config.KEY=VALUE`."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        cli.note(f"warning: --set {values} is deprecated; use {cli.set_to_override(values)}")
-        getattr(namespace, self.dest).append(cli.set_to_override(values))
-
-
 def build_parser() -> cli.ArgumentParser:
     p = cli.parser(PROG, __doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
@@ -57,8 +49,6 @@ def build_parser() -> cli.ArgumentParser:
         s = sub.add_parser(name, help=text, description=text, prog=f"{PROG} {name}")
         if name == "status":
             s.add_argument("sweep_dir", nargs="?", metavar="DIR", help="the sweep directory")
-            cli.deprecated_alias(s, "--workdir", dest="workdir", new=f"{PROG} status DIR",
-                                 metavar="DIR")
             cli.add_config(s, None, f"{EXAMPLE}[:ARG] to read the plan from, instead of DIR/sweep.json",
                            example=OVERRIDE_EXAMPLE)
         else:
@@ -73,8 +63,6 @@ def build_parser() -> cli.ArgumentParser:
                 s.add_argument("--workdir", required=True, metavar="DIR",
                                help="the sweep directory (created; the same command again "
                                     "resumes it)")
-        s.add_argument("--set", action=_SetAlias, dest="set_overrides", default=[],
-                       help=argparse.SUPPRESS)
         if name == "plan":
             s.add_argument("--no-bench", action="store_true", help="skip the timing benchmark")
             s.add_argument("--preflight", action="store_true",
@@ -82,7 +70,7 @@ def build_parser() -> cli.ArgumentParser:
         if name == "run":
             s.add_argument("--workers", type=int, metavar="K",
                            help="local parallel workers (executor.workers)")
-            s.add_argument("--executor", choices=spec.EXECUTORS, help="where runs execute (executor.kind)")
+            s.add_argument("--executor", choices=sweep_base.EXECUTORS, help="where runs execute (executor.kind)")
             s.add_argument("--retry-failed", action="store_true", help="give failed runs new attempts")
             s.add_argument("--no-analysis", action="store_true", help="skip the fit at the end")
             s.add_argument("--quiet", action="store_true", help="no per-run training output")
@@ -92,17 +80,16 @@ def build_parser() -> cli.ArgumentParser:
 def parse_args(argv):
     p = build_parser()
     args, overrides = cli.parse(p, argv)
-    args.overrides = list(args.set_overrides) + overrides
+    args.overrides = overrides
     if args.command == "status":
-        args.workdir = args.sweep_dir or getattr(args, "workdir", None)
+        args.workdir = args.sweep_dir
         if not args.workdir:
             raise SweepError(f"no sweep directory given; {PROG} status DIR")
     return args
 
 
 def load(args, checks: bool = True, trainer_checks: bool = True):
-    sweep = cli.build_config(args.config, example=EXAMPLE)
-    sweep = cli.apply_overrides(sweep, args.overrides)
+    sweep = spec.load(args.config, args.overrides, example=EXAMPLE)
     if getattr(args, "workers", None) is not None:
         sweep.executor.workers = args.workers
     if getattr(args, "executor", None):
@@ -124,10 +111,9 @@ def _unfinished(sweep_dir: SweepDir, runs) -> bool:
 
 def check_trainer_configs(sweep, runs) -> None:
     """The trainer's own config checks on every run, before anything runs (real trainer only)."""
-    if sweep.runner.train_fn != spec.TRAINER:
+    if sweep.runner.train_fn != sweep_base.TRAINER:
         return
     from research import metrics, train
-    from research.config import RunConfig
     from research.errors import UserError
 
     # Local runs get a share of this machine's devices; a Slurm run's mesh is checked where it
@@ -135,13 +121,12 @@ def check_trainer_configs(sweep, runs) -> None:
     local = sweep.executor.kind == "local"
     per_run = executors.devices.local_worker_envs(sweep)[0] if local else None
     for run in runs:
-        config = copy.deepcopy(run.config)
-        config.train.init_from = ""  # a branch's parent has no checkpoints yet
+        # A branch's parent has no checkpoints yet; the model alone is checked for Slurm (the
+        # mesh is checked on the devices the run gets, the model when its config was built).
+        config = plan.replace_train(run.config, init_from="")
         try:
             if local:
                 train.validate(config, per_run)
-            else:  # the model alone: the mesh is checked on the devices the run gets
-                RunConfig.from_configdict(config)
             metrics.check_tracking(config)
         except UserError as e:
             raise SweepError(f"run {run.name}: {e}") from None
@@ -213,7 +198,7 @@ def _run(args, sweep, runs, sweep_dir: SweepDir, workers) -> int:
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130
-    finalize(sweep_dir, runs, sweep, claims, f"local@{executors.HOST}")
+    finalize(sweep_dir, runs, sweep, claims, f"local@{claims_lib.HOST}")
     states = ledger.all_states(sweep_dir, runs, claims, int(sweep.runner.retries))
     return 1 if any(st.state == "failed" for st in states.values()) else 0
 

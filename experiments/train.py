@@ -13,8 +13,7 @@ import sys
 
 from experiments import cli
 
-from research.config_checks import ConfigError
-from research.errors import EXIT_FAILED
+from research.errors import EXIT_FAILED, ConfigError
 
 PROG = "python -m experiments.train"
 
@@ -37,29 +36,27 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--workdir", metavar="DIR",
                    help="run directory; the same command again resumes the run it holds "
                         "(required unless --dry-run)")
-    dry_run = p.add_argument("--dry-run", action="store_true",
+    p.add_argument("--dry-run", action="store_true",
                              help="compile the train step for the configured mesh and print "
                                   "per-device memory, FLOPs and the largest shardings; no "
                                   "training, nothing written")
-    cli.deprecated_alias(p, "--dry_run", dry_run)
     p.add_argument("--progress", nargs="?", const=True, default=True, type=cli.parse_bool,
                    metavar="BOOL", help="progress bar on a terminal, periodic lines otherwise")
-    no_progress = p.add_argument("--no-progress", dest="progress", action="store_false",
-                                 help="no progress output")
-    cli.deprecated_alias(p, "--noprogress", no_progress)
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress output")
     multi = p.add_argument_group("multi-host (run the same command on every host)")
     multi.add_argument("--coordinator", default="127.0.0.1:12355", metavar="HOST:PORT",
                        help="address of process 0")
-    cli.deprecated_alias(p, "--num_processes", multi.add_argument(
-        "--num-processes", type=int, default=1, metavar="N", help="number of processes"))
-    cli.deprecated_alias(p, "--process_id", multi.add_argument(
-        "--process-id", type=int, default=0, metavar="I", help="this process's index"))
+    multi.add_argument("--num-processes", type=int, default=1, metavar="N",
+                       help="number of processes")
+    multi.add_argument("--process-id", type=int, default=0, metavar="I",
+                       help="this process's index")
     return p
 
 
 def main(argv) -> int:
     args, overrides = cli.parse(build_parser(), argv)
-    config = cli.load_config(args.config, overrides)
+    config = cli.load_run_config(args.config, overrides)
     cli.quiet_absl()
     cli.maybe_initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     if args.dry_run:

@@ -15,16 +15,14 @@ import numpy as np
 
 from research import flops, peaks, run_math
 from research.config import RunConfig
-from research.peaks import matmul_peak_flops  # noqa: F401  (sweep estimates use it)
 from research.train import validate
 from research.train_state import build_trainer, put_batch
 
 
-def measure(config, steps: int = 5, peak: float | peaks.Peak | None = None) -> dict:
-    """Compile and time `steps` train steps of `config` on random tokens (no workdir).
+def measure(cfg: RunConfig, steps: int = 5, peak: float | peaks.Peak | None = None) -> dict:
+    """Compile and time `steps` train steps of `cfg` on random tokens (no workdir).
 
     peak: the per-device peak (FLOP/s or a Peak); None = research/peaks.device_peak()."""
-    cfg = RunConfig.from_configdict(config)
     # Throughput does not depend on where a branch starts (its parent may not exist yet).
     cfg = cfg.replace(train=dataclasses.replace(cfg.train, init_from="", init_step=-1))
     mesh = validate(cfg)

@@ -1,10 +1,11 @@
 """Typed run configs: frozen dataclasses for the model, data, training and mesh sections.
 
-Every key and its default is declared here, once. configs/gpt.py builds its ml_collections
-ConfigDict from these defaults (so `--config.a.b=v` overrides and lock_config work as before)
-and sets what a variant changes; the trainer converts the ConfigDict back at its boundary with
-`RunConfig.from_configdict`, which checks every key and value once. Research code then reads
-typed fields (`cfg.train.batch_size` is an int) and never the raw ConfigDict.
+Every key and its default is declared here, once. configs/gpt.py builds a variant's RunConfig
+and hands the command line its ConfigDict (so `--config.a.b=v` overrides and lock_config work);
+`RunConfig.from_configdict` converts it back, checking every key and value, in two places only:
+the command-line boundary (experiments/cli.py `run_config`) and reading a stored config
+(research/run_dir.py `read_config`). research/ takes only RunConfig (`cfg.train.batch_size` is
+an int) and builds changed configs with `dataclasses.replace`.
 
 Why the defaults live here and not in configs/: research/ must stay usable without configs/
 (a notebook or a test builds `ModelConfig(d_model=64)`), and research must not import
@@ -18,7 +19,7 @@ import difflib
 import typing
 from typing import Any, Mapping
 
-from research.config_checks import ConfigError
+from research.errors import ConfigError
 
 SCHEDULES = ("cosine", "constant", "wsd")
 POSITIONS = ("learned", "rope")
@@ -118,11 +119,6 @@ class ModelConfig:
             if not getattr(self, key) > 0:
                 raise ConfigError(f"model.{key}={getattr(self, key)} must be positive "
                                   "(a multiplier; 1 = SP's value at the base width)")
-
-    @classmethod
-    def from_config(cls, m) -> "ModelConfig":
-        """From the `model` section of a ConfigDict (or a dict, or a ModelConfig)."""
-        return m if isinstance(m, cls) else _build(cls, m, "model")
 
     @property
     def head_dim(self) -> int:
@@ -275,11 +271,6 @@ class RunConfig:
 
     def replace(self, **sections) -> "RunConfig":
         return dataclasses.replace(self, **sections)
-
-
-def defaults() -> dict:
-    """Every key with its default, nested by section (configs/gpt.py builds from this)."""
-    return RunConfig().to_dict()
 
 
 # ---------------------------------------------------------------- conversion with checks

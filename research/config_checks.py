@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import os
 
-from research.errors import UserError
-
-
-class ConfigError(UserError):
-    """A config that cannot work; the message names the problem and the fix."""
+from research.errors import ConfigError
 
 
 def check_parallelism(cfg, mesh_shape: dict, dp_size: int) -> None:
@@ -36,7 +32,7 @@ def check_parallelism(cfg, mesh_shape: dict, dp_size: int) -> None:
 
 def check_paths(cfg, checkpoint_dir) -> None:
     """A branch's parent exists (checkpoint_dir: workdir -> its checkpoints/). Corpus and
-    eval-set paths are research.data.check_sources's."""
+    eval-set paths are research.data.batches.check_sources's."""
     init_from = cfg.train.init_from
     if init_from and not os.path.isdir(checkpoint_dir(init_from)):
         raise ConfigError(f"train.init_from={init_from!r} has no checkpoints/ folder; "

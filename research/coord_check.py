@@ -16,13 +16,14 @@ tests/test_model.py) so that each layer's outputs can be captured.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from research import data as data_lib, sharding, train_state
+from research import sharding, train_state
+from research.data import batches as data_lib
 from research.config import RunConfig
 
 
@@ -53,22 +54,21 @@ def _rms(x):
     return jnp.sqrt(jnp.mean(jnp.square(x)))
 
 
-def width_config(config, width: int, parametrization: str, base_width: int, steps: int):
-    """The check's run at one width: constant LR, one device, layers as a Python loop."""
-    c = copy.deepcopy(config)
-    m, t = c.model, c.train
-    m.d_model, m.parametrization = int(width), parametrization
-    m.mup_base_width, m.mup_base_head_dim = int(base_width), int(base_width) // int(m.n_heads)
-    m.scan_layers = False
-    t.schedule, t.warmup_steps = "constant", 1
-    t.tokens = steps * int(t.batch_size) * int(m.context_length)
-    t.microbatches = 1
-    c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, 1, 1
-    RunConfig.from_configdict(c)  # refuses an impossible width (heads not dividing it, ...)
-    return c
+def width_config(cfg: RunConfig, width: int, parametrization: str, base_width: int,
+                 steps: int) -> RunConfig:
+    """The check's run at one width: constant LR, one device, layers as a Python loop. An
+    impossible width (heads not dividing it, ...) is a ConfigError."""
+    m, t = cfg.model, cfg.train
+    model = dataclasses.replace(m, d_model=int(width), parametrization=parametrization,
+                                mup_base_width=int(base_width),
+                                mup_base_head_dim=int(base_width) // m.n_heads, scan_layers=False)
+    train = dataclasses.replace(t, schedule="constant", warmup_steps=1, microbatches=1,
+                                tokens=steps * t.batch_size * m.context_length)
+    mesh = dataclasses.replace(cfg.mesh, data=1, fsdp=1, tensor=1)
+    return dataclasses.replace(cfg, model=model, train=train, mesh=mesh)
 
 
-def measure(config, widths, *, steps: int, seeds: int, record_steps=None,
+def measure(config: RunConfig, widths, *, steps: int, seeds: int, record_steps=None,
             parametrizations=("sp", "mup"), base_width: int | None = None) -> dict:
     """Per parametrization, recorded step, layer and width (each the mean over seeds): `rms`, the
     RMS of the layer's output, and `delta`, the RMS of its change since init (steps > 0)."""

@@ -1,7 +1,7 @@
 """Multi-process (multi-host) start-up: one call that works under Slurm, on TPU pods, or with
 explicit flags, before anything touches the devices.
 
-- explicit: `--num_processes N --process_id I --coordinator HOST:PORT` (N > 1) as before;
+- explicit: `--num-processes N --process-id I --coordinator HOST:PORT` (N > 1) as before;
 - slurm: inside an `srun` step with more than one task. jax's own Slurm detection
   (jax._src.clusters.SlurmCluster) reads SLURM_JOB_ID, SLURM_STEP_NODELIST, SLURM_NTASKS,
   SLURM_PROCID and SLURM_LOCALID, which only `srun` sets; the coordinator is the step's first
@@ -26,7 +26,7 @@ class Detected:
 
     def describe(self) -> str:
         if self.method == "none":
-            return "single process (no Slurm step, TPU pod or --num_processes given)"
+            return "single process (no Slurm step, TPU pod or --num-processes given)"
         who = (f"process {self.process_id} of {self.num_processes}"
                if self.num_processes is not None else "process count from the TPU runtime")
         return f"{self.method}: {who}, coordinator {self.coordinator or 'from the TPU runtime'}"

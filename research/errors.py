@@ -23,6 +23,10 @@ class UserError(ValueError):
     exit_code = EXIT_USER
 
 
+class ConfigError(UserError):
+    """A config that cannot work; the message names the problem and the fix."""
+
+
 class StorageError(UserError):
     """The file system refused a write or read (ENOSPC, EROFS, EACCES, EDQUOT)."""
 

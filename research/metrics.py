@@ -15,24 +15,24 @@ import sys
 import time
 import uuid
 
-from research.config_checks import ConfigError
+from research.config import RunConfig
+from research.errors import ConfigError
 
 PROGRESS_EVERY_S = 30.0  # a log file gets one progress line per this many seconds
 
 
-def wandb_settings(config) -> dict | None:
+def wandb_settings(cfg: RunConfig) -> dict | None:
     """The `log.*` keys of a run config as W&B settings, or None when W&B is off."""
-    log = config.get("log") if hasattr(config, "get") else getattr(config, "log", None)
-    if not log or not log.wandb:
+    log = cfg.log
+    if not log.wandb:
         return None
     return {"project": log.wandb_project or None, "entity": log.wandb_entity or None,
-            "group": (log.get("wandb_group") if hasattr(log, "get")
-                      else getattr(log, "wandb_group", "")) or None}
+            "group": log.wandb_group or None}
 
 
-def check_tracking(config) -> None:
+def check_tracking(cfg: RunConfig) -> None:
     """Refuse `log.wandb=True` without wandb installed, before anything runs."""
-    if wandb_settings(config) is not None and not _wandb_installed():
+    if wandb_settings(cfg) is not None and not _wandb_installed():
         raise ConfigError("log.wandb=True but wandb is not installed; pip install wandb, or "
                           "drop --config.log.wandb")
 
@@ -120,7 +120,7 @@ def _start_wandb(workdir: str, settings: dict, config):
         run_id = uuid.uuid4().hex[:16]
         with open(id_file, "w") as f:
             f.write(run_id + "\n")
-    as_dict = config.to_dict() if hasattr(config, "to_dict") else None
+    as_dict = config.to_dict() if config is not None else None
     return wandb.init(project=settings["project"], entity=settings["entity"], dir=workdir,
                       id=run_id, name=os.path.basename(os.path.abspath(workdir)),
                       group=settings.get("group"), resume="allow", config=as_dict)

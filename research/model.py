@@ -20,14 +20,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from research.config import ModelConfig  # noqa: F401  (declared once with the other configs)
+from research.config import ModelConfig
 from research import mup
 from research.matmul import dense_dot_general
 
 Dtype = Any
 
 
-ATTENTION = ("auto", "einsum", "dot_product", "cudnn")
 # "save_dots" keeps the weight-matmul outputs (dots without batch dimensions) and recomputes
 # the attention scores and element-wise ops; "full" keeps only each layer's input.
 REMAT_POLICIES = {"none": None, "full": jax.checkpoint_policies.nothing_saveable,

@@ -56,8 +56,6 @@ from __future__ import annotations
 import jax
 from flax.core import meta
 
-PARAMETRIZATIONS = ("sp", "mup")
-
 HIDDEN, EMBEDDING, VECTOR, READOUT = "hidden", "embedding", "vector", "readout"
 
 
@@ -176,11 +174,10 @@ def rescale_init(params, cfg):
     return jax.tree_util.tree_map_with_path(rescale, params, is_leaf=_is_box)
 
 
-def lr_multipliers(params, cfg):
-    """A params-shaped tree of per-parameter learning-rate multipliers."""
-    return jax.tree_util.tree_map_with_path(
-        lambda path, _: lr_multiplier(cfg, role_of(path)) * depth_lr_multiplier(cfg, path),
-        params, is_leaf=_is_box)
+def lr_factor(cfg, path) -> float:
+    """The learning-rate multiplier of the parameter at `path`: µP's width rule for its role
+    times the depth rule (both 1 under plain SP)."""
+    return lr_multiplier(cfg, role_of(path)) * depth_lr_multiplier(cfg, path)
 
 
 def scale_learning_rates(cfg) -> optax.GradientTransformation:
@@ -192,7 +189,7 @@ def scale_learning_rates(cfg) -> optax.GradientTransformation:
         del params
 
         def scale(path, u):
-            factor = lr_multiplier(cfg, role_of(path)) * depth_lr_multiplier(cfg, path)
+            factor = lr_factor(cfg, path)
             return u if factor == 1.0 else u * factor
 
         return jax.tree_util.tree_map_with_path(scale, updates), state

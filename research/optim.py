@@ -15,9 +15,6 @@ import optax
 
 from research import run_math
 
-SCHEDULES = ("cosine", "constant", "wsd")
-
-
 def schedule_inputs(t, total_steps: int) -> dict:
     """The schedule of a run of `total_steps` as float32 scalars (host arrays, fed to the step).
 
@@ -109,6 +106,3 @@ def optimizer_with_schedule(t, schedule: optax.Schedule,
         optax.scale_by_learning_rate(schedule),
     )
 
-
-def make_optimizer(t, total_steps: int, weight_decay_scale=None) -> optax.GradientTransformation:
-    return optimizer_with_schedule(t, learning_rate_schedule(t, total_steps), weight_decay_scale)

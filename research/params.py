@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from research import sharding
-from research.model import GPT, ModelConfig
+from research.config import ModelConfig
+from research.model import GPT
 
 
 def abstract_params(model_cfg: ModelConfig, mesh, rules):

@@ -31,10 +31,9 @@ def _path(keys) -> str:
     return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in keys)
 
 
-def run(config, *, largest: int = 6) -> dict:
-    """Compile `config`'s train step on its mesh; returns the report (see `format_report`)."""
+def run(cfg: RunConfig, *, largest: int = 6) -> dict:
+    """Compile `cfg`'s train step on its mesh; returns the report (see `format_report`)."""
     t0 = time.perf_counter()
-    cfg = RunConfig.from_configdict(config)
     mesh = validate(cfg)  # a mesh that cannot shard the model is a one-line ConfigError
     trainer = build_trainer(cfg, mesh, max(run_math.steps(cfg), 1))
     abstract = checkpoint.abstract_like(trainer.state_shapes, trainer.state_shardings)
@@ -107,24 +106,24 @@ def format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
-def shape_key(config) -> tuple:
+def shape_key(cfg: RunConfig) -> tuple:
     """Runs with equal keys compile the same train step (budgets and seeds do not matter)."""
-    m, t = config.model, config.train
-    return (tuple(sorted((k, str(v)) for k, v in m.items())), int(t.batch_size),
-            int(t.microbatches), tuple(int(config.mesh[a]) for a in ("data", "fsdp", "tensor")))
+    mesh = cfg.mesh
+    return (cfg.model, cfg.train.batch_size, cfg.train.microbatches,
+            (mesh.data, mesh.fsdp, mesh.tensor))
 
 
 def check_shapes(configs, out=print) -> None:
     """Preflight each distinct shape of a sweep; one line each. Raises on the first bad one."""
     seen = set()
-    for config in configs:
-        key = shape_key(config)
+    for cfg in configs:
+        key = shape_key(cfg)
         if key in seen:
             continue
         seen.add(key)
-        r = run(config)
+        r = run(cfg)
         b = r["per_device_bytes"]
-        m = config.model
-        out(f"preflight {m.n_layers}x{m.d_model} batch {config.train.batch_size} on "
+        m = cfg.model
+        out(f"preflight {m.n_layers}x{m.d_model} batch {cfg.train.batch_size} on "
             f"{r['devices']} devices: params {_gib(b['params'])}, optimizer {_gib(b['optimizer_state'])}, "
             f"temporaries {_gib(b['temporaries'])}, peak ~{_gib(b['peak_estimate'])} per device")

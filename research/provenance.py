@@ -7,42 +7,13 @@ tarball has no git commit, and that must not stop training.
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
 import platform
 import shlex
-import subprocess
 import sys
 
+from common.provenance import CODE_ROOT, git_state, package_versions
+
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint")
-CODE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def git_state(repo: str = CODE_ROOT) -> dict:
-    """{"commit": sha or None, "dirty": bool or None} of the checkout holding `repo`.
-
-    Dirty means a tracked file differs from the commit (untracked files such as runs/ do not
-    count). None when `repo` is not a git checkout or git is missing.
-    """
-    def git(*args):
-        return subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-    try:
-        commit = git("rev-parse", "--verify", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": dirty}
-
-
-def package_versions(names=PACKAGES) -> dict:
-    out = {}
-    for name in names:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def device_info() -> dict:
@@ -64,7 +35,7 @@ def collect(repo: str = CODE_ROOT) -> dict:
     return {
         "git_commit": git["commit"],
         "git_dirty": git["dirty"],
-        "packages": package_versions(),
+        "packages": package_versions(PACKAGES),
         "python": platform.python_version(),
         "os": platform.platform(),
         **device_info(),

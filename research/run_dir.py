@@ -1,32 +1,57 @@
-"""The run directory contract: config.json (resolved config), result.json (atomic, last)."""
+"""The run directory contract: config.json (resolved config), result.json (atomic, last),
+and the run's identity: the config hash that names it in result.json and results.csv."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
-from research import files, run_math
+from common import files
 from research.config import RunConfig
-from research.config_checks import ConfigError
+from research.errors import ConfigError
+
+HASH_HEX = 12  # hex digits of sha256 in run names and config_hash
+# Keys that do not change what a run computes: they neither enter the hash nor block resume.
+VOLATILE = (("train", "allow_config_change"), ("log", "wandb"), ("log", "wandb_project"),
+            ("log", "wandb_entity"), ("log", "wandb_group"), ("model", "scan_unroll"))
 
 
-def config_hash(config) -> str:
-    """The run's config hash (one definition: research.run_math.config_hash)."""
-    return run_math.config_hash(config)
+def identity(cfg: RunConfig) -> dict:
+    """What identifies a run: its config as JSON would store it, without volatile keys, a
+    branch's parent named by its run directory's name (so a moved sweep keeps its hashes)."""
+    d = json.loads(json.dumps(cfg.to_dict()))
+    for section, key in VOLATILE:
+        d[section].pop(key, None)
+        if not d[section]:  # a section of only volatile keys (log) leaves no trace
+            del d[section]
+    if d["train"]["init_from"]:
+        d["train"]["init_from"] = os.path.basename(os.path.normpath(d["train"]["init_from"]))
+    return d
 
 
-def check_workdir(workdir: str, cfg) -> None:
+def config_hash(cfg: RunConfig) -> str:
+    """HASH_HEX hex digits naming a run's config."""
+    blob = json.dumps(identity(cfg), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:HASH_HEX]
+
+
+def read_config(stored: dict) -> RunConfig:
+    """A stored config (config.json, a sweep plan's run) -> the checked RunConfig."""
+    return RunConfig.from_configdict(stored)
+
+
+def check_workdir(workdir: str, cfg: RunConfig) -> None:
     """Refuse a workdir that holds a run with another config; reads only (nothing is written
     before the config, corpus and tokenizer are checked, and read-only storage stays usable)."""
-    cfg = RunConfig.from_configdict(cfg)
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         return
     try:
-        old_identity = run_math.identity(files.read_json(path))
+        old_identity = identity(read_config(files.read_json(path)))
     except ConfigError as e:  # written by another version, or not a run's config at all
         old_identity = {"unreadable": str(e)}
-    new_identity = run_math.identity(cfg)
+    new_identity = identity(cfg)
     if old_identity != new_identity and not cfg.train.allow_config_change:
         diff = sorted(_diff_keys(old_identity, new_identity))
         raise ConfigError(
@@ -34,10 +59,9 @@ def check_workdir(workdir: str, cfg) -> None:
             "use another --workdir, or --config.train.allow_config_change=True to resume it")
 
 
-def claim_workdir(workdir: str, cfg) -> None:
+def claim_workdir(workdir: str, cfg: RunConfig) -> None:
     """Write config.json, or check that the workdir's run has the same config (an unchanged
     config.json is not rewritten, so a finished run on read-only storage still opens)."""
-    cfg = RunConfig.from_configdict(cfg)
     check_workdir(workdir, cfg)
     path = os.path.join(workdir, "config.json")
     new = cfg.to_dict()
@@ -89,4 +113,4 @@ def load_config(workdir: str) -> RunConfig:
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
         raise ConfigError(f"{workdir} has no config.json; pass the directory of a training run")
-    return RunConfig.from_configdict(files.read_json(path))
+    return read_config(files.read_json(path))

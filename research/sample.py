@@ -29,7 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from research.model import GPT, ModelConfig, init_cache
+from research.config import ModelConfig
+from research.model import GPT, init_cache
 
 
 class SamplingError(UserError):

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from research.config_checks import ConfigError
+from research.errors import ConfigError
 
 MESH_AXES = ("data", "fsdp", "tensor")
 

@@ -11,7 +11,6 @@ import time
 
 # eval_s: the curve's evaluations along the run; final_eval_s: the end-of-run one (result.json).
 PHASES = ("setup_s", "data_s", "compile_s", "eval_s", "final_eval_s", "checkpoint_s", "train_s")
-FIXED = ("startup_s", "setup_s", "data_s", "compile_s", "eval_s", "final_eval_s", "checkpoint_s")
 
 
 class PhaseTimer:
@@ -37,8 +36,3 @@ class PhaseTimer:
         out["setup_s"] += max(0.0, total - sum(self.seconds.values()))
         out["total_s"] = total
         return {k: round(v, 3) for k, v in out.items()}
-
-
-def fixed_seconds(timing: dict) -> float:
-    """The run's fixed cost: everything but steady training."""
-    return sum(float(timing.get(k) or 0.0) for k in FIXED)

@@ -12,27 +12,22 @@ import time
 import jax
 import numpy as np
 
-from research import checkpoint, compile_cache, config_checks, data as data_lib, evals, files
+from common import files
+from research import checkpoint, compile_cache, config_checks, evals
+from research.data import batches as data_lib
 from research import flops, lr_areas, provenance, run_dir, run_math, sharding, storage, timing
-from research import tokenizer as tokenizer_lib
+from research.data import tokenizer as tokenizer_lib
 from research.config import RunConfig
-from research.config_checks import ConfigError
-from research.errors import CheckpointError
+from research.errors import CheckpointError, ConfigError
 from research.metrics import MetricsWriter, progress as progress_output, wandb_settings
 from research.train_state import build_trainer, put_batch
 
 log = logging.getLogger(__name__)
 
 
-def steps_of(config) -> int:
-    """Optimizer steps of a run (RunConfig or ConfigDict): research.run_math.steps."""
-    return run_math.steps(RunConfig.from_configdict(config))
-
-
-def validate(config, n_devices: int | None = None):
+def validate(cfg: RunConfig, n_devices: int | None = None):
     """All config errors, before any data loading, compilation or write. Returns the mesh
     (over the first `n_devices` devices: a sweep checks the share one run will get)."""
-    cfg = RunConfig.from_configdict(config)
     mesh = sharding.make_mesh(cfg.mesh, None if n_devices is None else jax.devices()[:n_devices])
     rules = sharding.rules_of(cfg.mesh)
     config_checks.check_parallelism(cfg, dict(mesh.shape), sharding.data_parallel_size(mesh, rules))
@@ -97,8 +92,8 @@ def _branch_point(t, abstract):
         parent.close()
 
 
-def train(config, workdir: str, *, progress: bool = True, on_start=None) -> dict:
-    """Train the run `config` (a ConfigDict or a research.config.RunConfig) in `workdir`,
+def train(cfg: RunConfig, workdir: str, *, progress: bool = True, on_start=None) -> dict:
+    """Train the run `cfg` in `workdir`,
     resuming if it holds one; returns result.json.
 
     `on_start(info)`, if given, learns where training starts before the first step:
@@ -107,7 +102,7 @@ def train(config, workdir: str, *, progress: bool = True, on_start=None) -> dict
     whatever was written before it stays whole (config and result are written atomically,
     checkpoints are only listed once orbax has finished them)."""
     with storage.storage_errors(workdir), contextlib.ExitStack() as cleanup:
-        return _train(config, workdir, progress, on_start, cleanup)
+        return _train(cfg, workdir, progress, on_start, cleanup)
 
 
 def _say(message: str) -> None:
@@ -145,8 +140,7 @@ def _close_manager(manager, exc_type, exc, tb) -> None:
             raise
 
 
-def _train(config, workdir: str, progress: bool, on_start, cleanup) -> dict:
-    cfg = RunConfig.from_configdict(config)  # the one conversion and check of the config
+def _train(cfg: RunConfig, workdir: str, progress: bool, on_start, cleanup) -> dict:
     t, m = cfg.train, cfg.model
     timer = timing.PhaseTimer()
     mesh = validate(cfg)
@@ -201,7 +195,7 @@ def _train(config, workdir: str, progress: bool, on_start, cleanup) -> dict:
     # Log-spaced evaluations besides the regular ones; each eval row carries tokens and FLOPs.
     eval_at = evals.eval_steps(total_steps, t.eval_points, t.eval_every)
     trace = lr_areas.ScheduleTrace(t, total_steps)  # LR and its areas at every step
-    flops_per_token = run_math.train_flops_per_token(m)
+    flops_per_token = flops.train_flops_per_token(m)
     bar = _progress_bar(progress and is_writer, start, total_steps)
     cleanup.callback(bar.close)  # an error then starts on a line of its own
     started_wall = t0 = time.time()
@@ -357,7 +351,7 @@ def _result(cfg: RunConfig, workdir, data, status, losses, wall_s, steps_done) -
         "variant": cfg.variant,
         **counts,
         "tokens": tokens,
-        "flops": run_math.run_flops(m, tokens),
+        "flops": flops.run_flops(m, tokens),
         "flops_per_token": flops.train_flops_per_token(m),
         "loss": loss,
         "loss_stderr": err,
@@ -369,7 +363,6 @@ def _result(cfg: RunConfig, workdir, data, status, losses, wall_s, steps_done) -
         "wall_s": round(wall_s, 3),
         "steps": steps_done,
         "epochs": data_lib.epochs_seen(data, tokens, m.context_length),
-        "unique_train_tokens": int(len(data.train)),
         "corpus": data.info.get("corpus"),
         "corpus_sha256": data.info.get("corpus_sha256"),
         "tokenizer": data.tokenizer.name,
@@ -379,7 +372,7 @@ def _result(cfg: RunConfig, workdir, data, status, losses, wall_s, steps_done) -
         "context_length": m.context_length, "batch_size": t.batch_size,
         "learning_rate": t.learning_rate, "schedule": t.schedule,
         "parametrization": m.parametrization,
-        "config_hash": run_math.config_hash(cfg),
+        "config_hash": run_dir.config_hash(cfg),
         "provenance": provenance.collect(),
     }
     if t.init_from:

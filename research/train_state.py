@@ -31,7 +31,6 @@ from research.model import GPT, cross_entropy, token_losses
 class Trainer:
     model_cfg: ModelConfig
     model: GPT
-    tx: optax.GradientTransformation
     mesh: Any
     rules: Any
     total_steps: int
@@ -87,6 +86,13 @@ def _split_microbatches(batch, n):
     return nn.with_logical_constraint(micro, (None, "batch", None))
 
 
+def optimizer(model_cfg: ModelConfig, hparams, schedule) -> optax.GradientTransformation:
+    """The run's optimizer: AdamW with clipping (`hparams`: grad_clip, b1, b2, weight_decay),
+    the learning rate `schedule`, and µP's per-parameter LR and decay (1 under SP)."""
+    return mup.with_lr_multipliers(optim.optimizer_with_schedule(
+        hparams, schedule, mup.weight_decay_scale(model_cfg)), model_cfg)
+
+
 def step_key(cfg: RunConfig, mesh) -> StepKey:
     t = cfg.train
     return StepKey(cfg.model, mesh, sharding.rules_of(cfg.mesh), t.microbatches, t.schedule,
@@ -99,9 +105,8 @@ def _build_steps(key: StepKey) -> _Steps:
     model_cfg, mesh, rules, n_micro = key.model_cfg, key.mesh, key.rules, key.microbatches
     model = GPT(model_cfg)
 
-    def make_tx(schedule):  # µP's per-parameter LR multipliers are 1 under SP
-        return mup.with_lr_multipliers(optim.optimizer_with_schedule(
-            key, schedule, mup.weight_decay_scale(model_cfg)), model_cfg)
+    def make_tx(schedule):
+        return optimizer(model_cfg, key, schedule)
 
     tx = make_tx(lambda step: 0.0)  # the state's structure only; no schedule is baked in
 
@@ -168,8 +173,7 @@ def _build_steps(key: StepKey) -> _Steps:
                   jit_eval, eval_sharding)
 
 
-def build_trainer(config, mesh, total_steps: int) -> Trainer:
-    cfg = RunConfig.from_configdict(config)
+def build_trainer(cfg: RunConfig, mesh, total_steps: int) -> Trainer:
     key = step_key(cfg, mesh)
     steps = _build_steps(key)
     schedule = optim.schedule_inputs(cfg.train, total_steps)
@@ -181,10 +185,7 @@ def build_trainer(config, mesh, total_steps: int) -> Trainer:
         call.jitted = fn
         return call
 
-    tx = mup.with_lr_multipliers(optim.make_optimizer(
-        cfg.train, total_steps, mup.weight_decay_scale(key.model_cfg)), key.model_cfg)
-    return Trainer(key.model_cfg, steps.model, tx,
-                   mesh, key.rules, total_steps, steps.state_shapes, steps.state_shardings,
+    return Trainer(key.model_cfg, steps.model, mesh, key.rules, total_steps, steps.state_shapes, steps.state_shardings,
                    steps.batch_sharding, wrap(steps.init), wrap(steps.train_step, schedule),
                    wrap(steps.eval_losses), steps.eval_sharding, schedule, steps.eval_compiled)
 

@@ -62,7 +62,7 @@ def test_provenance_names_input_rows_and_code(tmp_path):
     assert prov["rows"]["read"] == 18 and prov["rows"]["used"] == 16
     reasons = {d["row"]: d["reason"] for d in prov["rows"]["dropped"]}
     assert reasons["row 18"] == "status 'failed'" and "duplicate" in reasons["row 1"]
-    assert len(prov["code"]["git_commit"]) == 40 and isinstance(prov["code"]["git_dirty_analysis"], bool)
+    assert len(prov["code"]["git_commit"]) == 40 and isinstance(prov["code"]["git_dirty"], bool)
     assert prov["packages"]["numpy"] == np.__version__
 
 

@@ -21,8 +21,9 @@ import pytest
 from configs import gpt
 from experiments import bench, cli, sample, sweep, train
 from research import metrics, provenance, run_dir
-from research.config_checks import ConfigError
-from research.errors import EXIT_FAILED, EXIT_STORAGE, EXIT_USER, StorageError, UserError
+from research.errors import (EXIT_FAILED, EXIT_STORAGE, EXIT_USER, ConfigError, StorageError,
+                             UserError)
+from research.config import RunConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--config.model.n_layers=1", "--config.model.d_model=32", "--config.model.n_heads=2",
@@ -69,22 +70,6 @@ def test_unknown_variant_suggests_the_closest_and_lists_them_all():
         cli.build_config("configs/nope.py:tiny")
 
 
-def test_deprecated_set_means_the_same_as_config_override():
-    assert cli.set_to_override("kind='wsd'") == "--config.kind=wsd"
-    assert cli.set_to_override("variants=('100k', (2, 48))") == "--config.variants=('100k', (2, 48))"
-    assert cli.set_to_override("executor.slurm.partition=gpu") == "--config.executor.slurm.partition=gpu"
-    old = sweep.parse_args(["plan", "--config", "configs/sweeps/smoke.py", "--workdir", "w",
-                            "--set", "kind='wsd'", "--set", "variants=('100k', (2, 48))",
-                            "--set", "analysis.enabled=False", "--set", "tokens=(12288,)"])
-    new = sweep.parse_args(["plan", "--config", "configs/sweeps/smoke.py", "--workdir", "w",
-                            "--config.kind=wsd", "--config.variants=('100k', (2, 48))",
-                            "--config.analysis.enabled=False", "--config.tokens=(12288,)"])
-    a, _ = sweep.load(old, checks=False)
-    b, _ = sweep.load(new, checks=False)
-    assert a.to_dict() == b.to_dict()
-    assert (a.kind, a.variants, a.analysis.enabled, a.tokens) == ("wsd", ("100k", (2, 48)), False, (12288,))
-
-
 def test_sweep_flags_win_over_config_overrides():
     args = sweep.parse_args(["run", "--config", "configs/sweeps/smoke.py", "--workdir", "w",
                              "--config.executor.workers=3", "--workers", "2", "--no-analysis"])
@@ -92,34 +77,26 @@ def test_sweep_flags_win_over_config_overrides():
     assert s.executor.workers == 2 and s.analysis.enabled is False
 
 
-# --- old spellings: still work, one line of notice each ----------------------------------------
+# --- flags: one spelling each -------------------------------------------------------------------
 
-def test_old_sample_spellings_work_with_one_notice_each(capsys):
-    new, _ = cli.parse(sample.build_parser(), ["runs/x", "--top-k", "5", "--top-p", "0.9",
-                                               "--max-new-tokens", "7"], allow_overrides=False)
-    assert capsys.readouterr().err == ""
-    old, _ = cli.parse(sample.build_parser(), ["--workdir", "runs/x", "--top_k", "5", "--top_p=0.9",
-                                               "--max_new_tokens", "7"], allow_overrides=False)
-    err = capsys.readouterr().err.splitlines()
-    assert err == ["warning: --workdir is deprecated; use the positional RUN_DIR",
-                   "warning: --top_k is deprecated; use --top-k",
-                   "warning: --top_p is deprecated; use --top-p",
-                   "warning: --max_new_tokens is deprecated; use --max-new-tokens"]
-    assert (old.workdir_alias, old.top_k, old.top_p, old.max_new_tokens) == ("runs/x", 5, 0.9, 7)
-    assert (new.run_dir, new.top_k, new.top_p, new.max_new_tokens) == ("runs/x", 5, 0.9, 7)
-
-
-def test_train_flags_old_and_new(capsys):
+def test_dashed_flags_parse_and_removed_spellings_are_refused_with_the_new_one(capsys):
+    args, _ = cli.parse(sample.build_parser(), ["runs/x", "--top-k", "5", "--top-p", "0.9",
+                                                "--max-new-tokens", "7"], allow_overrides=False)
+    assert (args.run_dir, args.top_k, args.top_p, args.max_new_tokens) == ("runs/x", 5, 0.9, 7)
     p = train.build_parser()
-    args, overrides = cli.parse(p, ["--workdir", "w", "--num_processes=2", "--process_id", "1",
-                                    "--config.train.seed=3", "--progress=false"])
+    args, overrides = cli.parse(p, ["--workdir", "w", "--num-processes=2", "--process-id", "1",
+                                    "--config.train.seed=3", "--no-progress"])
     assert (args.num_processes, args.process_id, args.progress) == (2, 1, False)
     assert overrides == ["--config.train.seed=3"]
-    assert capsys.readouterr().err.count("deprecated") == 2
-    args, _ = cli.parse(p, ["--workdir", "w", "--num-processes", "4", "--no-progress"])
-    assert (args.num_processes, args.progress, args.config) == (4, False, "configs/gpt.py:tiny")
     assert capsys.readouterr().err == ""
-    assert cli.parse(p, ["--workdir", "w", "--noprogress"])[0].progress is False
+    for parser, argv, new in ((p, ["--num_processes=2"], "--num-processes"),
+                              (sample.build_parser(), ["runs/x", "--max_new_tokens"],
+                               "--max-new-tokens")):
+        with pytest.raises(SystemExit) as info:
+            cli.parse(parser, argv, allow_overrides=False)
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"(did you mean {new}?)" in err, err
 
 
 @pytest.mark.slow
@@ -197,13 +174,10 @@ def test_train_config_errors_exit_2_with_exactly_one_line(tmp_path, args, start)
 
 
 @pytest.mark.slow
-def test_sweep_status_positional_and_old_spelling(tmp_path):
-    new = run_cli("experiments.sweep", "status", str(tmp_path))
-    old = run_cli("experiments.sweep", "status", "--workdir", str(tmp_path))
-    assert new.returncode == old.returncode == 2
-    assert new.stderr == f"error: {tmp_path} holds no sweep (no sweep.json); pass --config or run it first\n"
-    assert old.stderr == ("warning: --workdir is deprecated; use python -m experiments.sweep status DIR\n"
-                          + new.stderr)
+def test_sweep_status_of_a_directory_without_a_sweep(tmp_path):
+    out = run_cli("experiments.sweep", "status", str(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr == f"error: {tmp_path} holds no sweep (no sweep.json); pass --config or run it first\n"
 
 
 # --- the trainer through the CLI: progress lines, provenance, divergence -----------------------
@@ -213,6 +187,7 @@ def data_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("datasets"))
 
 
+@pytest.mark.slow
 def test_train_cli_writes_provenance_and_progress_lines(tmp_path, data_dir, capsys):
     workdir = tmp_path / "run"
     code = train.main(["--workdir", str(workdir), *TINY, "--config.train.tokens=512",
@@ -234,6 +209,7 @@ def test_train_cli_writes_provenance_and_progress_lines(tmp_path, data_dir, caps
     assert p["git_commit"] == provenance.git_state()["commit"]
 
 
+@pytest.mark.slow
 def test_diverged_run_exits_1_with_one_line(tmp_path, data_dir, capsys):
     code = train.main(["--workdir", str(tmp_path / "run"), *TINY, "--config.train.tokens=512",
                        f"--config.data.data_dir={data_dir}", "--config.train.learning_rate=1e12",
@@ -315,10 +291,10 @@ def test_wandb_sink_logs_what_the_jsonl_holds_and_resumes_the_same_run(tmp_path,
     monkeypatch.setitem(sys.modules, "wandb", fake)
     config = gpt.get_config("tiny")
     config.log.wandb, config.log.wandb_project, config.log.wandb_entity = True, "lab", ""
-    settings = metrics.wandb_settings(config)
+    settings = metrics.wandb_settings(RunConfig.from_configdict(config))
     assert settings == {"project": "lab", "entity": None, "group": None}
-    metrics.check_tracking(config)  # installed (here: the fake): accepted
-    w = metrics.MetricsWriter(str(tmp_path), config=config, wandb=settings)
+    metrics.check_tracking(RunConfig.from_configdict(config))  # installed (here: the fake): accepted
+    w = metrics.MetricsWriter(str(tmp_path), config=RunConfig.from_configdict(config), wandb=settings)
     w.write(10, {"train/loss": 2.5, "train/lr": 1e-3})
     w.write(20, {"eval/loss": 2.25})
     w.close()
@@ -329,29 +305,29 @@ def test_wandb_sink_logs_what_the_jsonl_holds_and_resumes_the_same_run(tmp_path,
     assert first["project"] == "lab" and first["entity"] is None and first["resume"] == "allow"
     assert first["dir"] == str(tmp_path) and first["name"] == tmp_path.name
     assert first["config"]["train"]["tokens"] == config.train.tokens
-    metrics.MetricsWriter(str(tmp_path), config=config, wandb=settings).close()
+    metrics.MetricsWriter(str(tmp_path), config=RunConfig.from_configdict(config), wandb=settings).close()
     assert fake.inits[1]["id"] == first["id"]  # a resumed run continues its W&B run
 
 
 def test_wandb_off_by_default_and_a_clear_error_when_missing(tmp_path, monkeypatch):
     config = gpt.get_config("tiny")
-    assert metrics.wandb_settings(config) is None
-    metrics.check_tracking(config)
+    assert metrics.wandb_settings(RunConfig.from_configdict(config)) is None
+    metrics.check_tracking(RunConfig.from_configdict(config))
     config.log.wandb = True
     monkeypatch.setitem(sys.modules, "wandb", None)  # not installed
     with pytest.raises(ConfigError, match="log.wandb=True but wandb is not installed; pip install wandb"):
-        metrics.check_tracking(config)
+        metrics.check_tracking(RunConfig.from_configdict(config))
     with pytest.raises(ConfigError, match="wandb is not installed"):
-        metrics.MetricsWriter(str(tmp_path), config=config, wandb=metrics.wandb_settings(config))
+        metrics.MetricsWriter(str(tmp_path), config=RunConfig.from_configdict(config), wandb=metrics.wandb_settings(RunConfig.from_configdict(config)))
 
 
 def test_tracking_keys_change_neither_the_hash_nor_block_resume(tmp_path):
     a = gpt.get_config("tiny")
     b = gpt.get_config("tiny")
     b.log.wandb, b.log.wandb_project = True, "elsewhere"
-    assert run_dir.config_hash(a) == run_dir.config_hash(b)
-    run_dir.claim_workdir(str(tmp_path), a)
-    run_dir.claim_workdir(str(tmp_path), b)  # same run, now also tracked in W&B: resumes
+    assert run_dir.config_hash(RunConfig.from_configdict(a)) == run_dir.config_hash(RunConfig.from_configdict(b))
+    run_dir.claim_workdir(str(tmp_path), RunConfig.from_configdict(a))
+    run_dir.claim_workdir(str(tmp_path), RunConfig.from_configdict(b))  # same run, now also tracked in W&B: resumes
 
 
 # --- provenance ---------------------------------------------------------------------------------

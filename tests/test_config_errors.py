@@ -9,7 +9,8 @@ import pytest
 
 from configs import gpt
 from research import flops, train as train_lib
-from research.config_checks import ConfigError
+from research.errors import ConfigError
+from research.config import RunConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,7 +36,7 @@ def test_bad_configs_are_refused(mutate, message):
     c = tiny()
     mutate(c)
     with pytest.raises(ConfigError, match=message):
-        train_lib.validate(c)
+        train_lib.validate(RunConfig.from_configdict(c))
 
 
 def test_unknown_variant():
@@ -82,12 +83,12 @@ def test_branch_resumes_after_its_sweep_directory_moved(tmp_path):
     work = str(tmp_path / "branch")
     c = tiny()
     c.train.init_from, c.train.init_step = "/old/sweep/runs/800k-D2.1M-parent", 1
-    run_dir.claim_workdir(work, c)
+    run_dir.claim_workdir(work, RunConfig.from_configdict(c))
     moved = tiny()
     moved.train.init_from, moved.train.init_step = "/new/place/runs/800k-D2.1M-parent/", 1
-    run_dir.claim_workdir(work, moved)  # same parent run, elsewhere: resumes
-    assert run_dir.config_hash(c) == run_dir.config_hash(moved)
+    run_dir.claim_workdir(work, RunConfig.from_configdict(moved))  # same parent run, elsewhere: resumes
+    assert run_dir.config_hash(RunConfig.from_configdict(c)) == run_dir.config_hash(RunConfig.from_configdict(moved))
     other = tiny()
     other.train.init_from, other.train.init_step = "/new/place/runs/300k-D2.1M-parent", 1
     with pytest.raises(ConfigError, match="differs in train.init_from"):
-        run_dir.claim_workdir(work, other)
+        run_dir.claim_workdir(work, RunConfig.from_configdict(other))

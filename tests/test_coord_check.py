@@ -10,6 +10,7 @@ import pytest
 
 from configs import gpt
 from research import coord_check, mup, train_state
+from research.config import RunConfig
 
 BASE, WIDE = 32, 128
 STEPS = 2
@@ -26,7 +27,7 @@ def _config(tie=True):
 
 def _measure(widths, tie=True, parametrizations=("mup",)):
     train_state._build_steps.cache_clear()  # an injected rule must not reuse a compiled step
-    return coord_check.measure(_config(tie), widths, steps=STEPS, seeds=2, record_steps=(0,),
+    return coord_check.measure(RunConfig.from_configdict(_config(tie)), widths, steps=STEPS, seeds=2, record_steps=(0,),
                                parametrizations=parametrizations, base_width=BASE)
 
 

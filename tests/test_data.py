@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from configs import gpt
-from research import corpus as corpus_lib
-from research import data as data_lib
-from research.tokenizer import ByteTokenizer
+from research.data import corpus as corpus_lib
+from research.data import batches as data_lib
+from research.data.tokenizer import ByteTokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def folder(tmp_path):
 
 
 def read_split(dataset_dir, split):
-    """Read a prepared split independently of research.corpus: TFDS's own read-only builder."""
+    """Read a prepared split independently of research.data.corpus: TFDS's own read-only builder."""
     import tensorflow_datasets as tfds
 
     source = tfds.builder_from_directory(dataset_dir).as_data_source(split=split)
@@ -128,7 +128,7 @@ def test_concurrent_prepare_builds_once_safely(folder, tmp_path):
     root, docs = folder
     script = (
         "import sys; sys.path.insert(0, sys.argv[3]);"
-        "import ml_collections as mc; from research import corpus as c;"
+        "import ml_collections as mc; from research.data import corpus as c;"
         "from configs import gpt; cfg = gpt.base_config().data;"
         "cfg.corpus, cfg.data_dir = sys.argv[1], sys.argv[2];"
         "p = c.prepare_corpus(cfg);"

@@ -14,8 +14,9 @@ import pytest
 from configs import gpt
 from experiments.sweeplib import results as results_lib
 from experiments.sweeplib.layout import SweepDir
-from research import checkpoint, sample, tokenizer as tokenizer_lib, train as train_lib
-from research.model import ModelConfig
+from research import checkpoint, sample, train as train_lib
+from research.data import tokenizer as tokenizer_lib
+from research.config import RunConfig
 from tests.test_data_sources import make_docs, write_jsonl, write_parquet
 
 
@@ -75,7 +76,7 @@ def test_existing_tokenizer_file_trains_and_samples(tmp_path, kind):
 
     sweep = SweepDir(tmp_path / "sweep")
     run = sweep.run_dir("r0")
-    result = train_lib.train(c, str(run), progress=False)
+    result = train_lib.train(RunConfig.from_configdict(c), str(run), progress=False)
 
     assert result["status"] == "done" and result["tokenizer"].startswith(prefix)
     assert result["tokenizer_sha256"] == hashlib.sha256(tok_file.read_bytes()).hexdigest()
@@ -103,7 +104,7 @@ def test_existing_tokenizer_file_trains_and_samples(tmp_path, kind):
     run_tok = tokenizer_lib.load_tokenizer(str(run), config.data)
     assert run_tok.sha256 == result["tokenizer_sha256"]
     prompt = run_tok.encode("alpha beta")
-    new = sample.generate(ModelConfig.from_config(config.model), params, prompt,
+    new = sample.generate(config.model, params, prompt,
                           max_new_tokens=5, temperature=1.0, top_k=0, top_p=1.0, seed=0)
     assert len(new) == 5 and np.all((0 <= np.asarray(new)) & (np.asarray(new) < tok.vocab_size))
     assert run_tok.decode(np.concatenate([prompt, new])).startswith("alpha beta")

@@ -13,9 +13,9 @@ import pytest
 import zstandard
 
 from configs import gpt
-from research import corpus as corpus_lib
-from research import data as data_lib
-from research import sources
+from research.data import corpus as corpus_lib
+from research.data import batches as data_lib
+from research.data import sources
 
 
 def make_docs(n=40, seed=1):

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from research import data as data_lib
-from research import token_store
+from research.data import batches as data_lib
+from research.data import token_store
 from tests.test_data_sources import cfg_for, make_docs, write_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,7 +23,7 @@ SCRIPT = """
 import hashlib, logging, os, sys, time
 sys.path.insert(0, sys.argv[1])
 logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
-from research import data
+from research.data import batches as data
 from tests.test_data_sources import cfg_for
 cfg = cfg_for(sys.argv[2], sys.argv[3], store_workers=int(sys.argv[5]))
 while not os.path.exists(sys.argv[4]):
@@ -128,7 +128,7 @@ def test_eval_set_specs_are_named_and_checked(tmp_path):
         data_lib.parse_eval_sets(("bad name=/x.jsonl",))
     cfg = cfg_for(write_jsonl(tmp_path / "c.jsonl", ["a", "b"]), tmp_path / "d",
                   eval_sets=("validation", f"gone={tmp_path / 'missing.jsonl'}"))
-    from research.config_checks import ConfigError
+    from research.errors import ConfigError
     with pytest.raises(ConfigError, match="missing.jsonl"):
         data_lib.check_sources(cfg)
 

@@ -5,9 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax.linen import meta as nn_meta
 
 from research import mup
-from research.model import GPT, ModelConfig
+from research.config import ModelConfig
+from research.model import GPT
 
 BASE = dict(vocab_size=61, context_length=16, d_model=32, n_heads=2)
 
@@ -43,15 +45,15 @@ def test_depth_learning_rates_and_init():
     shapes = lambda cfg: jax.eval_shape(GPT(cfg).init, jax.random.key(0),  # noqa: E731
                                         jnp.zeros((1, 8), jnp.int32))["params"]
     sq = ModelConfig(**BASE, n_layers=8, depth_parametrization="sqrt", mup_base_depth=2)
-    lrs = {jax.tree_util.keystr(p): v for p, v in
-           jax.tree_util.tree_leaves_with_path(mup.lr_multipliers(shapes(sq), sq))}
+    lrs = {jax.tree_util.keystr(p): mup.lr_factor(sq, p) for p, _ in
+           jax.tree_util.tree_leaves_with_path(nn_meta.unbox(shapes(sq)))}
     assert lrs["['blocks']['mlp']['up']['kernel']"] == pytest.approx(0.5)  # (8/2)^-1/2
     assert lrs["['blocks']['ln1']['scale']"] == pytest.approx(0.5)
     assert lrs["['wte']['embedding']"] == lrs["['ln_f']['scale']"] == 1.0
     both = ModelConfig(**BASE, n_layers=8, depth_parametrization="complete", mup_base_depth=2,
                        parametrization="mup", mup_base_width=16, mup_base_head_dim=8)
-    lrs = {jax.tree_util.keystr(p): v for p, v in
-           jax.tree_util.tree_leaves_with_path(mup.lr_multipliers(shapes(both), both))}
+    lrs = {jax.tree_util.keystr(p): mup.lr_factor(both, p) for p, _ in
+           jax.tree_util.tree_leaves_with_path(nn_meta.unbox(shapes(both)))}
     assert lrs["['blocks']['mlp']['up']['kernel']"] == pytest.approx(0.5)  # width m = 2, alpha 1
     assert lrs["['blocks']['ln1']['scale']"] == 1.0
     params = jax.jit(GPT(sq).init)(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]

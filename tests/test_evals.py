@@ -9,9 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research import checkpoint, data as data_lib, evals, flops, lr_areas, train as train_lib
+from research import checkpoint, evals, flops, lr_areas, train as train_lib
+from research.data import batches as data_lib
 from research.config import RunConfig
-from research.config_checks import ConfigError
+from research.errors import ConfigError
 from research.model import GPT
 from tests.test_data_sources import write_jsonl
 from tests.test_train import small_config
@@ -31,7 +32,7 @@ def test_run_writes_eval_rows_with_tokens_and_flops(tmp_path):
     c = small_config(data=8)
     c.train.eval_points = 4
     c.train.eval_every = 0
-    result = train_lib.train(c, str(tmp_path), progress=False)
+    result = train_lib.train(RunConfig.from_configdict(c), str(tmp_path), progress=False)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     evals_ = [r for r in rows if "eval/loss" in r]
     assert [r["step"] for r in evals_] == sorted(evals.eval_steps(12, 4, 0))
@@ -93,7 +94,7 @@ def test_final_eval_uses_its_own_size_for_every_set_and_is_capped(tmp_path, monk
 
     monkeypatch.setattr(train_lib, "evaluate", counting)
     workdir = tmp_path / "run"
-    result = train_lib.train(c, str(workdir), progress=False)
+    result = train_lib.train(RunConfig.from_configdict(c), str(workdir), progress=False)
 
     n_evals = len(evals.eval_steps(12, 3, 0))
     # (validation, small) per evaluation; at the end, the curve's own 2 batches as well

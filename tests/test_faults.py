@@ -25,7 +25,10 @@ import pytest
 
 from configs import gpt
 from experiments.sweeplib import child, claims as claims_lib, layout, ledger
-from research import checkpoint, errors, files, run_dir, sharding, train as train_lib, train_state
+from common import files
+from research import checkpoint, errors, run_dir, run_math, sharding, train as train_lib
+from research import train_state
+from research.config import RunConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEPS, EVERY = 80, 20
@@ -60,13 +63,13 @@ def train_until(config, workdir, stop_step, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(train_lib.data_lib, "train_batch", batch)
         with pytest.raises(Stop):
-            train_lib.train(config, str(workdir), progress=False)
+            train_lib.train(RunConfig.from_configdict(config), str(workdir), progress=False)
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
-    full = train_lib.train(tiny(root), str(root / "full"), progress=False)
+    full = train_lib.train(RunConfig.from_configdict(tiny(root)), str(root / "full"), progress=False)
     with pytest.MonkeyPatch.context() as mp:
         train_until(tiny(root), root / "stopped", 70, mp)
     steps = sorted(int(p.name) for p in (root / "stopped" / "checkpoints").iterdir())
@@ -109,7 +112,8 @@ DAMAGE = {
 
 def abstract_state(config):
     mesh = sharding.make_mesh(config.mesh, jax.devices()[:1])
-    trainer = train_state.build_trainer(config, mesh, train_lib.steps_of(config))
+    trainer = train_state.build_trainer(RunConfig.from_configdict(config), mesh,
+                                         run_math.steps(RunConfig.from_configdict(config)))
     return checkpoint.abstract_like(trainer.state_shapes, trainer.state_shardings)
 
 
@@ -152,7 +156,7 @@ def test_done_when_truncated_step_60_resumes_from_40_with_the_uninterrupted_loss
     root, full = base
     DAMAGE["truncated data file"](stopped)
     capfd.readouterr()
-    result = train_lib.train(tiny(root), str(stopped), progress=False)
+    result = train_lib.train(RunConfig.from_configdict(tiny(root)), str(stopped), progress=False)
     err = capfd.readouterr().err.splitlines()
     warnings = [line for line in err if line.startswith("warning:")]
     assert len(warnings) == 1 and "checkpoint step 60 is unreadable" in warnings[0], err
@@ -173,7 +177,7 @@ def test_no_readable_checkpoint_starts_from_step_0_and_says_so(base, stopped, ca
         (state_dir(stopped, step) / "manifest.ocdbt").unlink()
     capfd.readouterr()
     starts = []
-    result = train_lib.train(tiny(root), str(stopped), progress=False, on_start=starts.append)
+    result = train_lib.train(RunConfig.from_configdict(tiny(root)), str(stopped), progress=False, on_start=starts.append)
     err = capfd.readouterr().err.splitlines()
     assert sum(line.startswith("warning: checkpoint step") for line in err) == 2, err
     assert "no usable checkpoint; starting from step 0" in err
@@ -189,12 +193,13 @@ def test_branch_from_a_damaged_parent_step_is_a_checkpoint_error(base, stopped, 
     c = tiny(root, steps=70)
     c.train.init_from, c.train.init_step = str(stopped), 60
     with pytest.raises(errors.CheckpointError, match="step 60 of .* is unreadable") as e:
-        train_lib.train(c, str(tmp_path / "branch"), progress=False)
+        train_lib.train(RunConfig.from_configdict(c), str(tmp_path / "branch"), progress=False)
     assert e.value.exit_code == errors.EXIT_CORRUPT_CHECKPOINT
     assert (state_dir(stopped, 60)).exists()  # the parent's files are not touched
     assert child.exit_code_of(e.value) == errors.EXIT_CORRUPT_CHECKPOINT
 
 
+@pytest.mark.slow
 def test_sampling_skips_a_damaged_step_without_moving_it(base, stopped):
     DAMAGE["deleted manifest.ocdbt"](stopped)
     warnings = []
@@ -209,15 +214,15 @@ def test_bad_corpus_or_tokenizer_writes_nothing(tmp_path):
     c = tiny(tmp_path)
     c.data.corpus = str(tmp_path / "no-such-folder")
     with pytest.raises(errors.UserError, match="no-such-folder"):
-        train_lib.train(c, str(tmp_path / "a"), progress=False)
+        train_lib.train(RunConfig.from_configdict(c), str(tmp_path / "a"), progress=False)
     c = tiny(tmp_path)
     c.data.tokenizer = "wordpiece"
     with pytest.raises(errors.UserError, match="wordpiece"):
-        train_lib.train(c, str(tmp_path / "b"), progress=False)
+        train_lib.train(RunConfig.from_configdict(c), str(tmp_path / "b"), progress=False)
     c = tiny(tmp_path)
     c.model.vocab_size = 300
     with pytest.raises(errors.UserError, match="vocab_size"):
-        train_lib.train(c, str(tmp_path / "c"), progress=False)
+        train_lib.train(RunConfig.from_configdict(c), str(tmp_path / "c"), progress=False)
     assert not any((tmp_path / d).exists() for d in "abc")
 
 
@@ -356,7 +361,7 @@ def test_read_only_storage(base, tmp_path, monkeypatch):
         for module, name in ((os, "makedirs"), (os, "replace"), (files, "write_atomic"),
                              (files, "write_json"), (run_dir, "cut_metrics")):
             monkeypatch.setattr(module, name, refuse)  # on tmpfs: proof that nothing writes
-        assert train_lib.train(tiny(root), str(finished), progress=False) == full
+        assert train_lib.train(RunConfig.from_configdict(tiny(root)), str(finished), progress=False) == full
         config, params = checkpoint.load_for_inference(str(finished))
         assert config.model.d_model == 32 and params
         monkeypatch.undo()
@@ -377,7 +382,7 @@ def test_injected_storage_errors_become_storage_errors(tmp_path, monkeypatch):
             raise OSError(code, os.strerror(code), path)
         monkeypatch.setattr(files, "write_json", refuse)
         with pytest.raises(errors.StorageError) as e:
-            train_lib.train(tiny(tmp_path), str(tmp_path / "run"), progress=False)
+            train_lib.train(RunConfig.from_configdict(tiny(tmp_path)), str(tmp_path / "run"), progress=False)
         assert errno.errorcode[code] in str(e.value) and "config.json" in str(e.value)
         assert e.value.exit_code == errors.EXIT_STORAGE
         assert child.exit_code_of(e.value) == errors.EXIT_STORAGE

@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from research import files
+from common import files
+from research.config import RunConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -60,13 +61,14 @@ def test_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
 
 def test_run_and_token_store_files_are_world_readable(tmp_path):
     from configs import gpt
-    from research import data as data_lib, run_dir
-    from research.tokenizer import train_bpe
+    from research import run_dir
+    from research.data import batches as data_lib
+    from research.data.tokenizer import train_bpe
     from tests.test_data_sources import cfg_for, make_docs, write_jsonl
 
     with umask(0o022):
         c = gpt.get_config("100k")
-        run_dir.claim_workdir(str(tmp_path / "run"), c)
+        run_dir.claim_workdir(str(tmp_path / "run"), RunConfig.from_configdict(c))
         corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(10))
         td = data_lib.load_token_data(cfg_for(corpus, tmp_path / "data", store_workers=1),
                                       progress=False)

@@ -146,14 +146,17 @@ def test_misspelt_flag_gets_a_suggestion_and_the_right_help(tmp_path, capsys):
     assert "analysis analysis" not in err
 
 
-def test_underscore_spelling_is_accepted_everywhere_with_the_same_notice(capsys):
-    args = analysis_cli._parse(["fit", "r.csv", "--out", "o", "--params_column", "nonembedding_params"])
-    assert args.params_column == "nonembedding_params"
-    assert "warning: --params_column is deprecated; use --params-column" in capsys.readouterr().err
-    args = sweep.parse_args(["run", "--config", "configs/sweeps/smoke.py", "--workdir", "w",
-                             "--retry_failed"])
-    assert args.retry_failed
-    assert "warning: --retry_failed is deprecated; use --retry-failed" in capsys.readouterr().err
+def test_underscore_spelling_is_refused_everywhere_naming_the_dashed_flag(capsys):
+    for parse, argv, dashed in (
+            (analysis_cli._parse, ["fit", "r.csv", "--out", "o", "--params_column", "n"],
+             "--params-column"),
+            (sweep.parse_args, ["run", "--config", "configs/sweeps/smoke.py", "--workdir", "w",
+                                "--retry_failed"], "--retry-failed")):
+        with pytest.raises(SystemExit) as info:
+            parse(argv)
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"(did you mean {dashed}?)" in err, err
 
 
 def test_one_list_syntax_comma_separated_everywhere():

@@ -52,7 +52,8 @@ def test_importing_checkpoint_loads_no_training_module():
 def test_sampling_restores_the_parameters_only(tmp_path):
     """A saved train state (params + optimizer state) is read back as the parameters alone, in
     a process that never imports the trainer or the optimizer."""
-    from research import checkpoint, files, sharding, train_state
+    from common import files
+    from research import checkpoint, sharding, train_state
     from research.config import RunConfig
 
     c = gpt.get_config("tiny")
@@ -83,3 +84,24 @@ def test_sampling_restores_the_parameters_only(tmp_path):
         "print(json.dumps([same, len(devices), cfg.model.d_model,"
         " sorted(m for m in sys.modules if m in ('research.train', 'research.optim', 'optax'))]))\n")
     assert report == [True, 1, 32, []]
+
+
+def test_common_imports_only_the_standard_library():
+    """common/ is shared by research/, experiments/ and analysis/: it may import the standard
+    library and itself, nothing else (analysis/ must stay usable without JAX or research/)."""
+    import ast
+
+    found = {}
+    for path in sorted((ROOT / "common").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top != "common" and top not in sys.stdlib_module_names:
+                    found.setdefault(path.name, []).append(name)
+    assert (ROOT / "common" / "files.py").is_file() and found == {}

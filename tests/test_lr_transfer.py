@@ -38,7 +38,7 @@ def test_sweep_config_expands_to_every_lr_width_and_parametrization():
     assert all(b / a == 2.0 for a, b in zip(lrs, lrs[1:]))
     assert all(f"-{r.config.model.parametrization}-" in r.name for r in runs)
     with pytest.raises(SweepError, match="parametrizations"):
-        spec.load("configs/sweeps/lr_transfer.py", ["parametrizations=('sp', 'nt')"])
+        spec.load("configs/sweeps/lr_transfer.py", ["--config.parametrizations=sp,nt"])
 
 
 def _rows(best_index):

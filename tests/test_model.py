@@ -10,7 +10,8 @@ import pytest
 
 from configs import gpt as gpt_configs
 from research import flops
-from research.model import GPT, ModelConfig, cross_entropy, init_cache
+from research.config import ModelConfig, RunConfig
+from research.model import GPT, cross_entropy, init_cache
 
 SMALL = dict(vocab_size=61, context_length=16, d_model=32, n_layers=2, n_heads=2)
 VARIANTS = {
@@ -112,8 +113,7 @@ def test_scanned_and_looped_layers_compute_the_same_function(position):
 def test_scan_unroll_changes_neither_the_function_nor_its_gradient_nor_the_run_identity():
     """Unrolling the layer scan is a speed choice: same parameter tree, same loss and gradients
     (up to float summation order), and a run's config hash does not see it."""
-    from research import run_math
-    from research.config import RunConfig
+    from research import run_dir
 
     rolled = small_cfg(n_layers=3, scan_unroll=1)
     unrolled = small_cfg(n_layers=3)  # default: every layer in one scan iteration
@@ -135,7 +135,8 @@ def test_scan_unroll_changes_neither_the_function_nor_its_gradient_nor_the_run_i
     config = gpt_configs.get_config("100k")
     other = gpt_configs.get_config("100k")
     other.model.scan_unroll = 1
-    assert run_math.config_hash(config) == run_math.config_hash(other)
+    assert run_dir.config_hash(RunConfig.from_configdict(config)) == \
+        run_dir.config_hash(RunConfig.from_configdict(other))
     with pytest.raises(Exception, match="scan_unroll"):
         RunConfig.from_configdict(dict(config, model=dict(config.model, scan_unroll=0)))
 
@@ -161,7 +162,7 @@ def test_parameter_count_matches_analytic_count(overrides):
 
 @pytest.mark.parametrize("variant", ["tiny", *gpt_configs.LADDER])
 def test_parameter_count_matches_for_every_shipped_variant(variant):
-    cfg = ModelConfig.from_config(gpt_configs.get_config(variant).model)
+    cfg = RunConfig.from_configdict(gpt_configs.get_config(variant)).model
     assert n_params(abstract_params(cfg)) == flops.param_counts(cfg)["params"]
 
 

@@ -11,7 +11,9 @@ import pytest
 
 from configs import gpt
 from research import mup, sharding, train as train_lib, train_state
-from research.model import GPT, ModelConfig
+from research.config import ModelConfig
+from research.model import GPT
+from research.config import RunConfig
 
 from flax.linen import meta as nn_meta
 
@@ -48,7 +50,7 @@ def batches(n, ctx=32, batch=16, seed=0):
 
 def run(c, data, devices=None, total_steps=20):
     mesh = sharding.make_mesh(c.mesh, devices)
-    trainer = train_state.build_trainer(c, mesh, total_steps=total_steps)
+    trainer = train_state.build_trainer(RunConfig.from_configdict(c), mesh, total_steps=total_steps)
     state = trainer.init(jax.random.key(0))
     init_params = jax.device_get(state["params"])
     losses = []
@@ -149,7 +151,8 @@ def test_every_parameter_has_a_role():
                           parametrization="mup", mup_base_width=16, mup_base_head_dim=8,
                           **overrides)
         shapes = jax.eval_shape(GPT(cfg).init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32))
-        multipliers = jax.tree.leaves(mup.lr_multipliers(shapes["params"], cfg))
+        multipliers = [mup.lr_factor(cfg, path) for path, _ in
+                       jax.tree_util.tree_leaves_with_path(nn_meta.unbox(shapes["params"]))]
         assert sorted(set(multipliers)) == [0.5, 1.0]
     with pytest.raises(ValueError, match="no µP role"):
         mup.role_of((jax.tree_util.DictKey("blocks"), jax.tree_util.DictKey("gate")))
@@ -184,9 +187,9 @@ def test_mup_compiles_every_ladder_variant_on_the_mixed_mesh(variant):
     # Tensor parallelism splits whole heads: 2.7m's 3 heads take data x fsdp instead.
     tensor = 2 if c.model.n_heads % 2 == 0 else 1
     c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 8 // (2 * tensor), 2, tensor
-    train_lib.validate(c)
+    train_lib.validate(RunConfig.from_configdict(c))
     mesh = sharding.make_mesh(c.mesh)
-    trainer = train_state.build_trainer(c, mesh, total_steps=4)
+    trainer = train_state.build_trainer(RunConfig.from_configdict(c), mesh, total_steps=4)
     if variant not in SMALL_LADDER:
         state = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                              trainer.state_shapes, trainer.state_shardings)
@@ -206,7 +209,7 @@ def test_mup_compiles_every_ladder_variant_on_the_mixed_mesh(variant):
 def test_mup_resume_equals_uninterrupted(tmp_path, monkeypatch):
     c = config("mup", mesh=dict(data=8), steps=6)
     c.data.data_dir = str(tmp_path / "datasets")
-    full = train_lib.train(c, str(tmp_path / "full"), progress=False)
+    full = train_lib.train(RunConfig.from_configdict(c), str(tmp_path / "full"), progress=False)
     real_batch = train_lib.data_lib.train_batch
 
     def crash_at_step_5(data, *, step, **kw):
@@ -216,9 +219,9 @@ def test_mup_resume_equals_uninterrupted(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_lib.data_lib, "train_batch", crash_at_step_5)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train_lib.train(c, str(tmp_path / "resumed"), progress=False)
+        train_lib.train(RunConfig.from_configdict(c), str(tmp_path / "resumed"), progress=False)
     monkeypatch.setattr(train_lib.data_lib, "train_batch", real_batch)
-    resumed = train_lib.train(c, str(tmp_path / "resumed"), progress=False)
+    resumed = train_lib.train(RunConfig.from_configdict(c), str(tmp_path / "resumed"), progress=False)
     assert resumed["status"] == full["status"] == "done"
     assert resumed["loss"] == pytest.approx(full["loss"], rel=1e-6)
     logged = [json.loads(line)["step"] for line in open(tmp_path / "resumed" / "metrics.jsonl")
@@ -317,7 +320,7 @@ def test_weight_decay_per_step_is_width_independent():
                   "blocks": {"mlp": {"up": {"kernel": (width, 4 * width), "bias": (4 * width,)}}}}
         params = jax.tree.map(lambda s: jnp.asarray(rng.normal(size=s), jnp.float32), params,
                               is_leaf=lambda x: isinstance(x, tuple))
-        tx = mup.with_lr_multipliers(optim.make_optimizer(t, 4, mup.weight_decay_scale(cfg)), cfg)
+        tx = train_state.optimizer(cfg, t, optim.learning_rate_schedule(t, 4))
         updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
         for (path, u), x in zip(jax.tree_util.tree_leaves_with_path(updates),
                                 jax.tree.leaves(params)):
@@ -327,9 +330,9 @@ def test_weight_decay_per_step_is_width_independent():
                                        err_msg=f"{p} {width} {name}")
         # Adam's part still follows the table: a unit gradient moves a hidden weight by η / m.
         ones = jax.tree.map(jnp.ones_like, params)
-        no_decay = mup.with_lr_multipliers(optim.make_optimizer(
-            TrainConfig(learning_rate=lr, weight_decay=0.0, schedule="constant", warmup_steps=1,
-                        grad_clip=1e9), 4, mup.weight_decay_scale(cfg)), cfg)
+        t0 = TrainConfig(learning_rate=lr, weight_decay=0.0, schedule="constant", warmup_steps=1,
+                         grad_clip=1e9)
+        no_decay = train_state.optimizer(cfg, t0, optim.learning_rate_schedule(t0, 4))
         step, _ = no_decay.update(ones, no_decay.init(params), params)
         m = width / 32 if p == "mup" else 1.0
         assert float(step["blocks"]["mlp"]["up"]["kernel"][0, 0]) == pytest.approx(-lr / m, rel=1e-5)

@@ -23,7 +23,7 @@ def test_pyproject_ships_every_package_and_the_console_command():
     project = pyproject()
     packages = set(project["tool"]["setuptools"]["packages"])
     on_disk = {str(p.parent.relative_to(ROOT)).replace(os.sep, ".")
-               for top in ("research", "experiments", "analysis", "configs")
+               for top in ("common", "research", "experiments", "analysis", "configs")
                for p in (ROOT / top).rglob("*.py") if "__pycache__" not in p.parts}
     assert on_disk == packages
     for package in packages:  # an __init__.py each, so setuptools finds their modules

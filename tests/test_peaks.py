@@ -5,6 +5,7 @@ import pytest
 
 from configs import gpt
 from research import bench, peaks
+from research.config import RunConfig
 
 
 @pytest.mark.parametrize("kind, tflops", [
@@ -24,7 +25,7 @@ def test_bench_on_8_devices_divides_by_8_device_peaks():
     assert jax.device_count() == 8
     c = gpt.get_config("100k")
     c.model.context_length, c.train.batch_size = 32, 8
-    out = bench.measure(c, steps=2)
+    out = bench.measure(RunConfig.from_configdict(c), steps=2)
     assert out["mesh_devices"] == 8
     assert out["peak_flops_per_s"] == pytest.approx(8 * out["peak_flops_per_s_per_device"])
     assert out["mfu"] == pytest.approx(out["model_flops_per_s"] / out["peak_flops_per_s"])

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research.model import GPT, ModelConfig, cross_entropy
+from research.config import ModelConfig
+from research.model import GPT, cross_entropy
 
 CFG = ModelConfig(vocab_size=64, context_length=16, d_model=32, n_layers=2, n_heads=4,
                   position="rope", attention="einsum")

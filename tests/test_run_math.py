@@ -8,10 +8,12 @@ import pathlib
 import pytest
 
 from configs import gpt
-from experiments.sweeplib import layout, plan, spec
-from research import files, optim, run_dir, run_math
+from experiments import cli
+from experiments.sweeplib import layout, plan
+from common import files
+from research import flops, optim, run_dir, run_math
 from research.config import ModelConfig, RunConfig, TrainConfig
-from research.config_checks import ConfigError
+from research.errors import ConfigError
 
 
 def test_defaults_are_declared_once():
@@ -56,43 +58,96 @@ def test_variant_resolution_is_shared_by_configs_and_planner():
     for name in gpt.LADDER:
         m = gpt.get_config(name).model
         assert tuple(plan.variant_dims(name)) == (name, m.n_layers, m.d_model, m.n_heads)
-    assert tuple(run_math.resolve_variant((3, 96), gpt.LADDER)) == ("L3d96", 3, 96, 2)
-    assert run_math.resolve_variant((2, 256, 8), gpt.LADDER).n_heads == 8
+    # A shape on the ladder is that variant, whatever it is called; off the ladder, L<n>d<d>.
+    assert tuple(gpt.variant_dims((3, 96))) == ("300k", 3, 96, 2)
+    assert tuple(gpt.variant_dims((3, 96, 4))) == ("L3d96", 3, 96, 4)
+    assert tuple(gpt.variant_dims((2, 48))) == ("L2d48", 2, 48, 2)
+    assert gpt.variant_dims((2, 256, 8)).n_heads == 8
     with pytest.raises(ConfigError, match="not divisible by n_heads"):
-        run_math.resolve_variant((2, 100, 3), gpt.LADDER)
+        gpt.variant_dims((2, 100, 3))
+
+
+def _sweep_of(variants, **base_changes):
+    s = cli.build_config("configs/sweeps/smoke.py")
+    s.variants = variants
+    s.learning_rates = ()  # the variant rule's LR, not the smoke sweep's shared one
+    s.tokens = (262_144,)
+    s.seeds = (0,)
+    for key, value in base_changes.items():
+        section, name = key.split("__")
+        s.base[section][name] = value
+    return s
+
+
+@pytest.mark.parametrize("parametrization", ["sp", "mup"])
+def test_a_sweep_variant_trains_with_the_config_of_the_same_gpt_variant(parametrization):
+    """One rule for a variant's dimensions and LR: the sweep's run of "100k" is
+    configs/gpt.py:100k with the sweep's base and budget (under SP the ladder's tuned LR, 6e-3
+    here and not the base's; under µP the base's transferable LR)."""
+    sweep = _sweep_of(("100k",), model__parametrization=parametrization)
+    runs = plan.expand(sweep)
+    typed_base = RunConfig.from_configdict(sweep.base)
+    expected_lr = gpt.LEARNING_RATES["100k"] if parametrization == "sp" else \
+        typed_base.train.learning_rate
+    assert gpt.LEARNING_RATES["100k"] != typed_base.train.learning_rate  # the rules differ
+    for run in runs:
+        assert run.variant == "100k" and run.config.train.learning_rate == expected_lr
+        same = gpt.variant_config(typed_base, "100k")
+        t = run.config.train  # what the sweep sets per run: budget, seed, cadence, W&B group
+        same = dataclasses.replace(
+            same, log=run.config.log,
+            train=dataclasses.replace(same.train, tokens=t.tokens, seed=t.seed,
+                                      eval_every=t.eval_every,
+                                      checkpoint_every=t.checkpoint_every))
+        assert run.config == same
+    # Equal shapes, equal names and hashes: the tuple and the name are one run.
+    by_shape = plan.expand(_sweep_of(((2, 64),), model__parametrization=parametrization))
+    assert [r.name for r in by_shape] == [r.name for r in runs]
+    with pytest.raises(plan.SweepError, match="two runs of the sweep have the same config"):
+        plan.expand(_sweep_of(("100k", (2, 64)), model__parametrization=parametrization))
+
+
+def test_gpt_variant_hashes_are_unchanged():
+    """configs/gpt.py:VARIANT names the same run as before the variant rule was shared, so old
+    run directories still resume (the hashes recorded before the change)."""
+    before = {"tiny": "577219cc2e6d", "100k": "73dbd4e489bb", "300k": "36eb68c583e6",
+              "800k": "b579a3a8ba29", "1.5m": "e6ab982bc1c1", "1.4b": "e384ee56d83b"}
+    now = {v: run_dir.config_hash(RunConfig.from_configdict(gpt.get_config(v))) for v in before}
+    assert now == before
 
 
 def test_hash_ignores_volatile_keys_and_the_parents_location_only():
-    c = gpt.get_config("100k")
-    h = run_math.config_hash(c)
-    assert len(h) == run_math.HASH_HEX and int(h, 16) >= 0
-    c.train.allow_config_change = True  # does not change what the run computes
-    assert run_math.config_hash(c) == h
-    c.train.learning_rate = 1e-3
-    assert run_math.config_hash(c) != h
-    a, b = gpt.get_config("100k"), gpt.get_config("100k")
-    a.train.init_from, a.train.init_step = "parent-run", 4
-    b.train.init_from, b.train.init_step = "/some/sweep/runs/parent-run/", 4
-    assert run_math.config_hash(a) == run_math.config_hash(b)
+    c = RunConfig.from_configdict(gpt.get_config("100k"))
+    h = run_dir.config_hash(c)
+    assert len(h) == run_dir.HASH_HEX and int(h, 16) >= 0
+    def train(cfg, **changes):
+        return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changes))
+    # allow_config_change does not change what the run computes
+    assert run_dir.config_hash(train(c, allow_config_change=True)) == h
+    assert run_dir.config_hash(train(c, learning_rate=1e-3)) != h
+    a = train(c, init_from="parent-run", init_step=4)
+    b = train(c, init_from="/some/sweep/runs/parent-run/", init_step=4)
+    assert run_dir.config_hash(a) == run_dir.config_hash(b)
 
 
 @pytest.mark.parametrize("sweep_file", ["configs/sweeps/smoke.py", "configs/sweeps/wsd.py"])
 def test_run_names_carry_the_hash_the_trainer_records(tmp_path, sweep_file):
     """Each run goes the way a sweep child's config goes (sweep.json round trip, a branch's
     parent resolved to its directory); the trainer's config.json then hashes to the name's
-    suffix, and so does the config_hash train() writes to result.json (run_math.config_hash of
+    suffix, and so does the config_hash train() writes to result.json (run_dir.config_hash of
     the same config). The real smoke sweep checks result.json itself (test_sweep_e2e)."""
     sweep_dir = layout.SweepDir(tmp_path)
-    runs = plan.expand(spec.load(sweep_file))
+    runs = plan.expand(cli.build_config(sweep_file))
     for run in runs:
         child_run = plan.Run.from_json(json.loads(json.dumps(run.to_json(), default=str)))
         config = child_run.config
         if child_run.depends_on:
-            config.train.init_from = str(sweep_dir.run_dir(child_run.depends_on))
+            config = plan.replace_train(
+                config, init_from=str(sweep_dir.run_dir(child_run.depends_on)))
         workdir = sweep_dir.run_dir(run.name)
         run_dir.claim_workdir(str(workdir), config)
-        recorded = run_math.config_hash(files.read_json(workdir / "config.json"))
-        assert recorded == run_math.config_hash(config) == run_math.hash_of_name(run.name)
+        recorded = run_dir.config_hash(run_dir.load_config(str(workdir)))
+        assert recorded == run_dir.config_hash(config) == run.name.rsplit("-", 1)[-1]
     assert any(r.depends_on for r in runs) == (sweep_file.endswith("wsd.py"))
 
 
@@ -113,7 +168,7 @@ def test_steps_tokens_and_flops_of_a_run():
     assert run_math.tokens_per_step(cfg.train, cfg.model) == 16 * 128
     assert run_math.steps(cfg) == 1_000_000 // (16 * 128)
     tokens = run_math.tokens_trained(cfg, run_math.steps(cfg))
-    assert run_math.run_flops(cfg.model, tokens) == pytest.approx(
+    assert flops.run_flops(cfg.model, tokens) == pytest.approx(
         run_math.flops_per_step(cfg) * run_math.steps(cfg))
 
 
@@ -121,4 +176,4 @@ def test_config_json_written_by_an_older_layout_is_refused_with_the_key(tmp_path
     workdir = pathlib.Path(tmp_path)
     files.write_json(workdir / "config.json", {"model": {"n_layer": 2}})
     with pytest.raises(ConfigError, match="holds a run with a different config"):
-        run_dir.claim_workdir(str(workdir), gpt.get_config("100k"))
+        run_dir.claim_workdir(str(workdir), RunConfig.from_configdict(gpt.get_config("100k")))

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from research import sample
-from research.model import GPT, ModelConfig
+from research.config import ModelConfig, RunConfig
+from research.model import GPT
 
 CFG = ModelConfig(vocab_size=61, context_length=16, d_model=32, n_layers=2, n_heads=2)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -288,7 +289,8 @@ def test_cli_continues_a_prompt_from_a_trained_run(tmp_path):
     """End to end: train two steps of a tiny model, then the CLI's greedy continuation must be
     the library's greedy continuation from the checkpoint the CLI loads."""
     from configs import gpt
-    from research import checkpoint, tokenizer, train as train_lib
+    from research import checkpoint, train as train_lib
+    from research.data import tokenizer
 
     c = gpt.get_config("tiny")
     c.model.n_layers, c.model.d_model, c.model.n_heads, c.model.context_length = 1, 32, 2, 32
@@ -296,7 +298,7 @@ def test_cli_continues_a_prompt_from_a_trained_run(tmp_path):
     c.train.eval_batches = 1
     c.data.data_dir = str(tmp_path / "datasets")
     workdir = str(tmp_path / "run")
-    assert train_lib.train(c, workdir, progress=False)["status"] == "done"
+    assert train_lib.train(RunConfig.from_configdict(c), workdir, progress=False)["status"] == "done"
 
     text = "ROMEO:\nWhat light"
     result = run_cli(workdir, "--prompt", text, "--temperature", "0",
@@ -307,7 +309,7 @@ def test_cli_continues_a_prompt_from_a_trained_run(tmp_path):
     config, params = checkpoint.load_for_inference(workdir)
     tok = tokenizer.load_tokenizer(workdir, config.data)
     prompt_ids = np.asarray(tok.encode(text))
-    new_ids = sample.generate(ModelConfig.from_config(config.model), params, prompt_ids,
+    new_ids = sample.generate(config.model, params, prompt_ids,
                               max_new_tokens=20, temperature=0.0)
     assert result.stdout == tok.decode(np.concatenate([prompt_ids, new_ids])) + "\n"
     assert result.stdout.startswith(text)

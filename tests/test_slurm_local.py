@@ -85,7 +85,7 @@ def _debug(workdir):
 @pytest.mark.slow
 def test_smoke_sweep_completes_through_slurm(slurm, tmp_path):
     workdir = tmp_path / "smoke"
-    jobs = _sweep(["--set", "executor.workers=2"], workdir)
+    jobs = _sweep(["--config.executor.workers=2"], workdir)
     _wait(lambda: not _queued(jobs), 900, f"Slurm jobs {jobs}")
     results = _results(workdir)
     assert sorted(r["status"] for r in results.values()) == ["done"] * 4, _debug(workdir)
@@ -97,8 +97,8 @@ def test_smoke_sweep_completes_through_slurm(slurm, tmp_path):
 def test_cancelled_job_resumes_from_checkpoint(slurm, tmp_path):
     workdir = tmp_path / "resume"
     steps = 1200
-    args = ["--set", "variants=('100k',)", "--set", f"tokens=({64 * 8 * steps},)",
-            "--set", "runner.checkpoints_per_run=24", "--set", "executor.slurm.mode='job_per_run'"]
+    args = ["--config.variants=100k", f"--config.tokens=({64 * 8 * steps},)",
+            "--config.runner.checkpoints_per_run=24", "--config.executor.slurm.mode=job_per_run"]
     jobs = _sweep(args, workdir)
     runs = workdir / "runs"
     # The run's directory appears once its job starts and its config, corpus and tokenizer pass.
@@ -166,9 +166,9 @@ def test_sweep_run_spans_two_tasks(slurm, tmp_path):
     """executor.resources.tasks_per_node=2: the run is one srun step of 2 processes (2 fake CPU
     devices each) that join one mesh of 4 and train together; process 0 writes result.json."""
     workdir = tmp_path / "two"
-    args = ["--set", "variants=('100k',)", "--set", f"tokens=({64 * 8 * 6},)",
-            "--set", "executor.slurm.mode='job_per_run'", "--set", "executor.slurm.cpus_per_task=1",
-            "--set", "executor.resources.tasks_per_node=2"]
+    args = ["--config.variants=100k", f"--config.tokens=({64 * 8 * 6},)",
+            "--config.executor.slurm.mode=job_per_run", "--config.executor.slurm.cpus_per_task=1",
+            "--config.executor.resources.tasks_per_node=2"]
     jobs = _sweep(args, workdir, XLA_FLAGS="--xla_force_host_platform_device_count=2",
                   JAX_PLATFORMS="cpu")
     _wait(lambda: not _queued(jobs), 900, f"the two-task job {jobs}")

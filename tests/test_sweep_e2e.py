@@ -202,7 +202,7 @@ def test_wsd_branches_restore_the_parents_checkpoints(env, tmp_path):
     workdir = tmp_path / "wsd"
     proc = run_sweep(env, workdir, "--config.kind=wsd", SUBSET)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    sweep = spec.load(SMOKE, ["kind='wsd'", "variants=('100k',)"])
+    sweep = spec.load(SMOKE, ["--config.kind=wsd", "--config.variants=100k"])
     parent, *branches = plan.expand(sweep)
     assert len(branches) == 2 and set(results(workdir)) == {b.name for b in branches}
     kept = {int(p.name) for p in (workdir / "runs" / parent.name / "checkpoints").iterdir() if p.name.isdigit()}

@@ -6,6 +6,7 @@ and its loss is a known law of (params, tokens), so the runner can be checked wi
 The end-to-end tests with the real trainer are in test_sweep_e2e.py.
 """
 
+import functools
 import json
 import math
 import os
@@ -16,6 +17,8 @@ import time
 
 import pytest
 
+from common import files
+from configs import sweep_base
 from experiments.sweeplib import claims as claims_lib
 from experiments.sweeplib import ledger, layout, plan, spec
 
@@ -37,8 +40,8 @@ def train(config, workdir, progress=False):
 
     wd = pathlib.Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
-    from research.config_checks import ConfigError
-    from research.data import DataError
+    from research.errors import ConfigError
+    from research.data.batches import DataError
 
     if config.train.learning_rate == BAD_CONFIG_LR:
         raise ConfigError("train.learning_rate=0.125 is refused by the fake trainer")
@@ -58,7 +61,7 @@ def train(config, workdir, progress=False):
     for step in range(ckpt["step"] + 1, steps + 1):
         time.sleep(float(os.environ.get("FAKE_STEP_S", "0.005")))
         if step % config.train.checkpoint_every == 0:
-            layout.write_atomic(wd / "ckpt.json", json.dumps({"step": step}))
+            files.write_atomic(wd / "ckpt.json", json.dumps({"step": step}))
         with open(wd / "metrics.jsonl", "a") as f:
             f.write(json.dumps({"step": step}) + "\n")
     counts = flops.param_counts(config.model)
@@ -74,12 +77,12 @@ def train(config, workdir, progress=False):
     total = time.perf_counter() - t0  # all of it "training": the fixed costs are the worker's
     result["timing"] = {"setup_s": 0.0, "data_s": 0.0, "compile_s": 0.0, "eval_s": 0.0,
                         "checkpoint_s": 0.0, "train_s": total, "total_s": total}
-    layout.write_atomic(wd / "result.json", json.dumps(result))
+    files.write_atomic(wd / "result.json", json.dumps(result))
     return result
 
 
 def fake_sweep(**changes):
-    s = spec.default_sweep()
+    s = sweep_base.default_sweep()
     s.name = "fake"
     s.base.model.context_length = 16
     s.base.train.batch_size = 4
@@ -89,7 +92,8 @@ def fake_sweep(**changes):
     s.runner.poll_s = 0.1
     s.analysis.enabled = False
     for k, v in changes.items():
-        spec.apply_override(s, f"{k}={v!r}")
+        *parents, leaf = k.split(".")
+        functools.reduce(getattr, parents, s)[leaf] = v
     spec.check(s)
     return s
 
@@ -197,7 +201,7 @@ def test_stale_claim_of_dead_process_is_taken_over_live_one_is_not(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     stale = {"host": claims_lib.HOST, "pid": dead.pid, "start": 0.0, "worker": "gone", "token": "x"}
-    layout.write_atomic(c.path("a"), json.dumps(stale))
+    files.write_atomic(c.path("a"), json.dumps(stale))
     with sd.lock():
         taken = c.try_claim("a", "me")
     assert taken and taken["took_over"]["worker"] == "gone"
@@ -205,7 +209,7 @@ def test_stale_claim_of_dead_process_is_taken_over_live_one_is_not(tmp_path):
         assert c.try_claim("a", "other") is None  # ours now, and we are alive
     # Another host's claim is live until its heartbeat is older than the timeout.
     remote = {"host": "elsewhere", "pid": 1, "start": 0.0, "worker": "far", "token": "y"}
-    layout.write_atomic(c.path("b"), json.dumps(remote))
+    files.write_atomic(c.path("b"), json.dumps(remote))
     with sd.lock():
         assert c.try_claim("b", "me") is None
     old = time.time() - 120
@@ -400,6 +404,7 @@ def _children_of_this_process() -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_child_start_up_overlaps_the_sweeps_own_checks(tmp_path, monkeypatch):
     """The serving child is started before the trainer checks and gets ready meanwhile: with
     1 s of simulated imports and 1.5 s of checks, the first run waits well under the 1 s the
@@ -426,6 +431,7 @@ def test_child_start_up_overlaps_the_sweeps_own_checks(tmp_path, monkeypatch):
     assert _children_of_this_process() == []  # ended once the sweep was over
 
 
+@pytest.mark.slow
 def test_failed_checks_end_the_started_child(tmp_path, monkeypatch):
     """A config the checks refuse stops the sweep with one line, and the child started for it
     does not outlive the refusal (in-process callers, such as these tests, do not exit)."""

@@ -2,27 +2,29 @@
 the right checkpoints, seeds, deterministic names; bad input refused before anything runs."""
 
 import copy
+import functools
 import json
 import math
 
 import pytest
 from submitit.slurm.slurm import _make_sbatch_string  # at import: submitit binds logging to stdout
 
-from configs import gpt
+from configs import gpt, sweep_base
 from experiments import sweep as sweep_cli
 from experiments.sweeplib import executors, plan, spec
 from experiments.sweeplib.errors import SweepError
-from research import flops, run_math
+from research import flops, run_dir, run_math
 
 
 def small_sweep(**changes):
-    s = spec.default_sweep()
+    s = sweep_base.default_sweep()
     s.base.model.context_length = 32
     s.base.train.batch_size = 8
-    s.variants = ("100k", (3, 96), "800k")
+    s.variants = ("100k", (3, 80), "800k")
     s.tokens = (30_000, 100_000)
     for k, v in changes.items():
-        spec.apply_override(s, f"{k}={v!r}")
+        *parents, leaf = k.split(".")
+        functools.reduce(getattr, parents, s)[leaf] = v
     spec.check(s)
     return s
 
@@ -41,7 +43,7 @@ def test_grid_is_variants_by_budgets_by_seeds_in_whole_steps():
         assert t.eval_every == math.ceil(run.steps / s.runner.evals_per_run)
         assert t.checkpoint_every == math.ceil(run.steps / s.runner.checkpoints_per_run)
     dims = {(r.config.model.n_layers, r.config.model.d_model, r.config.model.n_heads) for r in runs}
-    assert dims == {(2, 64, 2), (3, 96, 2), (4, 128, 2)}
+    assert dims == {(2, 64, 2), (3, 80, 2), (4, 128, 2)}
     assert {r.seed for r in runs} == {0, 1} and {r.config.train.seed for r in runs} == {0, 1}
 
 
@@ -51,13 +53,13 @@ def test_names_are_readable_unique_and_deterministic():
     assert [r.name for r in runs] == [r.name for r in again]
     assert len({r.name for r in runs}) == len(runs)
     assert runs[0].name.startswith("100k-D30k-s0-")
-    assert next(r for r in runs if r.variant == "L3d96").name.startswith("L3d96-D")
+    assert next(r for r in runs if r.variant == "L3d80").name.startswith("L3d80-D")
     changed = plan.expand(small_sweep(**{"base.train.weight_decay": 0.0}))
     assert not {r.name for r in runs} & {r.name for r in changed}  # any config change: new hash
     # A run survives a trip through sweep.json unchanged (tuples restored for the trainer).
     run = runs[0]
     back = plan.Run.from_json(json.loads(json.dumps(run.to_json())))
-    assert back.config == run.config and plan.config_hash(back.config) == plan.config_hash(run.config)
+    assert back.config == run.config and run_dir.config_hash(back.config) == run_dir.config_hash(run.config)
 
 
 def test_tokens_per_param_grid_scales_with_each_model():
@@ -126,7 +128,7 @@ def test_wsd_branch_inside_warmup_is_refused():
     ({"kind": "isoflop", "tokens": (), "flops": (1e6,)}, "smaller than one optimizer step"),
     ({"analysis.holdout_above_flops": 1e12, "analysis.holdout_above_params": 1e5},
      "choose one extrapolation check"),
-    ({"variant_learning_rates": {"100k": 6e-3}}, "no LR for variant L3d96, 800k"),
+    ({"variant_learning_rates": {"100k": 6e-3}}, "no LR for variant L3d80, 800k"),
 ])
 def test_bad_input_refused_in_one_line_before_anything_runs(tmp_path, capsys, change, message):
     cfg = tmp_path / "bad.py"
@@ -139,19 +141,20 @@ def test_bad_input_refused_in_one_line_before_anything_runs(tmp_path, capsys, ch
     assert not workdir.exists()
 
 
-VARIANT_LRS = {"100k": 6e-3, "L3d96": 3e-3, "800k": 1.5e-3}
+VARIANT_LRS = {"100k": 6e-3, "L3d80": 3e-3, "800k": 1.5e-3}
 
 
 def test_variant_learning_rates_give_each_variant_its_own_lr():
     runs = plan.expand(small_sweep(variant_learning_rates=VARIANT_LRS, seeds=(0, 1)))
     assert len(runs) == 3 * 2 * 2
     assert {(r.variant, r.config.train.learning_rate) for r in runs} == set(VARIANT_LRS.items())
-    # The resolved LR is part of the run's config, so of its hash and name: against one shared
-    # LR (the base's 3e-3) only the variants whose LR differs get new names.
+    # The resolved LR is part of the run's config, so of its hash and name: against the variant
+    # rule's LRs (the ladder's 6e-3 and 3e-3 under SP, the base's 3e-3 off the ladder) only the
+    # variant whose LR differs gets new names.
     shared = {r.name: r for r in plan.expand(small_sweep(seeds=(0, 1)))}
-    assert {r.variant for r in runs if r.name in shared} == {"L3d96"}
+    assert {r.variant for r in runs if r.name not in shared} == {"800k"}
     for r in runs:
-        assert plan.config_hash(r.config) == r.name.rsplit("-", 1)[1]
+        assert run_dir.config_hash(r.config) == r.name.rsplit("-", 1)[1]
     # The same table as (name, LR) pairs, the form a name with a dot ("1.5m") needs.
     pairs = plan.expand(small_sweep(variant_learning_rates=tuple(VARIANT_LRS.items()), seeds=(0, 1)))
     assert [r.name for r in pairs] == [r.name for r in runs]
@@ -162,7 +165,7 @@ def test_variant_learning_rates_give_each_variant_its_own_lr():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"variant_learning_rates": {"100k": 6e-3, "800k": 1.5e-3}}, "no LR for variant L3d96;"),
+    ({"variant_learning_rates": {"100k": 6e-3, "800k": 1.5e-3}}, "no LR for variant L3d80;"),
     ({"variant_learning_rates": {**VARIANT_LRS, "300k": 3e-3}}, "names 300k, not a variant"),
     ({"variant_learning_rates": VARIANT_LRS, "learning_rates": (1e-3, 2e-3)}, "are both set"),
     ({"variant_learning_rates": {**VARIANT_LRS, "800k": -1e-3}}, "['800k']=-0.001; it must be"),

@@ -3,7 +3,8 @@
 import json
 
 from experiments.sweeplib import ledger, report
-from experiments.sweeplib.layout import SweepDir, write_atomic
+from common.files import write_atomic
+from experiments.sweeplib.layout import SweepDir
 from experiments.sweeplib.worker import overhead_fields
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from research import tokenizer as tok
+from research.data import tokenizer as tok
 
 TRICKY = [
     "",

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from configs import gpt
-from research import checkpoint, flops, sharding, train as train_lib, train_state
+from research import checkpoint, flops, run_math, sharding, train as train_lib, train_state
+from research.config import RunConfig
 
 
 def small_config(**mesh):
@@ -31,7 +32,7 @@ def random_batches(n, batch=16, ctx=32, seed=0):
 
 def run_steps(config, batches, devices=None):
     mesh = sharding.make_mesh(config.mesh, devices)
-    trainer = train_state.build_trainer(config, mesh, total_steps=20)
+    trainer = train_state.build_trainer(RunConfig.from_configdict(config), mesh, total_steps=20)
     state = trainer.init(jax.random.key(0))
     losses = []
     for b in batches:
@@ -51,11 +52,11 @@ def test_sharded_steps_equal_single_device():
     each layout, and the attention key bias has an exactly-zero gradient whose rounding noise
     AdamW normalises into steps of up to a few 1e-5."""
     batches = random_batches(4)
-    ref_loss, ref_params = run_steps(small_config(), batches, jax.devices()[:1])
+    ref_loss, ref_params = run_steps(RunConfig.from_configdict(small_config()), batches, jax.devices()[:1])
     layouts = {"data": dict(data=8), "fsdp": dict(fsdp=8), "tensor": dict(data=4, tensor=2),
                "data x fsdp x tensor": dict(data=2, fsdp=2, tensor=2)}
     for name, mesh in layouts.items():
-        loss, params = run_steps(small_config(**mesh), batches)
+        loss, params = run_steps(RunConfig.from_configdict(small_config(**mesh)), batches)
         np.testing.assert_allclose(loss, ref_loss, rtol=1e-5, err_msg=name)
         assert max_param_diff(params, ref_params) < 1e-4, name
 
@@ -63,7 +64,7 @@ def test_sharded_steps_equal_single_device():
 def test_state_is_created_sharded():
     c = small_config(fsdp=4, tensor=2)
     mesh = sharding.make_mesh(c.mesh)
-    trainer = train_state.build_trainer(c, mesh, total_steps=10)
+    trainer = train_state.build_trainer(RunConfig.from_configdict(c), mesh, total_steps=10)
     state = trainer.init(jax.random.key(0))
     kernel = state["params"]["blocks"]["mlp"]["up"]["kernel"]  # [layers, embed, mlp]
     assert kernel.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor")
@@ -75,10 +76,10 @@ def test_state_is_created_sharded():
 
 def test_gradient_accumulation_equals_full_batch():
     batches = random_batches(3)
-    full_loss, full = run_steps(small_config(data=8), batches)
+    full_loss, full = run_steps(RunConfig.from_configdict(small_config(data=8)), batches)
     c = small_config(data=4)
     c.train.microbatches = 4
-    acc_loss, acc = run_steps(c, batches, jax.devices()[:4])
+    acc_loss, acc = run_steps(RunConfig.from_configdict(c), batches, jax.devices()[:4])
     np.testing.assert_allclose(acc_loss, full_loss, rtol=1e-5)
     assert max_param_diff(acc, full) < 1e-4  # see the sharding test for this tolerance
 
@@ -90,7 +91,7 @@ def test_overfits_one_batch():
     c.train.warmup_steps = 5
     batch = random_batches(1, batch=4, ctx=32)[0][:4]
     c.train.batch_size = 4
-    losses, _ = run_steps(c, [batch] * 80, jax.devices()[:1])
+    losses, _ = run_steps(RunConfig.from_configdict(c), [batch] * 80, jax.devices()[:1])
     assert losses[0] > 5.0  # ~ln(256) at init
     assert losses[-1] < 0.5, losses[-1]
 
@@ -103,7 +104,7 @@ def _data_dir(tmp_path_factory):
 def test_resume_after_crash_equals_uninterrupted(tmp_path, monkeypatch):
     c = small_config(data=8)
     c.data.data_dir = str(tmp_path / "datasets")
-    full = train_lib.train(c, str(tmp_path / "full"), progress=False)
+    full = train_lib.train(RunConfig.from_configdict(c), str(tmp_path / "full"), progress=False)
 
     real_batch = train_lib.data_lib.train_batch
 
@@ -114,10 +115,10 @@ def test_resume_after_crash_equals_uninterrupted(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_lib.data_lib, "train_batch", crash_at_step_9)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train_lib.train(c, str(tmp_path / "resumed"), progress=False)
+        train_lib.train(RunConfig.from_configdict(c), str(tmp_path / "resumed"), progress=False)
     assert not os.path.exists(tmp_path / "resumed" / "result.json")
     monkeypatch.setattr(train_lib.data_lib, "train_batch", real_batch)
-    resumed = train_lib.train(c, str(tmp_path / "resumed"), progress=False)
+    resumed = train_lib.train(RunConfig.from_configdict(c), str(tmp_path / "resumed"), progress=False)
 
     assert resumed["status"] == full["status"] == "done"
     assert resumed["steps"] == full["steps"] == 12
@@ -129,12 +130,13 @@ def test_resume_after_crash_equals_uninterrupted(tmp_path, monkeypatch):
     p_resumed = _final_params(c, tmp_path / "resumed")
     assert max_param_diff(p_full, p_resumed) < 1e-6
     # A finished run is not trained again.
-    assert train_lib.train(c, str(tmp_path / "resumed"), progress=False) == resumed
+    assert train_lib.train(RunConfig.from_configdict(c), str(tmp_path / "resumed"), progress=False) == resumed
 
 
 def _final_params(config, workdir, mesh_cfg=None):
     mesh = sharding.make_mesh(mesh_cfg or config.mesh)
-    trainer = train_state.build_trainer(config, mesh, train_lib.steps_of(config))
+    trainer = train_state.build_trainer(RunConfig.from_configdict(config), mesh,
+                                         run_math.steps(RunConfig.from_configdict(config)))
     manager = checkpoint.make_manager(str(workdir), read_only=True)
     abstract = checkpoint.abstract_like(trainer.state_shapes, trainer.state_shardings)
     state = checkpoint.restore(manager, manager.latest_step(), abstract)
@@ -163,7 +165,7 @@ def test_stacked_eval_equals_per_batch_loss_on_every_layout():
 def test_checkpoint_restores_onto_a_different_mesh(tmp_path):
     c = small_config(data=8)
     c.data.data_dir = str(tmp_path / "datasets")
-    train_lib.train(c, str(tmp_path / "run"), progress=False)
+    train_lib.train(RunConfig.from_configdict(c), str(tmp_path / "run"), progress=False)
     on_dp = _final_params(c, tmp_path / "run")
     other = small_config(data=2, fsdp=2, tensor=2).mesh
     on_mixed = _final_params(c, tmp_path / "run", other)
@@ -185,13 +187,13 @@ def test_wsd_branch_equals_run_from_scratch(tmp_path):
 
     parent = cfg("constant", 16)
     parent.train.keep_steps = (4,)
-    train_lib.train(parent, str(tmp_path / "parent"), progress=False)
+    train_lib.train(RunConfig.from_configdict(parent), str(tmp_path / "parent"), progress=False)
     assert 4 in checkpoint.make_manager(str(tmp_path / "parent"), read_only=True).all_steps()
 
-    scratch = train_lib.train(cfg("wsd", 8), str(tmp_path / "scratch"), progress=False)
+    scratch = train_lib.train(RunConfig.from_configdict(cfg("wsd", 8)), str(tmp_path / "scratch"), progress=False)
     branch_cfg = cfg("wsd", 8)
     branch_cfg.train.init_from, branch_cfg.train.init_step = str(tmp_path / "parent"), 4
-    branch = train_lib.train(branch_cfg, str(tmp_path / "branch"), progress=False)
+    branch = train_lib.train(RunConfig.from_configdict(branch_cfg), str(tmp_path / "branch"), progress=False)
     assert branch["tokens"] == scratch["tokens"] and branch["branched_from"]["step"] == 4
     assert branch["loss"] == pytest.approx(scratch["loss"], rel=1e-5)
 
@@ -202,7 +204,7 @@ def test_divergence_is_recorded(tmp_path):
     c.data.data_dir = str(tmp_path / "datasets")
     c.train.learning_rate = 1e12
     c.train.grad_clip = 1e30
-    result = train_lib.train(c, str(tmp_path / "run"), progress=False)
+    result = train_lib.train(RunConfig.from_configdict(c), str(tmp_path / "run"), progress=False)
     assert result["status"] == "diverged"
     assert result["loss"] is None
     on_disk = json.load(open(tmp_path / "run" / "result.json"))
@@ -219,7 +221,7 @@ def test_analytic_flops_match_xla_cost_analysis():
         c.model.scan_layers = False  # XLA's cost analysis counts a loop body once
         c.train.batch_size = 8
         mesh = sharding.make_mesh(c.mesh, jax.devices()[:1])
-        trainer = train_state.build_trainer(c, mesh, total_steps=10)
+        trainer = train_state.build_trainer(RunConfig.from_configdict(c), mesh, total_steps=10)
         state = trainer.init(jax.random.key(0))
         batch = train_state.put_batch(trainer, np.zeros((8, ctx + 1), np.int32))
         with trainer.activate():
@@ -238,7 +240,7 @@ def test_runs_of_one_shape_share_one_compiled_step_with_their_own_schedules():
         c = small_config()
         c.train.learning_rate, c.train.warmup_steps = lr, 2
         mesh = sharding.make_mesh(c.mesh, jax.devices()[:1])
-        trainer = train_state.build_trainer(c, mesh, total_steps=steps)
+        trainer = train_state.build_trainer(RunConfig.from_configdict(c), mesh, total_steps=steps)
         state = trainer.init(jax.random.key(0))
         lrs = []
         for _ in range(3):
@@ -257,7 +259,7 @@ def test_runs_of_one_shape_share_one_compiled_step_with_their_own_schedules():
 def test_result_records_where_the_time_went(tmp_path):
     c = small_config(data=8)
     c.data.data_dir = str(tmp_path / "datasets")
-    result = train_lib.train(c, str(tmp_path / "run"), progress=False)
+    result = train_lib.train(RunConfig.from_configdict(c), str(tmp_path / "run"), progress=False)
     timing = result["timing"]
     phases = ("setup_s", "data_s", "compile_s", "eval_s", "final_eval_s", "checkpoint_s",
               "train_s")

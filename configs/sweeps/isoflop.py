@@ -16,6 +16,7 @@ def get_config(arg: str = ""):
     s.base.model.context_length = 128
     s.base.train.batch_size = 16
     s.variants = ("100k", "300k", "800k", "1.5m", "2.7m")
+    s.learning_rates = (3e-3,)  # one LR for every size, not configs/gpt.py's per-size LRs
     s.flops = (3e12, 1e13, 3e13)
     s.runner.evals_per_run = 2
     return s

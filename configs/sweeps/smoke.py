@@ -20,6 +20,7 @@ def get_config(arg: str = ""):
     s.base.train.eval_batches = 4
     s.base.train.log_every = 5
     s.variants = ("100k", "300k")
+    s.learning_rates = (3e-3,)  # one LR for both, not configs/gpt.py's per-size LRs
     s.tokens = (64 * 8 * 24, 64 * 8 * 48)  # 24 and 48 optimizer steps
     s.runner.evals_per_run = 1
     s.runner.checkpoints_per_run = 3

@@ -42,6 +42,7 @@ import sys
 import time
 import traceback
 
+from common import files
 from research import errors
 
 EXIT_DONE = errors.EXIT_OK
@@ -111,8 +112,6 @@ def report_startup(sweep_dir, name: str) -> None:
     once the trainer is imported and the JAX backend initialised (a trainer that imported JAX
     uses it at once; initialising it here counts it as start-up, not as the run's setup)."""
     global _started
-    from experiments.sweeplib import layout
-
     seconds = 0.0
     if not _started:
         if _ready_seconds is not None:
@@ -121,7 +120,7 @@ def report_startup(sweep_dir, name: str) -> None:
             _init_backend()
             seconds = startup_seconds()
         _started = True
-    layout.write_atomic(sweep_dir.logs / f"{name}.startup", f"{seconds:.3f}\n")
+    files.write_atomic(sweep_dir.logs / f"{name}.startup", f"{seconds:.3f}\n")
 
 
 def train_one(root: str, name: str) -> int:
@@ -134,7 +133,7 @@ def train_one(root: str, name: str) -> int:
     run = plan.Run.from_json(spec["run"])
     config = run.config
     if run.depends_on:
-        config.train.init_from = str(sweep_dir.run_dir(run.depends_on))
+        config = plan.replace_train(config, init_from=str(sweep_dir.run_dir(run.depends_on)))
     try:
         train = load_train_fn(spec["train_fn"])
         report_startup(sweep_dir, name)
@@ -148,7 +147,7 @@ def train_one(root: str, name: str) -> int:
         else:
             traceback.print_exc()
         message = " ".join(f"{type(e).__name__}: {e}".split())
-        layout.write_atomic(reason_file, message[:500])
+        files.write_atomic(reason_file, message[:500])
         return exit_code_of(e)
     return EXIT_DIVERGED if result.get("status") == "diverged" else EXIT_DONE
 

@@ -20,7 +20,8 @@ import uuid
 
 import psutil
 
-from experiments.sweeplib.layout import SweepDir, read_json, write_atomic
+from common.files import write_atomic
+from experiments.sweeplib.layout import SweepDir, read_json
 
 HOST = socket.gethostname()
 

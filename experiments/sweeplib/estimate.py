@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 
-from experiments.sweeplib.layout import SweepDir, read_json, write_atomic
+from common.files import write_atomic
+from experiments.sweeplib.layout import SweepDir, read_json
 from research import evals
 
 STARTUP_S = 6.0  # measured: a child process importing jax/flax/orbax and loading the corpus
@@ -72,10 +73,10 @@ def eval_batches(run) -> int:
     the curve's own eval_batches when those differ)."""
     t = run.config.train
     along = sum(run.start_step < s < run.steps for s in evals.eval_steps(
-        run.steps, int(t.get("eval_points", 0)), int(t.eval_every)))
-    final = int(t.get("final_eval_batches", 0)) or int(t.eval_batches)
-    curve_end = int(t.eval_batches) if final != int(t.eval_batches) else 0  # the curve's last point
-    return along * int(t.eval_batches) + final + curve_end
+        run.steps, t.eval_points, t.eval_every))
+    final = t.final_eval_batches or t.eval_batches
+    curve_end = t.eval_batches if final != t.eval_batches else 0  # the curve's last point
+    return along * t.eval_batches + final + curve_end
 
 
 def cached_estimates(runs, sweep_dir: SweepDir) -> dict[str, float]:

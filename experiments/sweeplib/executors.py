@@ -18,7 +18,7 @@ import threading
 import ml_collections
 
 from experiments.sweeplib import devices, ledger
-from experiments.sweeplib.claims import HOST, Claims, worker_name  # noqa: F401 (HOST: sweep.py)
+from experiments.sweeplib.claims import Claims, worker_name
 from experiments.sweeplib.errors import SweepError
 from experiments.sweeplib.layout import SweepDir, read_json
 from experiments.sweeplib.plan import Run

@@ -15,7 +15,8 @@ import sys
 import time
 
 from experiments.sweeplib import ledger, results, tracking
-from experiments.sweeplib.layout import SweepDir, write_atomic
+from common.files import write_atomic
+from experiments.sweeplib.layout import SweepDir
 from experiments.sweeplib.worker import child_env
 
 ANALYSIS_CLAIM = "_analysis"

@@ -1,5 +1,5 @@
 """Where things live inside a sweep directory, and the file helpers the sweep uses
-(research/files.py: atomic writes that honour the umask, one JSON reader).
+(common/files.py: atomic writes that honour the umask, one JSON reader).
 
   DIR/sweep.json              the expanded plan (runs + settings) the workers and children read
   DIR/runs/<name>/            each run's trainer workdir (config.json, checkpoints/, result.json)
@@ -19,8 +19,7 @@ import fcntl
 import pathlib
 import threading
 
-from research import files
-from research.files import write_atomic  # noqa: F401  (the sweep's writers import it from here)
+from common import files
 
 
 def read_json(path: pathlib.Path):

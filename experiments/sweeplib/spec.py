@@ -11,55 +11,23 @@ differs and a misspelt override fails instead of being ignored.
 
 from __future__ import annotations
 
-import ast
-import hashlib
-import importlib.util
 import math
-import os
 
 import ml_collections
 
-from configs.sweep_base import EXECUTORS, KINDS, SLURM_MODES, TRAINER, default_sweep  # noqa: F401
+from configs import gpt
+from configs.sweep_base import EXECUTORS, KINDS, SLURM_MODES
+from experiments import cli
 from experiments.sweeplib.errors import SweepError
+from research.errors import ConfigError
 
 
-def load(path_and_arg: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_collections.ConfigDict:
-    """`configs/sweeps/NAME.py[:ARG]` -> checked ConfigDict, with `key.path=value` overrides."""
-    path, _, arg = path_and_arg.partition(":")
-    if not os.path.isfile(path):
-        raise SweepError(f"sweep config {path!r} not found; pass --config configs/sweeps/NAME.py")
-    module_name = "_sweep_config_" + hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:8]
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise SweepError(f"{path} has no get_config(arg); define one returning the sweep ConfigDict")
-    config = module.get_config(arg) if arg else module.get_config()
-    for item in overrides:
-        apply_override(config, item)
+def load(path_and_arg: str, overrides=(), *, example: str = "configs/sweeps/NAME.py"):
+    """`configs/sweeps/NAME.py[:ARG]` and its `--config.KEY=VALUE` tokens -> the checked sweep
+    ConfigDict (the command line's one override parser, typed: a misspelt key fails)."""
+    config = cli.apply_overrides(cli.build_config(path_and_arg, example=example), list(overrides))
     check(config)
     return config
-
-
-def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
-    """`executor.workers=2` -> config.executor.workers = 2 (the key must exist)."""
-    key, sep, text = item.partition("=")
-    if not sep:
-        raise SweepError(f"override {item!r} is not KEY=VALUE; write e.g. executor.workers=2")
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = text  # a bare string such as slurm partition names
-    *parents, leaf = key.strip().split(".")
-    node = config
-    try:
-        for part in parents:
-            node = node[part]
-        if leaf not in node:
-            raise KeyError(leaf)
-        node[leaf] = value
-    except (KeyError, AttributeError, TypeError) as e:
-        raise SweepError(f"cannot set {key!r} to {value!r} ({e}); check the key in the sweep config") from None
 
 
 def check(c: ml_collections.ConfigDict) -> None:
@@ -140,8 +108,10 @@ def variant_learning_rates(c) -> dict:
     if c.learning_rates:
         raise SweepError("variant_learning_rates and learning_rates are both set; use the grid "
                          "(one LR axis for every variant) or the per-variant table, not both")
-    from experiments.sweeplib.plan import variant_dims  # here: plan imports this module
-    names = [variant_dims(v).name for v in c.variants]
+    try:
+        names = [gpt.variant_dims(v).name for v in c.variants]
+    except ConfigError as e:
+        raise SweepError(str(e)) from None
     missing = [n for n in names if n not in lrs]
     if missing:
         raise SweepError(f"variant_learning_rates has no LR for variant {', '.join(missing)}; "

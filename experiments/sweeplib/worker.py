@@ -24,7 +24,8 @@ import time
 
 from experiments.sweeplib import child, ledger, results
 from experiments.sweeplib.claims import Claims
-from experiments.sweeplib.layout import SweepDir, write_atomic
+from common.files import write_atomic
+from experiments.sweeplib.layout import SweepDir
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 

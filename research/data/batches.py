@@ -1,7 +1,7 @@
 """Token arrays, training batches as a pure function of (seed, step), and evaluation batches.
 
 Layout: each split is one flat token array, memory-mapped from the token store
-(research/token_store.py), the documents in order, each followed by the tokenizer's
+(research/data/token_store.py), the documents in order, each followed by the tokenizer's
 end-of-document id (`tokenizer.eod_id`: byte 0xFF for the byte tokenizer, which never occurs in
 UTF-8, or the tokenizer's eos), so the model can see document boundaries.
 
@@ -32,13 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from research import corpus as corpus_lib
-from research import token_store
-from research import tokenizer as tokenizer_lib
+from research.data import corpus as corpus_lib
+from research.data import token_store
+from research.data import tokenizer as tokenizer_lib
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation")
 
 
 class DataError(UserError):
@@ -120,7 +119,7 @@ def parse_eval_sets(specs) -> list[tuple[str, str]]:
 
 def check_sources(data_cfg) -> None:
     """Fail fast (before a run writes anything) on a missing corpus or eval-set path."""
-    from research.config_checks import ConfigError
+    from research.errors import ConfigError
 
     for spec in [str(data_cfg.corpus)] + [s for _, s in parse_eval_sets(data_cfg.eval_sets)]:
         if spec not in (HELD_OUT, corpus_lib.SHAKESPEARE) and not spec.startswith(

