@@ -194,12 +194,15 @@ def _parser():
 
 def _compile_cache():
     """A persistent JAX compilation cache, so a second `fit` skips XLA compilation
-    (set before JAX is imported; JAX_COMPILATION_CACHE_DIR chooses another place).
+    (set before JAX is imported; JAX_COMPILATION_CACHE_DIR chooses another place), and
+    beside it the fit's own compiled programs (analysis/programs.py), so it skips tracing
+    too (ANALYSIS_PROGRAM_CACHE_DIR chooses another place).
     Every compilation is kept: by default JAX skips those under 1 s, and the fit's many
     small ones (tens of them, eager ops included) then cost seconds on every run."""
-    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(base, "scaling-analysis", "jax")
+    base = os.path.join(os.environ.get("XDG_CACHE_HOME")
+                        or os.path.join(os.path.expanduser("~"), ".cache"), "scaling-analysis")
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(base, "jax"))
+    os.environ.setdefault("ANALYSIS_PROGRAM_CACHE_DIR", os.path.join(base, "programs"))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 

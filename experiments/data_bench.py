@@ -138,7 +138,7 @@ def _child(phase: str, corpus: str, data_dir: Path, workdir: Path) -> dict:
     return result
 
 
-def bench_size(size: int, out: Path) -> dict:
+def bench_size(size: int, out: Path, *, reuse: bool = False) -> dict:
     import shutil
 
     label = f"{size / 1e6:g}MB"
@@ -149,9 +149,14 @@ def bench_size(size: int, out: Path) -> dict:
           file=sys.stderr, flush=True)
     corpus = str(root / "corpus" / "shard-*.jsonl.zst")
     data_dir = root / "datasets"
-    shutil.rmtree(data_dir, ignore_errors=True)  # a cold build every time
     generate_s = time.time() - gen_start
-    build = _child("build", corpus, data_dir, root / "unused")
+    built = root / "build.json"
+    if reuse and built.is_file():  # only the warm-store training phases are measured again
+        build = json.loads(built.read_text())
+    else:
+        shutil.rmtree(data_dir, ignore_errors=True)  # a cold build
+        build = _child("build", corpus, data_dir, root / "unused")
+        built.write_text(json.dumps(build))
     mb = build["text_bytes"] / 1e6
     runs = []
     for i in range(2):  # the first warm run also fills the OS page cache and XLA's caches
@@ -176,6 +181,9 @@ def main(argv=None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", required=True, metavar="LIST",
                         help="comma-separated corpus sizes, e.g. 20MB,2GB")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep a store built by an earlier run in --out (its build figures "
+                        "are repeated) and measure the warm training phases only")
     parser.add_argument("--out", default="/tmp/data_bench",
                         help="folder for the synthetic corpora, stores and data_bench.json")
     args = parser.parse_args(argv)
@@ -187,7 +195,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     rows = []
     for size in sizes:
-        rows.append(bench_size(size, out))
+        rows.append(bench_size(size, out, reuse=args.reuse))
         print(json.dumps(rows[-1]), flush=True)
     report = {"rows": rows}
     if len(rows) > 1:
