@@ -4,8 +4,9 @@ For each size: generates a synthetic JSONL.zst corpus of that much UTF-8 text, t
 in a fresh process so peak RSS is its own:
 1. build: ingestion (source -> TFDS array_record) and tokenization (-> token store) throughput
    in MB/s of text, and the peak RSS of the build (the process and its tokenizer workers);
-2. train, warm store (twice; the second is reported): process start to first finished training
-   step, the time spent loading data, and the peak RSS of the training process.
+2. train, warm store (twice; the second is reported): a short run (--steps, 400 by default:
+   3,200 random windows), timed from process start to the first finished training step, the
+   time spent loading data, and the peak RSS of the training process.
 Prints a table and writes DIR/data_bench.json. The "Done when" of issue 11: warm start-up does
 not grow with corpus size, and peak training RSS stays within 10% across sizes.
 """
@@ -28,6 +29,9 @@ _WORDS = ("the of and to in is was for on with as by at from that this which be 
           "café naïve Straße εψιλον данные 数据 🙂").split()
 _DOC_BYTES = 8_000  # mean document size
 _SHARD_BYTES = 256 << 20
+# Training steps of batch 8: 3,200 random windows, enough that memory which grows with the
+# windows read (file pages mapped by reading through a memory map) shows at every size.
+STEPS = 400
 
 
 def parse_size(text: str) -> int:
@@ -70,16 +74,16 @@ def generate(folder: Path, size: int, seed: int = 0) -> tuple[int, int]:
     return n_docs, n_bytes
 
 
-# The phases run in fresh interpreters: argv = [phase, corpus glob, data_dir, workdir, t0].
+# The phases run in fresh interpreters: argv = [phase, corpus glob, data_dir, workdir, t0, steps].
 _CHILD = r"""
 import json, resource, sys, time
-phase, corpus, data_dir, workdir, t0 = sys.argv[1:6]
+phase, corpus, data_dir, workdir, t0, steps = sys.argv[1:7]
 from configs import gpt
 from research import corpus as corpus_lib, data as data_lib, train as train_lib
 c = gpt.get_config("tiny")
 c.data.corpus, c.data.data_dir = corpus, data_dir
 c.model.n_layers, c.model.d_model, c.model.n_heads, c.model.context_length = 2, 64, 2, 128
-c.train.batch_size, c.train.tokens = 8, 8 * 128 * 5
+c.train.batch_size, c.train.tokens = 8, 8 * 128 * int(steps)
 c.train.eval_batches, c.train.eval_every, c.train.checkpoint_every, c.train.log_every = 1, 10**6, 10**6, 1
 c.mesh.data = -1
 out = {}
@@ -122,13 +126,13 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def _child(phase: str, corpus: str, data_dir: Path, workdir: Path) -> dict:
+def _child(phase: str, corpus: str, data_dir: Path, workdir: Path, steps: int = 1) -> dict:
     repo = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     t0 = time.time()
     proc = subprocess.run([sys.executable, "-c", _CHILD, phase, corpus, str(data_dir),
-                           str(workdir), repr(t0)], capture_output=True, text=True, env=env,
-                          cwd=repo)
+                           str(workdir), repr(t0), str(steps)], capture_output=True, text=True,
+                          env=env, cwd=repo)
     line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
     if proc.returncode or line is None:
         raise RuntimeError(f"{phase} phase failed:\n{proc.stderr[-3000:]}")
@@ -138,7 +142,7 @@ def _child(phase: str, corpus: str, data_dir: Path, workdir: Path) -> dict:
     return result
 
 
-def bench_size(size: int, out: Path, *, reuse: bool = False) -> dict:
+def bench_size(size: int, out: Path, *, reuse: bool = False, steps: int = STEPS) -> dict:
     import shutil
 
     label = f"{size / 1e6:g}MB"
@@ -161,7 +165,7 @@ def bench_size(size: int, out: Path, *, reuse: bool = False) -> dict:
     runs = []
     for i in range(2):  # the first warm run also fills the OS page cache and XLA's caches
         shutil.rmtree(root / f"run{i}", ignore_errors=True)
-        runs.append(_child("train", corpus, data_dir, root / f"run{i}"))
+        runs.append(_child("train", corpus, data_dir, root / f"run{i}", steps))
     train = runs[-1]
     return {
         "size": label, "documents": n_docs, "text_mb": round(mb, 1), "generate_s": round(generate_s, 1),
@@ -184,6 +188,8 @@ def main(argv=None) -> int:
     parser.add_argument("--reuse", action="store_true",
                         help="keep a store built by an earlier run in --out (its build figures "
                         "are repeated) and measure the warm training phases only")
+    parser.add_argument("--steps", type=int, default=STEPS,
+                        help="training steps (batch 8, context 128) of each warm run")
     parser.add_argument("--out", default="/tmp/data_bench",
                         help="folder for the synthetic corpora, stores and data_bench.json")
     args = parser.parse_args(argv)
@@ -195,7 +201,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     rows = []
     for size in sizes:
-        rows.append(bench_size(size, out, reuse=args.reuse))
+        rows.append(bench_size(size, out, reuse=args.reuse, steps=args.steps))
         print(json.dumps(rows[-1]), flush=True)
     report = {"rows": rows}
     if len(rows) > 1:
