@@ -117,6 +117,10 @@ def _parser():
                         "fit.json (default: fit it jointly with R_D*, R_N*)")
     f.add_argument("--out", required=True, help="output directory")
     f.add_argument("--svg", action="store_true", help="also write every plot as SVG")
+    f.add_argument("--plots", choices=["auto", "wait", "background"], default="auto",
+                   help="background: print the fit as soon as fit.json is written and draw "
+                        "the plots and report in a second process that the command does not "
+                        "wait for; auto: background on a terminal, wait otherwise")
     f.add_argument("--bootstrap", type=int, default=1000, help="resamples (0 to skip)")
     f.add_argument("--huber-delta", type=float, default=1e-3,
                    help="Huber threshold on log-loss residuals")
@@ -221,6 +225,14 @@ def _progress(stream=None):
     return say
 
 
+def _plots_mode(choice):
+    """auto: background at a terminal (a person waits for the numbers), else wait (a script
+    or test that reads the figures next)."""
+    if choice == "auto":
+        return "background" if sys.stdout.isatty() else "wait"
+    return choice
+
+
 def _schedule_options(args) -> dict:
     """Options of `fit --law schedule`; the options of the final-loss laws are refused."""
     for flag, value in (("--x", args.x), ("--base-law", args.base_law),
@@ -254,7 +266,7 @@ def main(argv=None):
             print(summary)
         elif args.command == "fit":
             from .pipeline import run_fit
-            _, summary = run_fit(args.results, args.out, args.law, args.x, bootstrap=args.bootstrap,
+            fit, summary = run_fit(args.results, args.out, args.law, args.x, bootstrap=args.bootstrap,
                                  huber_delta=args.huber_delta,
                                  holdout_above_flops=args.holdout_above_flops,
                                  holdout_above_params=args.holdout_above_params, seed=args.seed,
@@ -264,8 +276,11 @@ def main(argv=None):
                                  base_law=args.base_law, duplicates=args.duplicates,
                                  loss_column=args.loss_column, abandon=not args.no_abandon,
                                  svg=args.svg, tokens_column=args.tokens_column,
-                                 progress=_progress())
+                                 progress=_progress(), plots=_plots_mode(args.plots))
             print(summary)
+            if "_plots_process" in fit:
+                print(f"(plots and report: being drawn by process {fit['_plots_process']}; "
+                      f"they appear in {args.out} in a few seconds)", file=sys.stderr)
         elif args.command == "isoflop":
             from .pipeline import run_isoflop
             _, summary = run_isoflop(args.results, args.out, bootstrap=args.bootstrap,

@@ -75,24 +75,38 @@ def call(name: str, static: tuple, fn: Callable, *args):
                                                  + ".bin")) if folder and named else None
         program = _load(path) if path is not None else None
         if program is None:
-            program = _compile(fn, args, fresh=path is not None)
-            if path is not None:
+            lowered = _lower(fn, args)
+            program = _compile_fresh(lowered) if path is not None else None
+            if program is not None:
                 _store(path, program)
+            else:
+                program = lowered.compile()
         _loaded[key] = program
     return program(*args)
 
 
-def _compile(fn, args, fresh: bool):
-    """jit(fn) compiled for args. `fresh`: by XLA, not taken from JAX's persistent cache: an
-    executable loaded from there serialises without some of its kernels ("Function
-    wrapped_broadcast not found" when the copy runs)."""
-    from jax._src import config
+def _lower(fn, args):
+    return jax.jit(fn).lower(*args)  # tracing and lowering: what a stored program saves
 
-    lowered = jax.jit(fn).lower(*args)
-    if not fresh:
+
+def _compile_fresh(lowered):
+    """`lowered` compiled by XLA, not taken from JAX's persistent cache (None if that cannot
+    be ensured): an executable loaded from there serialises without some of its kernels
+    ("Function wrapped_broadcast not found" when the copy runs)."""
+    from jax._src import compilation_cache as cache
+
+    lock = getattr(cache, "_cache_initialized_mutex", None)
+    if lock is None or not hasattr(cache, "_cache_used"):
+        return None  # JAX's internals moved: compile normally and keep nothing on disk
+    cache.is_cache_used(jax.devices()[0].client)  # settle JAX's once-per-process decision
+    with lock:
+        used = cache._cache_used
+        cache._cache_used = False  # read by each compilation, which then skips the cache
+    try:
         return lowered.compile()
-    with config.enable_compilation_cache(False):
-        return lowered.compile()
+    finally:
+        with lock:
+            cache._cache_used = used
 
 
 def _load(path: Path):
@@ -100,7 +114,9 @@ def _load(path: Path):
 
     try:
         payload = pickle.loads(path.read_bytes())
-        return serialize_executable.deserialize_and_load(*payload)
+        # On the one device jit compiled for (by default it would span every device).
+        return serialize_executable.deserialize_and_load(*payload,
+                                                         execution_devices=jax.devices()[:1])
     except FileNotFoundError:
         return None
     except Exception as e:  # a damaged or foreign file: compile again and replace it
