@@ -4,7 +4,7 @@ For each size: generates a synthetic JSONL.zst corpus of that much UTF-8 text, t
 in a fresh process so peak RSS is its own:
 1. build: ingestion (source -> TFDS array_record) and tokenization (-> token store) throughput
    in MB/s of text, and the peak RSS of the build (the process and its tokenizer workers);
-2. train, warm store (twice; the second is reported): a short run (--steps, 400 by default:
+2. train, warm store (twice, --runs; the last is reported): a short run (--steps, 400 by default:
    3,200 random windows), timed from process start to the first finished training step, the
    time spent loading data, and the peak RSS of the training process.
 Prints a table and writes DIR/data_bench.json. The "Done when" of issue 11: warm start-up does
@@ -142,7 +142,8 @@ def _child(phase: str, corpus: str, data_dir: Path, workdir: Path, steps: int = 
     return result
 
 
-def bench_size(size: int, out: Path, *, reuse: bool = False, steps: int = STEPS) -> dict:
+def bench_size(size: int, out: Path, *, reuse: bool = False, steps: int = STEPS,
+               runs: int = 2) -> dict:
     import shutil
 
     label = f"{size / 1e6:g}MB"
@@ -162,11 +163,11 @@ def bench_size(size: int, out: Path, *, reuse: bool = False, steps: int = STEPS)
         build = _child("build", corpus, data_dir, root / "unused")
         built.write_text(json.dumps(build))
     mb = build["text_bytes"] / 1e6
-    runs = []
-    for i in range(2):  # the first warm run also fills the OS page cache and XLA's caches
+    results = []
+    for i in range(runs):  # the first warm run also fills the OS page cache and XLA's caches
         shutil.rmtree(root / f"run{i}", ignore_errors=True)
-        runs.append(_child("train", corpus, data_dir, root / f"run{i}", steps))
-    train = runs[-1]
+        results.append(_child("train", corpus, data_dir, root / f"run{i}", steps))
+    train = results[-1]
     return {
         "size": label, "documents": n_docs, "text_mb": round(mb, 1), "generate_s": round(generate_s, 1),
         "ingest_mb_s": round(mb / build["ingest_s"], 2),
@@ -190,6 +191,9 @@ def main(argv=None) -> int:
                         "are repeated) and measure the warm training phases only")
     parser.add_argument("--steps", type=int, default=STEPS,
                         help="training steps (batch 8, context 128) of each warm run")
+    parser.add_argument("--runs", type=int, default=2,
+                        help="warm training runs per size, the last reported (1 when an "
+                        "earlier run of the same model already filled the caches)")
     parser.add_argument("--out", default="/tmp/data_bench",
                         help="folder for the synthetic corpora, stores and data_bench.json")
     args = parser.parse_args(argv)
@@ -201,7 +205,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     rows = []
     for size in sizes:
-        rows.append(bench_size(size, out, reuse=args.reuse, steps=args.steps))
+        rows.append(bench_size(size, out, reuse=args.reuse, steps=args.steps,
+                               runs=args.runs))
         print(json.dumps(rows[-1]), flush=True)
     report = {"rows": rows}
     if len(rows) > 1:
