@@ -118,6 +118,9 @@ else:
         return trainer
     train_lib.build_trainer = build_and_watch
     train_lib.train(c, workdir, progress=False)
+status = dict(l.split(":", 1) for l in open("/proc/self/status") if l.startswith(("VmRSS", "RssFile")))
+out["end_rss_mb"] = int(status["VmRSS"].split()[0]) / 1024  # after training, for what grew
+out["end_rss_file_mb"] = int(status["RssFile"].split()[0]) / 1024  # mapped file pages among it
 self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 out["peak_rss_mb"] = self / 1024
@@ -177,6 +180,8 @@ def bench_size(size: int, out: Path, *, reuse: bool = False, steps: int = STEPS,
         "startup_to_first_step_s": round(train["first_step_s"], 2),
         "data_load_s": round(train["data_load_s"], 3),
         "train_peak_rss_mb": round(train["peak_rss_mb"], 1),
+        "train_end_rss_mb": round(train.get("end_rss_mb", float("nan")), 1),
+        "train_end_rss_file_mb": round(train.get("end_rss_file_mb", float("nan")), 1),
         "store_mb": round(sum(f.stat().st_size for f in Path(build["store"]).iterdir()) / 1e6, 1),
     }
 
