@@ -93,6 +93,10 @@ def _parser():
                         "fit.json (default: fit it jointly with R_D*, R_N*)")
     f.add_argument("--out", required=True, help="output directory")
     f.add_argument("--svg", action="store_true", help="also write every plot as SVG")
+    f.add_argument("--plots", choices=["auto", "wait", "background"], default="auto",
+                   help="background: print the fit as soon as fit.json is written and draw "
+                        "the plots and report in a second process that the command does not "
+                        "wait for; auto: background on a terminal, wait otherwise")
     f.add_argument("--bootstrap", type=int, default=1000, help="resamples (0 to skip)")
     f.add_argument("--huber-delta", type=float, default=1e-3,
                    help="Huber threshold on log-loss residuals")
@@ -170,12 +174,15 @@ def _parser():
 
 def _compile_cache():
     """A persistent JAX compilation cache, so a second `fit` skips XLA compilation
-    (set before JAX is imported; JAX_COMPILATION_CACHE_DIR chooses another place).
+    (set before JAX is imported; JAX_COMPILATION_CACHE_DIR chooses another place), and
+    beside it the fit's own compiled programs (analysis/programs.py), so it skips tracing
+    too (ANALYSIS_PROGRAM_CACHE_DIR chooses another place).
     Every compilation is kept: by default JAX skips those under 1 s, and the fit's many
     small ones (tens of them, eager ops included) then cost seconds on every run."""
-    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(base, "scaling-analysis", "jax")
+    base = os.path.join(os.environ.get("XDG_CACHE_HOME")
+                        or os.path.join(os.path.expanduser("~"), ".cache"), "scaling-analysis")
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(base, "jax"))
+    os.environ.setdefault("ANALYSIS_PROGRAM_CACHE_DIR", os.path.join(base, "programs"))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
@@ -192,6 +199,14 @@ def _progress(stream=None):
     def say(message):
         print(f"[{time.time() - t0:5.1f}s] {message} ...", file=stream, flush=True)
     return say
+
+
+def _plots_mode(choice):
+    """auto: background at a terminal (a person waits for the numbers), else wait (a script
+    or test that reads the figures next)."""
+    if choice == "auto":
+        return "background" if sys.stdout.isatty() else "wait"
+    return choice
 
 
 def _schedule_options(args) -> dict:
@@ -227,7 +242,7 @@ def main(argv=None):
             print(summary)
         elif args.command == "fit":
             from .pipeline import run_fit
-            _, summary = run_fit(args.results, args.out, args.law, args.x, bootstrap=args.bootstrap,
+            fit, summary = run_fit(args.results, args.out, args.law, args.x, bootstrap=args.bootstrap,
                                  huber_delta=args.huber_delta,
                                  holdout_above_flops=args.holdout_above_flops,
                                  holdout_above_params=args.holdout_above_params, seed=args.seed,
@@ -237,8 +252,11 @@ def main(argv=None):
                                  base_law=args.base_law, duplicates=args.duplicates,
                                  loss_column=args.loss_column, abandon=not args.no_abandon,
                                  svg=args.svg, tokens_column=args.tokens_column,
-                                 progress=_progress())
+                                 progress=_progress(), plots=_plots_mode(args.plots))
             print(summary)
+            if "_plots_process" in fit:
+                print(f"(plots and report: being drawn by process {fit['_plots_process']}; "
+                      f"they appear in {args.out} in a few seconds)", file=sys.stderr)
         elif args.command == "isoflop":
             from .pipeline import run_isoflop
             _, summary = run_isoflop(args.results, args.out, bootstrap=args.bootstrap,

@@ -12,11 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import allocation, uncertainty
+from . import allocation, programs, uncertainty
 from .compute import compute_column, cost_model
 from .data import Results, final_rows, to_results
 from .errors import AnalysisError
-from .laws import Law, make_law
+from .laws import Law, _jitted, make_law
 from .optimize import ABANDON_AFTER, minimize, minimize_lanes
 from .provenance import provenance
 from .select import edge_warnings, lr_scan, select_best
@@ -51,6 +51,8 @@ def objective(log_pred):
         f = jnp.sum(w * jnp.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta)), axis=1)
         (g,) = vjp(w * jnp.clip(r, -delta, delta))
         return f, g
+    name = programs.fingerprint(log_pred)
+    value_and_grad.program_key = f"fit.objective({name})" if name else None
     return value_and_grad
 
 
@@ -390,10 +392,10 @@ def gauss_newton_samples(law, theta, logX, logL, n=GN_SAMPLES, seed=0):
     if n_pts <= P:
         return None
     with float64():
-        def f(t):
-            return law.log_pred(t[None], jnp.asarray(logX))[0]
-        J = np.asarray(jax.jacfwd(f)(jnp.asarray(theta, jnp.float64)))
-        r = np.asarray(f(jnp.asarray(theta, jnp.float64))) - logL
+        theta64, logX64 = jnp.asarray(theta, jnp.float64), jnp.asarray(logX, jnp.float64)
+        J, pred = programs.call("fit.jacobian", (law.log_pred,),
+                                functools.partial(_jacobian, law.log_pred), theta64, logX64)
+        J, r = np.asarray(J), np.asarray(pred) - logL
     if not np.all(np.isfinite(J)):
         return None
     s2 = float(r @ r) / (n_pts - P)
@@ -403,6 +405,13 @@ def gauss_newton_samples(law, theta, logX, logL, n=GN_SAMPLES, seed=0):
     z = np.random.default_rng(seed).standard_normal((n, P))
     with np.errstate(over="ignore"):
         return np.asarray(theta)[None] + z @ scale.T
+
+
+def _jacobian(log_pred, theta, logX):
+    """(d log L_pred / d theta (n, P), log L_pred (n,)) at one parameter vector."""
+    def f(t):
+        return log_pred(t[None], logX)[0]
+    return jax.jacfwd(f)(theta), f(theta)
 
 
 PROFILE_PIN = -40.0   # log E at the pinned profile point (E = 4e-18: no floor at all)
@@ -416,13 +425,10 @@ def profile_floor_allowed(law, near_x, theta, logX, logL, huber_delta):
     if "e" not in law.fitted or len(logL) <= len(theta) + 1:
         return False
     from dataclasses import replace
-    from scipy import stats
+    from scipy import special  # scipy.stats' f.ppf is this, and costs ~0.5 s to import
     i = law.fitted.index("e")
 
-    def pinned(t, X):
-        full = jnp.concatenate([t[:, :i], jnp.full((t.shape[0], 1), PROFILE_PIN), t[:, i:]], 1)
-        return law.log_pred(full, X)
-    sub = replace(law, log_pred=pinned, fitted=law.fitted[:i] + law.fitted[i + 1:], centring=(),
+    sub = replace(law, log_pred=functools.partial(_pinned_log_pred, law.log_pred, i), fitted=law.fitted[:i] + law.fitted[i + 1:], centring=(),
                   grid=np.delete(law.grid, i, axis=1))
     starts = np.delete(np.unique(np.round(near_x, 6), axis=0)[:BOOT_STARTS], i, axis=1)
     res_p, best_p, _ = fit_points(sub, logX, logL, huber_delta, starts=starts)
@@ -432,7 +438,13 @@ def profile_floor_allowed(law, near_x, theta, logX, logL, huber_delta):
     dof = len(logL) - len(theta)
     if not np.isfinite(rss_p) or rss <= 0:
         return False
-    return (rss_p - rss) / (rss / dof) < stats.f.ppf(0.95, 1, dof)
+    return (rss_p - rss) / (rss / dof) < special.fdtri(1, dof, 0.95)
+
+
+def _pinned_log_pred(log_pred, i, t, X):
+    """log_pred with log E (parameter i) held at PROFILE_PIN; t lacks that column."""
+    full = jnp.concatenate([t[:, :i], jnp.full((t.shape[0], 1), PROFILE_PIN), t[:, i:]], 1)
+    return log_pred(full, X)
 
 
 def _widen_to_starts(ci95, at_best, values):
@@ -576,7 +588,7 @@ def _prediction_intervals(law, fit_table, logX, logL, res, best, hX, huber_delta
     boot = bootstrap_fits(law, logX, logL, weights, bootstrap_starts(law, res, best),
                           huber_delta, abandon=abandon, abandon_after=BOOT_ABANDON_AFTER)
     with float64():
-        log_pred = np.asarray(jax.jit(law.log_pred)(jnp.asarray(boot), jnp.asarray(hX)))
+        log_pred = np.asarray(_jitted(law.log_pred)(jnp.asarray(boot), jnp.asarray(hX)))
         resid = logL - np.asarray(law.log_pred(jnp.asarray(res.x[best])[None],
                                                 jnp.asarray(logX)))[0]
     rng = np.random.default_rng(seed + 1)

@@ -61,9 +61,10 @@ class Law:
 
 @functools.lru_cache(maxsize=None)
 def _jitted(log_pred):
-    """One compiled program per shape: op-by-op dispatch cost tens of small compilations."""
-    import jax
-    return jax.jit(log_pred)
+    """One compiled program per shape (op-by-op dispatch cost tens of small compilations),
+    from the program store when one is kept (analysis/programs.py)."""
+    from . import programs
+    return functools.partial(programs.call, "laws.log_pred", (log_pred,), log_pred)
 
 
 def _product(*axes):

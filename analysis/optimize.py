@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import programs
+
 ARMIJO = 1e-4          # sufficient-decrease constant
 MIN_STEP = 1e-20       # a lane whose trial step shrinks below this has stopped
 CHUNK = 25             # iterations between host checks (compaction points)
@@ -284,5 +286,13 @@ def _chunk_impl(value_and_grad, st, lane_args, shared, opts, steps, alive):
     return jax.lax.fori_loop(0, steps, body, st)
 
 
-_init = jax.jit(_init_impl, static_argnums=(0, 4))
-_chunk = jax.jit(_chunk_impl, static_argnums=(0, 4, 5))
+def _init(value_and_grad, x0, lane_args, shared, opts):
+    return programs.call("optimize.init", (value_and_grad, opts),
+                         lambda *a: _init_impl(value_and_grad, *a, opts), x0, lane_args, shared)
+
+
+def _chunk(value_and_grad, st, lane_args, shared, opts, steps, alive):
+    def run(st, lane_args, shared, alive):
+        return _chunk_impl(value_and_grad, st, lane_args, shared, opts, steps, alive)
+    return programs.call("optimize.chunk", (value_and_grad, opts, steps), run,
+                         st, lane_args, shared, alive)

@@ -44,11 +44,19 @@ def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber
             holdout_above_flops=None, holdout_above_params=None, seed=0,
             params_column="params", reference_flops=None, compute="auto", select="best",
             select_by=None, base_law=None, duplicates="drop", loss_column="loss", abandon=True,
-            svg=False, tokens_column="tokens", progress=None):
+            svg=False, tokens_column="tokens", progress=None, plots="wait"):
     """Writes out_dir/fit.json, plots (PNG, and SVG with `svg`), report.md, report.html.
-    `progress(message)`, when given, hears each stage as it starts. Returns (fit, summary)."""
+    `progress(message)`, when given, hears each stage as it starts. Returns (fit, summary).
+
+    plots="background" (a law given by name only): fit.json is written and the summary
+    returned at once, and a second process draws the plots and writes the report (then
+    fit.json again, with any plot warnings); `fit["_plots_process"]` is its process id."""
+    if plots not in ("wait", "background"):
+        raise AnalysisError(f"plots={plots!r}; use 'wait' or 'background'")
+    background = plots == "background" and isinstance(law, str)
     table = _table(results, duplicates, loss_column, tokens_column)
-    _import_plots_meanwhile()
+    if not background:
+        _import_plots_meanwhile()
     fit = fit_law(table, law, x, huber_delta=huber_delta, bootstrap=bootstrap, seed=seed,
                   holdout_above_flops=holdout_above_flops,
                   holdout_above_params=holdout_above_params, params_column=params_column,
@@ -63,6 +71,16 @@ def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber
             fit["notes"].append(f"Approach 1 skipped: {e}")
     _out_dir(out_dir)
     report.write_json(fit, os.path.join(out_dir, "fit.json"))
+    if background:
+        from .background import draw_later
+        fit["_plots_process"] = draw_later(fit, out_dir, svg, (law, x, base_law))
+        return fit, report.fit_summary(fit, os.path.join(out_dir, "report.html"))
+    return fit, plots_and_report(fit, out_dir, svg)
+
+
+def plots_and_report(fit, out_dir, svg=False):
+    """The fit's plots, fit.json again (with any plot warnings), report.md and report.html.
+    Returns the summary."""
     pngs = _plots().fit_plots(fit, out_dir, svg)
     report.write_json(fit, os.path.join(out_dir, "fit.json"))  # with any plot warnings
     extra = []
@@ -76,7 +94,7 @@ def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber
     summary = report.fit_summary(fit, page)
     report.write_report(out_dir, f"Scaling-law fit: {fit['law']}", summary,
                         report.fit_table_rows(fit), pngs, extra, runs=report.input_runs(fit))
-    return fit, summary
+    return summary
 
 
 def run_isoflop(results, out_dir, *, bootstrap=1000, seed=0, bin_width_dex=None,

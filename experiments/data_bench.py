@@ -4,8 +4,9 @@ For each size: generates a synthetic JSONL.zst corpus of that much UTF-8 text, t
 in a fresh process so peak RSS is its own:
 1. build: ingestion (source -> TFDS array_record) and tokenization (-> token store) throughput
    in MB/s of text, and the peak RSS of the build (the process and its tokenizer workers);
-2. train, warm store (twice; the second is reported): process start to first finished training
-   step, the time spent loading data, and the peak RSS of the training process.
+2. train, warm store (twice, --runs; the last is reported): a short run (--steps, 400 by default:
+   3,200 random windows), timed from process start to the first finished training step, the
+   time spent loading data, and the peak RSS of the training process.
 Prints a table and writes DIR/data_bench.json. The "Done when" of issue 11: warm start-up does
 not grow with corpus size, and peak training RSS stays within 10% across sizes.
 """
@@ -27,6 +28,9 @@ _WORDS = ("the of and to in is was for on with as by at from that this which be 
           "scaling law compute tokens model loss data width depth learning rate warmup decay "
           "café naïve Straße εψιλον данные 数据 🙂").split()
 _SHARD_BYTES = 256 << 20
+# Training steps of batch 8: 3,200 random windows, enough that memory which grows with the
+# windows read (file pages mapped by reading through a memory map) shows at every size.
+STEPS = 400
 
 
 def parse_size(text: str) -> int:
@@ -69,17 +73,17 @@ def generate(folder: Path, size: int, seed: int = 0) -> tuple[int, int]:
     return n_docs, n_bytes
 
 
-# The phases run in fresh interpreters: argv = [phase, corpus glob, data_dir, workdir, t0].
+# The phases run in fresh interpreters: argv = [phase, corpus glob, data_dir, workdir, t0, steps].
 _CHILD = r"""
 import json, resource, sys, time
-phase, corpus, data_dir, workdir, t0 = sys.argv[1:6]
+phase, corpus, data_dir, workdir, t0, steps = sys.argv[1:7]
 from configs import gpt
 from research import train as train_lib
 from research.data import corpus as corpus_lib, batches as data_lib
 c = gpt.get_config("tiny")
 c.data.corpus, c.data.data_dir = corpus, data_dir
 c.model.n_layers, c.model.d_model, c.model.n_heads, c.model.context_length = 2, 64, 2, 128
-c.train.batch_size, c.train.tokens = 8, 8 * 128 * 5
+c.train.batch_size, c.train.tokens = 8, 8 * 128 * int(steps)
 c.train.eval_batches, c.train.eval_every, c.train.checkpoint_every, c.train.log_every = 1, 10**6, 10**6, 1
 c.mesh.data = -1
 from experiments import cli
@@ -116,6 +120,9 @@ else:
         return trainer
     train_lib.build_trainer = build_and_watch
     train_lib.train(c, workdir, progress=False)
+status = dict(l.split(":", 1) for l in open("/proc/self/status") if l.startswith(("VmRSS", "RssFile")))
+out["end_rss_mb"] = int(status["VmRSS"].split()[0]) / 1024  # after training, for what grew
+out["end_rss_file_mb"] = int(status["RssFile"].split()[0]) / 1024  # mapped file pages among it
 self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 out["peak_rss_mb"] = self / 1024
@@ -124,13 +131,13 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def _child(phase: str, corpus: str, data_dir: Path, workdir: Path) -> dict:
+def _child(phase: str, corpus: str, data_dir: Path, workdir: Path, steps: int = 1) -> dict:
     repo = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     t0 = time.time()
     proc = subprocess.run([sys.executable, "-c", _CHILD, phase, corpus, str(data_dir),
-                           str(workdir), repr(t0)], capture_output=True, text=True, env=env,
-                          cwd=repo)
+                           str(workdir), repr(t0), str(steps)], capture_output=True, text=True,
+                          env=env, cwd=repo)
     line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
     if proc.returncode or line is None:
         raise RuntimeError(f"{phase} phase failed:\n{proc.stderr[-3000:]}")
@@ -140,7 +147,8 @@ def _child(phase: str, corpus: str, data_dir: Path, workdir: Path) -> dict:
     return result
 
 
-def bench_size(size: int, out: Path) -> dict:
+def bench_size(size: int, out: Path, *, reuse: bool = False, steps: int = STEPS,
+               runs: int = 2) -> dict:
     import shutil
 
     label = f"{size / 1e6:g}MB"
@@ -151,15 +159,20 @@ def bench_size(size: int, out: Path) -> dict:
           file=sys.stderr, flush=True)
     corpus = str(root / "corpus" / "shard-*.jsonl.zst")
     data_dir = root / "datasets"
-    shutil.rmtree(data_dir, ignore_errors=True)  # a cold build every time
     generate_s = time.time() - gen_start
-    build = _child("build", corpus, data_dir, root / "unused")
+    built = root / "build.json"
+    if reuse and built.is_file():  # only the warm-store training phases are measured again
+        build = json.loads(built.read_text())
+    else:
+        shutil.rmtree(data_dir, ignore_errors=True)  # a cold build
+        build = _child("build", corpus, data_dir, root / "unused")
+        built.write_text(json.dumps(build))
     mb = build["text_bytes"] / 1e6
-    runs = []
-    for i in range(2):  # the first warm run also fills the OS page cache and XLA's caches
+    results = []
+    for i in range(runs):  # the first warm run also fills the OS page cache and XLA's caches
         shutil.rmtree(root / f"run{i}", ignore_errors=True)
-        runs.append(_child("train", corpus, data_dir, root / f"run{i}"))
-    train = runs[-1]
+        results.append(_child("train", corpus, data_dir, root / f"run{i}", steps))
+    train = results[-1]
     return {
         "size": label, "documents": n_docs, "text_mb": round(mb, 1), "generate_s": round(generate_s, 1),
         "ingest_mb_s": round(mb / build["ingest_s"], 2),
@@ -169,6 +182,8 @@ def bench_size(size: int, out: Path) -> dict:
         "startup_to_first_step_s": round(train["first_step_s"], 2),
         "data_load_s": round(train["data_load_s"], 3),
         "train_peak_rss_mb": round(train["peak_rss_mb"], 1),
+        "train_end_rss_mb": round(train.get("end_rss_mb", float("nan")), 1),
+        "train_end_rss_file_mb": round(train.get("end_rss_file_mb", float("nan")), 1),
         "store_mb": round(sum(f.stat().st_size for f in Path(build["store"]).iterdir()) / 1e6, 1),
     }
 
@@ -178,6 +193,14 @@ def main(argv=None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", required=True, metavar="LIST",
                         help="comma-separated corpus sizes, e.g. 20MB,2GB")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep a store built by an earlier run in --out (its build figures "
+                        "are repeated) and measure the warm training phases only")
+    parser.add_argument("--steps", type=int, default=STEPS,
+                        help="training steps (batch 8, context 128) of each warm run")
+    parser.add_argument("--runs", type=int, default=2,
+                        help="warm training runs per size, the last reported (1 when an "
+                        "earlier run of the same model already filled the caches)")
     parser.add_argument("--out", default="/tmp/data_bench",
                         help="folder for the synthetic corpora, stores and data_bench.json")
     args = parser.parse_args(argv)
@@ -189,7 +212,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     rows = []
     for size in sizes:
-        rows.append(bench_size(size, out))
+        rows.append(bench_size(size, out, reuse=args.reuse, steps=args.steps,
+                               runs=args.runs))
         print(json.dumps(rows[-1]), flush=True)
     report = {"rows": rows}
     if len(rows) > 1:

@@ -259,6 +259,30 @@ def test_every_window_once_per_epoch_across_boundaries():
     assert sorted(targets) == list(range(1, n * ctx + 1))
 
 
+def test_memmapped_windows_are_read_without_the_map(tmp_path, monkeypatch):
+    """Windows of a memory-mapped split (and of slices of it, at a file offset) come from
+    pread, equal to indexing the array: reading through the map grows RSS with the corpus."""
+    ids = np.random.default_rng(0).integers(0, 60_000, 10_000).astype(np.uint16)
+    path = tmp_path / "train.tokens"
+    path.write_bytes(b"\0" * 6 + ids.tobytes())  # a header, so the array sits at an offset
+    mapped = np.memmap(path, dtype=np.uint16, mode="r", offset=6, shape=(ids.size,))
+    read = data_lib._read_windows
+    calls = []
+    monkeypatch.setattr(data_lib, "_read_windows", lambda *a: calls.append(1) or read(*a))
+    for tokens, plain in ((mapped, ids), (mapped[777:], ids[777:])):
+        td = data_lib.TokenData(ByteTokenizer(), tokens, tokens, {})
+        plain_td = data_lib.TokenData(ByteTokenizer(), plain, plain, {})
+        kw = dict(step=3, batch_size=8, context_length=64, seed=1)
+        np.testing.assert_array_equal(data_lib.train_batch(td, **kw),
+                                      data_lib.train_batch(plain_td, **kw))
+        ev = dict(n_batches=2, batch_size=4, context_length=64)
+        for got, want in zip(data_lib.eval_batches(td, **ev), data_lib.eval_batches(plain_td, **ev)):
+            np.testing.assert_array_equal(got, want)
+    assert len(calls) == 2 * (1 + 2)  # every batch above was read with pread
+    with pytest.raises(IndexError, match="outside"):
+        data_lib._windows(mapped, np.array([ids.size // 64]), 64)
+
+
 def test_process_slices_reassemble_the_global_batch():
     td = index_data(5_000)
     kw = dict(step=11, batch_size=12, context_length=10, seed=0)
