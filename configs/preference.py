@@ -41,11 +41,12 @@ def get_config(arg: str = "smoke") -> ml_collections.ConfigDict:
         heldout_prompts=256, eval_prompts=64, seed=0))
     # gold = -((vowel share - peak) / width)^2; pairs labelled with P = sigmoid(dgold / T).
     c.gold = ml_collections.ConfigDict(dict(peak=0.45, width=0.05, temperature=0.5, seed=0))
-    c.sft = _stage(data="", steps=100, learning_rate=1e-3)
+    c.sft = _stage(data="", steps=60, learning_rate=1e-3)
     c.pairs = ml_collections.ConfigDict(dict(train_file="", heldout_file=""))
-    c.reward_model = _stage(train_pairs=(64, 512), steps=150, learning_rate=1e-3)
+    c.reward_model = _stage(train_pairs=(64, 512), steps=100, batch_size=16, learning_rate=1e-3)
     c.best_of_n = ml_collections.ConfigDict(dict(max_n=64, samples=64, seed=0))
-    c.dpo = _stage(betas=(0.1, 0.03, 0.3), steps=100, learning_rate=1e-3, samples_per_prompt=8)
+    c.dpo = _stage(betas=(0.1, 0.3), steps=80, batch_size=16, learning_rate=1e-3,
+                   samples_per_prompt=8)
     c.fit = ml_collections.ConfigDict(dict(bootstrap=200, seed=0))
     if arg == "sweep":
         pre.train.tokens = 128 * 16 * 1500

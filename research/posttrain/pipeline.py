@@ -217,11 +217,11 @@ def _pair_files(ctx):
 def pair_rows(ctx, recs) -> dict:
     """chosen_* and rejected_* token rows of preference records."""
     ctxlen = ctx.model_cfg.context_length
-    rows = {}
-    for side in ("chosen", "rejected"):
-        enc = records.encode(ctx.tokenizer, recs, side, ctxlen)
-        rows.update({f"{side}_{k}": v for k, v in enc.rows(slice(None)).items()})
-    return rows
+    encoded = {side: records.encode(ctx.tokenizer, recs, side, ctxlen)
+               for side in ("chosen", "rejected")}
+    width = max(e.inputs.shape[1] for e in encoded.values())  # one forward takes both
+    return {f"{side}_{k}": v for side, e in encoded.items()
+            for k, v in e.widened(width).rows(slice(None)).items()}
 
 
 def _both(batch):

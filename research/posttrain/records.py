@@ -88,6 +88,16 @@ class Encoded:
     input_mask: np.ndarray
     truncated: int  # responses cut to fit the context
 
+    def widened(self, width: int) -> "Encoded":
+        """The same rows padded (end-of-document tokens, mask 0) to `width` positions."""
+        extra = width - self.inputs.shape[1]
+        if extra <= 0:
+            return self
+        pad = lambda a, v: np.pad(a, ((0, 0), (0, extra)), constant_values=v)  # noqa: E731
+        eod = int(self.inputs[0, 0])  # every row starts with the document boundary
+        return Encoded(pad(self.inputs, eod), pad(self.targets, eod), pad(self.target_mask, 0),
+                       pad(self.input_mask, 0), self.truncated)
+
     def rows(self, index) -> dict:
         return {"inputs": self.inputs[index], "targets": self.targets[index],
                 "target_mask": self.target_mask[index], "input_mask": self.input_mask[index]}
@@ -108,8 +118,12 @@ def encode(tokenizer, records: list[Record], response_field: str, context_length
 
 
 def encode_ids(eod_id: int, prompts, replies, context_length: int, wheres=None) -> Encoded:
-    """encode() on token ids: rows [eod, prompt..., response..., eod padding]."""
-    n, width = len(prompts), context_length + 1
+    """encode() on token ids: rows [eod, prompt..., response..., eod padding], as wide as the
+    longest row needs (rounded up to a multiple of 16, to reuse compilations), at most the
+    context + 1."""
+    n = len(prompts)
+    longest = max((1 + len(p) + len(r) for p, r in zip(prompts, replies)), default=2)
+    width = min(-(-longest // 16) * 16 + 1, context_length + 1)
     tokens = np.full((n, width), eod_id, np.int32)
     response = np.zeros((n, width), bool)
     truncated = 0

@@ -54,8 +54,10 @@ def gpt_shardings(model_cfg, mesh, rules):
 
 
 def place(tree, shardings):
-    return jax.tree.map(lambda x, s: jax.device_put(np.asarray(x) if not isinstance(
-        x, jax.Array) else x, s), tree, shardings)
+    """A fresh copy of `tree` on `shardings` (a copy: the train step donates its state, and the
+    caller's arrays, e.g. the SFT policy that DPO starts from, must survive it)."""
+    return jax.tree.map(lambda x, s: jax.device_put(np.array(jax.device_get(x)), s),
+                        tree, shardings)
 
 
 def pick_rows(n_rows: int, batch_size: int, seed: int, step: int) -> np.ndarray:
