@@ -43,7 +43,8 @@ def get_config(arg: str = "smoke") -> ml_collections.ConfigDict:
     c.gold = ml_collections.ConfigDict(dict(peak=0.45, width=0.05, temperature=0.5, seed=0))
     c.sft = _stage(data="", steps=60, learning_rate=1e-3)
     c.pairs = ml_collections.ConfigDict(dict(train_file="", heldout_file=""))
-    c.reward_model = _stage(train_pairs=(64, 512), steps=100, batch_size=16, learning_rate=1e-3)
+    c.reward_model = _stage(train_pairs=(64, 512), steps=100, batch_size=16, learning_rate=1e-3,
+                            head_lr_multiplier=10.0)
     c.best_of_n = ml_collections.ConfigDict(dict(max_n=64, samples=64, seed=0))
     c.dpo = _stage(betas=(0.1, 0.3), steps=80, batch_size=16, learning_rate=1e-3,
                    samples_per_prompt=8)

@@ -15,6 +15,7 @@ configs/preference.py (the pretraining section is the command's business, not th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 
 import jax
@@ -129,7 +130,8 @@ def _stage_cfg(section):
 
 
 def _chunk(ctx) -> int:
-    return max(64, sharding.data_parallel_size(ctx.mesh, ctx.rules))
+    """Rows per forward pass when scoring (a multiple of the data-parallel size)."""
+    return 256 * sharding.data_parallel_size(ctx.mesh, ctx.rules)
 
 
 def sft_loss_fn(model_cfg):
@@ -167,14 +169,18 @@ def stage_sft(ctx: Context, run: bool = True):
     return params
 
 
-def _mean_nll(ctx, params, rows):
-    cfg = ctx.model_cfg
-
+@functools.lru_cache(maxsize=None)
+def _nll_fn(cfg):
     def fn(params, frozen, batch):
         lp = models.policy_token_logprobs(cfg, params, batch)
         return jnp.stack([-jnp.sum(lp * batch["target_mask"], -1),
                           jnp.sum(batch["target_mask"], -1)], -1)
-    out = trainer.apply_in_chunks(fn, params, rows, _chunk(ctx), ctx.mesh, ctx.rules)
+    return fn
+
+
+def _mean_nll(ctx, params, rows):
+    out = trainer.apply_in_chunks(_nll_fn(ctx.model_cfg), params, rows, _chunk(ctx), ctx.mesh,
+                                  ctx.rules)
     return float(out[:, 0].sum() / out[:, 1].sum())
 
 
@@ -279,8 +285,12 @@ def stage_reward_models(ctx: Context, sft_params, run: bool = True) -> dict:
         if not run:
             raise StageError(f"{where} holds no finished reward model; run the reward_model stage")
         rows = pair_rows(ctx, train_recs[:k])
+        # The head starts at zero and is the one new part: it learns head_lr_multiplier x faster.
+        multipliers = jax.tree.map(lambda _: 1.0, init)
+        multipliers["head"] = jax.tree.map(lambda _: float(c.head_lr_multiplier), init["head"])
         params = trainer.train(where, _stage_cfg(c), init, rm_shardings(ctx),
-                               rm_loss_fn(ctx.model_cfg), rows, ctx.mesh, ctx.rules, say=ctx.say)
+                               rm_loss_fn(ctx.model_cfg), rows, ctx.mesh, ctx.rules,
+                               lr_multipliers=multipliers, say=ctx.say)
         rc, rr = _rewards(ctx, params, held_rows)
         result = {"train_pairs": k, "heldout_pairs": len(held_recs), "steps": c.steps,
                   "heldout_accuracy": float(np.mean(rc > rr))}
@@ -292,13 +302,35 @@ def stage_reward_models(ctx: Context, sft_params, run: bool = True) -> dict:
     return out
 
 
-def _rewards(ctx, rm_params, rows):
-    cfg = ctx.model_cfg
-
+@functools.lru_cache(maxsize=None)
+def _pair_reward_fn(cfg):
     def fn(params, frozen, batch):
         return jnp.stack([models.reward(cfg, params, batch, "chosen_"),
                           models.reward(cfg, params, batch, "rejected_")], -1)
-    out = trainer.apply_in_chunks(fn, rm_params, rows, _chunk(ctx), ctx.mesh, ctx.rules)
+    return fn
+
+
+@functools.lru_cache(maxsize=None)
+def _reward_fn(cfg):
+    return lambda params, frozen, batch: models.reward(cfg, params, batch)
+
+
+@functools.lru_cache(maxsize=None)
+def _pair_logprob_fn(cfg):
+    def fn(params, frozen, batch):
+        return jnp.stack([models.policy_logprobs(cfg, params, batch, "chosen_"),
+                          models.policy_logprobs(cfg, params, batch, "rejected_")], -1)
+    return fn
+
+
+@functools.lru_cache(maxsize=None)
+def _logprob_fn(cfg):
+    return lambda params, frozen, batch: models.policy_logprobs(cfg, params, batch)
+
+
+def _rewards(ctx, rm_params, rows):
+    out = trainer.apply_in_chunks(_pair_reward_fn(ctx.model_cfg), rm_params, rows, _chunk(ctx),
+                                  ctx.mesh, ctx.rules)
     return out[:, 0], out[:, 1]
 
 
@@ -306,12 +338,8 @@ def score(ctx, rm_params, prompt_ids, response_ids) -> np.ndarray:
     """The reward model's score of each (prompt, response ids) [rows]."""
     enc = records.encode_ids(ctx.tokenizer.eod_id, prompt_ids, response_ids,
                              ctx.model_cfg.context_length)
-    cfg = ctx.model_cfg
-
-    def fn(params, frozen, batch):
-        return models.reward(cfg, params, batch)
-    return trainer.apply_in_chunks(fn, rm_params, enc.rows(slice(None)), _chunk(ctx),
-                                   ctx.mesh, ctx.rules)
+    return trainer.apply_in_chunks(_reward_fn(ctx.model_cfg), rm_params, enc.rows(slice(None)),
+                                   _chunk(ctx), ctx.mesh, ctx.rules)
 
 
 # ---------------------------------------------------------------- best-of-n
@@ -378,24 +406,16 @@ def dpo_loss_fn(model_cfg, beta):
 
 
 def _pair_logprobs(ctx, params, rows):
-    cfg = ctx.model_cfg
-
-    def fn(params, frozen, batch):
-        return jnp.stack([models.policy_logprobs(cfg, params, batch, "chosen_"),
-                          models.policy_logprobs(cfg, params, batch, "rejected_")], -1)
-    out = trainer.apply_in_chunks(fn, params, rows, _chunk(ctx), ctx.mesh, ctx.rules)
+    out = trainer.apply_in_chunks(_pair_logprob_fn(ctx.model_cfg), params, rows, _chunk(ctx),
+                                  ctx.mesh, ctx.rules)
     return out[:, 0], out[:, 1]
 
 
 def response_logprob(ctx, params, prompt_ids, response_ids) -> np.ndarray:
     enc = records.encode_ids(ctx.tokenizer.eod_id, prompt_ids, response_ids,
                              ctx.model_cfg.context_length)
-    cfg = ctx.model_cfg
-
-    def fn(params, frozen, batch):
-        return models.policy_logprobs(cfg, params, batch)
-    return trainer.apply_in_chunks(fn, params, enc.rows(slice(None)), _chunk(ctx), ctx.mesh,
-                                   ctx.rules)
+    return trainer.apply_in_chunks(_logprob_fn(ctx.model_cfg), params, enc.rows(slice(None)),
+                                   _chunk(ctx), ctx.mesh, ctx.rules)
 
 
 def beta_name(beta: float) -> str:

@@ -65,19 +65,31 @@ def pick_rows(n_rows: int, batch_size: int, seed: int, step: int) -> np.ndarray:
     return np.random.default_rng([seed, step]).choice(n_rows, batch_size, replace=n_rows < batch_size)
 
 
-def optimizer(c: StageConfig):
+def optimizer(c: StageConfig, lr_multipliers=None):
+    """AdamW with linear warmup to a constant LR; `lr_multipliers` (a pytree of floats shaped
+    like the parameters, or None) scales each parameter's update, e.g. a fresh head's."""
     schedule = optax.linear_schedule(0.0, c.learning_rate, max(c.warmup_steps, 1))
-    return optax.chain(optax.clip_by_global_norm(c.grad_clip),
-                       optax.adamw(schedule, b1=0.9, b2=0.95, weight_decay=c.weight_decay))
+    parts = [optax.clip_by_global_norm(c.grad_clip),
+             optax.adamw(schedule, b1=0.9, b2=0.95, weight_decay=c.weight_decay)]
+    if lr_multipliers is not None:
+        parts.append(_scale_each(lr_multipliers))
+    return optax.chain(*parts)
+
+
+def _scale_each(multipliers) -> optax.GradientTransformation:
+    def update(updates, state, params=None):
+        del params
+        return jax.tree.map(lambda u, m: u * m, updates, multipliers), state
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def train(workdir: str, c: StageConfig, params, param_shardings, loss_fn, rows: dict, mesh,
-          rules, *, frozen=None, frozen_shardings=None, say=print):
+          rules, *, frozen=None, frozen_shardings=None, lr_multipliers=None, say=print):
     """Run `c.steps` steps of `loss_fn(params, frozen, batch) -> (loss, metrics)` over `rows`
     (dict of arrays with one leading row dimension); resumes from the newest checkpoint in
     `workdir`. Returns the trained parameters; metrics go to workdir/metrics.jsonl."""
     os.makedirs(workdir, exist_ok=True)
-    tx = optimizer(c)
+    tx = optimizer(c, lr_multipliers)
     rep = sharding.replicated(mesh)
     row_sharding = batch_axes_sharding(mesh, rules)
     n_rows = len(next(iter(rows.values())))
@@ -142,13 +154,27 @@ def load_final(workdir: str, params_like, param_shardings):
         manager.close()
 
 
+_JITTED = {}
+
+
+def _jitted(fn):
+    """One jit per function object, so repeated calls reuse its compilations."""
+    if fn not in _JITTED:
+        _JITTED[fn] = jax.jit(fn)
+    return _JITTED[fn]
+
+
+def _dp(mesh, rules) -> int:
+    return sharding.data_parallel_size(mesh, rules)
+
+
 def apply_in_chunks(fn, params, rows: dict, chunk: int, mesh, rules, frozen=None):
     """fn(params, frozen, batch) -> [rows] arrays, over all rows in chunks of `chunk` (the last
     padded by repeating row 0, so one compilation serves all); outputs concatenated, on host."""
     n = len(next(iter(rows.values())))
+    chunk = min(chunk, -(-n // _dp(mesh, rules)) * _dp(mesh, rules))  # no padding past one chunk
     row_sharding = batch_axes_sharding(mesh, rules)
-    with sharding.activate(mesh, rules):
-        jitted = jax.jit(fn)
+    jitted = _jitted(fn)
     outs = []
     for start in range(0, n, chunk):
         index = np.arange(start, start + chunk)
