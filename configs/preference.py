@@ -38,15 +38,15 @@ def get_config(arg: str = "smoke") -> ml_collections.ConfigDict:
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     c.prompts = ml_collections.ConfigDict(dict(
         prompt_tokens=32, response_tokens=48, sft_examples=2000, pair_prompts=512,
-        heldout_prompts=256, eval_prompts=64, seed=0))
+        heldout_prompts=256, eval_prompts=48, seed=0))
     # gold = -((vowel share - peak) / width)^2; pairs labelled with P = sigmoid(dgold / T).
-    c.gold = ml_collections.ConfigDict(dict(peak=0.45, width=0.05, temperature=0.5, seed=0))
+    c.gold = ml_collections.ConfigDict(dict(peak=0.41, width=0.05, temperature=0.5, seed=0))
     c.sft = _stage(data="", steps=60, learning_rate=1e-3)
     c.pairs = ml_collections.ConfigDict(dict(train_file="", heldout_file=""))
-    c.reward_model = _stage(train_pairs=(64, 512), steps=100, batch_size=16, learning_rate=1e-3,
-                            head_lr_multiplier=10.0)
-    c.best_of_n = ml_collections.ConfigDict(dict(max_n=64, samples=64, seed=0))
-    c.dpo = _stage(betas=(0.1, 0.3), steps=80, batch_size=16, learning_rate=1e-3,
+    c.reward_model = _stage(train_pairs=(64, 512), steps=100, batch_size=16, learning_rate=3e-4,
+                            head_lr_multiplier=30.0)
+    c.best_of_n = ml_collections.ConfigDict(dict(max_n=32, samples=32, seed=0))
+    c.dpo = _stage(betas=(0.1, 0.3), steps=60, batch_size=16, learning_rate=1e-4,
                    samples_per_prompt=8)
     c.fit = ml_collections.ConfigDict(dict(bootstrap=200, seed=0))
     if arg == "sweep":

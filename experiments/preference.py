@@ -71,12 +71,14 @@ def main(argv) -> int:
     base = pretrained_run(config, workdir, "pretrain" in stages)
     ctx = pipeline.setup(config, workdir, base, say=_say)
     wanted = set(stages)
-    if "data" in wanted and not config.sft.data:
+    if "data" in wanted:
         _say("data: prompts and SFT examples from the pretraining corpus")
         pipeline.stage_data(ctx)
-    if "sft" in wanted:
-        _say("sft: supervised fine-tuning")
-    sft = pipeline.stage_sft(ctx, run="sft" in wanted)
+    sft = None
+    if wanted & {"sft", "pairs", "reward_model", "best_of_n", "dpo"}:
+        if "sft" in wanted:
+            _say("sft: supervised fine-tuning")
+        sft = pipeline.stage_sft(ctx, run="sft" in wanted)
     if "pairs" in wanted and not config.pairs.train_file:
         _say("pairs: sampling the SFT policy, labelling by the gold reward")
         pipeline.stage_pairs(ctx, sft)

@@ -83,12 +83,12 @@ def test_dpo_gradient_at_the_reference_is_beta_over_two_times_the_log_ratio_grad
     def direction(p):
         return -0.5 * jnp.mean(models.policy_logprobs(TINY, p, batch, "chosen_")
                                - models.policy_logprobs(TINY, p, batch, "rejected_"))
-    g_dir = jax.grad(direction)(params)
+    g_dir = jax.jit(jax.grad(direction))(params)
     norm = lambda t: float(jnp.sqrt(sum(jnp.sum(x ** 2) for x in jax.tree.leaves(t))))  # noqa
     assert norm(g_dir) > 1e-3
+    grad_at = jax.jit(jax.grad(lambda p, beta: pipeline.dpo_loss_fn(TINY, beta)(p, None, batch)[0]))
     for beta in (1.0, 1e-3, 1e-7):
-        loss_fn = pipeline.dpo_loss_fn(TINY, beta)
-        g = jax.grad(lambda p: loss_fn(p, None, batch)[0])(params)
+        g = grad_at(params, beta)
         diff = jax.tree.map(lambda a, b: a - beta * b, g, g_dir)
         assert norm(diff) <= 1e-4 * beta * norm(g_dir) + 1e-12
         assert norm(g) == pytest.approx(beta * norm(g_dir), rel=1e-4)
@@ -227,3 +227,15 @@ def test_encoding_masks_the_response_and_cuts_long_ones():
     assert enc.targets[0][enc.target_mask[0] == 1].tolist() == list(b"cde")
     assert enc.inputs[0][enc.input_mask[0] == 1].tolist() == list(b"cde")
     assert enc.target_mask[1].sum() == 32  # the whole context after the document start
+
+
+def test_command_help_and_both_configs_load(capsys):
+    from experiments import cli, preference
+
+    with pytest.raises(SystemExit) as e:
+        preference.main(["--help"])
+    assert e.value.code == 0 and "--stages" in capsys.readouterr().out
+    for variant in ("smoke", "sweep"):
+        c = cli.load_config(f"configs/preference.py:{variant}", [f"--config.dpo.betas=0.1,0.3"])
+        assert tuple(c.dpo.betas) == (0.1, 0.3)
+        assert c.prompts.prompt_tokens + c.prompts.response_tokens < c.pretrain.model.context_length
