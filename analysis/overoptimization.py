@@ -94,29 +94,34 @@ def peak(alpha: float, beta: float, form: str = "bon") -> dict:
 
 
 def plot_curves(curves: list[dict], path: str, title: str) -> str:
-    """Gold (points and fit) and proxy reward gain against sqrt(KL); one colour per curve.
+    """Gold reward gain (points and fitted curve) against sqrt(KL), and beside it the proxy
+    reward gain where there is one (its units are the reward model's own); one colour per curve.
     Each curve: {"label", "d", "gold", "proxy" (or None), "fit" (fit() output)}."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    with_proxy = any(c.get("proxy") is not None for c in curves)
+    fig, axes = plt.subplots(1, 2 if with_proxy else 1, figsize=(10 if with_proxy else 6, 4))
+    axes = np.atleast_1d(axes)
     for i, c in enumerate(curves):
-        colour = f"C{i}"
-        d = np.asarray(c["d"], float)
-        ax.plot(d, c["gold"], "o", color=colour, label=f"{c['label']}: gold")
-        if c.get("proxy") is not None:
-            ax.plot(d, c["proxy"], "^--", color=colour, alpha=0.6, label=f"{c['label']}: proxy")
-        grid = np.linspace(0, max(d.max(), 1e-9), 100)
+        colour, d = f"C{i}", np.asarray(c["d"], float)
         f = c["fit"]
-        ax.plot(grid, design(grid, f["form"]) @ np.array([f["alpha"], f["beta"]]), "-",
-                color=colour, label=f"fit R²={f['r2']:.2f}")
-    ax.axhline(0, color="grey", lw=0.5)
-    ax.set_xlabel("d = sqrt(KL(policy || initial policy))  [nats^1/2]")
-    ax.set_ylabel("reward gain over the initial policy")
-    ax.set_title(title)
-    ax.legend(fontsize=7)
+        grid = np.linspace(0, max(d.max(), 1e-9), 100)
+        axes[0].plot(d, c["gold"], "o", color=colour)
+        axes[0].plot(grid, design(grid, f["form"]) @ np.array([f["alpha"], f["beta"]]), "-",
+                     color=colour, label=f"{c['label']} (fit R²={f['r2']:.3f})")
+        if c.get("proxy") is not None:
+            axes[1].plot(d, c["proxy"], "^--", color=colour, label=c["label"])
+    xlabel = "d = sqrt(KL(policy || initial policy))"
+    axes[0].set(xlabel=xlabel, ylabel="gold reward gain", title=title)
+    axes[0].axhline(0, color="grey", lw=0.5)
+    axes[0].legend(fontsize=8)
+    if with_proxy:
+        axes[1].set(xlabel=xlabel, ylabel="proxy reward gain (reward-model units)",
+                    title="proxy reward of the same samples")
+        axes[1].legend(fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -46,7 +46,7 @@ def get_config(arg: str = "smoke") -> ml_collections.ConfigDict:
     c.reward_model = _stage(train_pairs=(64, 512), steps=100, batch_size=16, learning_rate=3e-4,
                             head_lr_multiplier=30.0)
     c.best_of_n = ml_collections.ConfigDict(dict(max_n=32, samples=32, seed=0))
-    c.dpo = _stage(betas=(0.1, 0.3), steps=60, batch_size=16, learning_rate=1e-4,
+    c.dpo = _stage(betas=(0.1, 0.03, 1.0), steps=60, batch_size=16, learning_rate=3e-5,
                    samples_per_prompt=8)
     c.fit = ml_collections.ConfigDict(dict(bootstrap=200, seed=0))
     if arg == "sweep":

@@ -72,10 +72,10 @@ def write(config, workdir: str) -> dict:
     smallest = bon["reward_models"][0]
     figures = os.path.join(workdir, "figures")
     paths = [oo.plot_curves(curves, os.path.join(figures, "best_of_n.png"),
-                            "best-of-n: gold (fit) and proxy reward gain")]
+                            "best-of-n: gold reward gain and fitted R_bon")]
     if dpo_curve is not None:
         paths.append(oo.plot_curves([dpo_curve], os.path.join(figures, "dpo.png"),
-                                    "DPO: gold reward gain against sqrt(KL)"))
+                                    "DPO over beta: gold reward gain and fitted R_RL"))
     if len(fits) >= 2:
         paths.append(oo.plot_coefficients([f["train_pairs"] for f in fits], fits,
                                           os.path.join(figures, "coefficients.png"),

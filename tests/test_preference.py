@@ -69,8 +69,9 @@ def _pair_batch(rng, batch=8, width=16, ref=None, cfg=TINY, params=None):
         b["ref_chosen"] = rng.normal(-40, 1, batch).astype(np.float32)
         b["ref_rejected"] = rng.normal(-40, 1, batch).astype(np.float32)
     else:
-        b["ref_chosen"] = np.asarray(models.policy_logprobs(cfg, ref, b, "chosen_"))
-        b["ref_rejected"] = np.asarray(models.policy_logprobs(cfg, ref, b, "rejected_"))
+        logprobs = jax.jit(models.policy_logprobs, static_argnums=(0, 3))
+        b["ref_chosen"] = np.asarray(logprobs(cfg, ref, b, "chosen_"))
+        b["ref_rejected"] = np.asarray(logprobs(cfg, ref, b, "rejected_"))
     return b
 
 
