@@ -158,4 +158,5 @@ def load(path: str) -> dict:
         with open(path) as f:
             return json.load(f)
     except (OSError, json.JSONDecodeError) as e:
-        raise AnalysisError(f"cannot read {path} ({e}); run the preference pipeline first") from None
+        raise AnalysisError(f"cannot read {path} ({e}); run the preference pipeline "
+                            "first") from None

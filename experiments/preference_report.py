@@ -12,6 +12,10 @@ from analysis import overoptimization as oo
 
 
 def _read(path):
+    from research.errors import UserError
+
+    if not os.path.isfile(path):
+        raise UserError(f"{path} is missing; run the stage that writes it first (--stages)")
     with open(path) as f:
         return json.load(f)
 
@@ -21,6 +25,15 @@ def _rises_then_falls(values) -> bool:
     v = np.asarray(values)
     top = int(np.argmax(v))
     return 0 < top < len(v) - 1
+
+
+def _count_lines(path):
+    with open(path, encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def _binomial_stderr(p, n):
+    return float(np.sqrt(p * (1 - p) / n)) if n else None
 
 
 def best_of_n_section(workdir, fit_cfg) -> tuple[list, list, dict]:
@@ -45,6 +58,13 @@ def dpo_section(workdir, config, bon, fit_cfg):
 
     runs = [_read(os.path.join(workdir, beta_name(b), "result.json")) for b in config.dpo.betas]
     sft_gold = np.asarray(bon["gold_per_prompt"])
+    for r in runs:  # gold gain over SFT, paired by prompt, with its standard error
+        diff = np.asarray(r["gold_per_prompt"]) - sft_gold
+        r["gold_gain_over_sft"] = float(diff.mean())
+        r["gold_gain_over_sft_stderr"] = float(diff.std(ddof=1) / np.sqrt(len(diff)))
+        held = r.get("heldout_pairs") or _count_lines(
+            config.pairs.heldout_file or os.path.join(workdir, "data", "pairs_heldout.jsonl"))
+        r["heldout_accuracy_stderr"] = _binomial_stderr(r["heldout_accuracy"], held)
     # The SFT policy is the point d = 0; every policy is measured on the same prompts.
     gain = np.stack([np.zeros_like(sft_gold)] + [np.asarray(r["gold_per_prompt"]) - sft_gold
                                                  for r in runs], 1)
@@ -68,6 +88,8 @@ def write(config, workdir: str) -> dict:
     dpo_runs, dpo_fit, dpo_curve = dpo_section(workdir, config, bon, fit_cfg)
     rms = [_read(os.path.join(workdir, f"rm_{k}", "result.json"))
            for k in sorted(int(x) for x in config.reward_model.train_pairs)]
+    for r in rms:
+        r["heldout_accuracy_stderr"] = _binomial_stderr(r["heldout_accuracy"], r["heldout_pairs"])
     sft = _read(os.path.join(workdir, "sft", "result.json"))
     smallest = bon["reward_models"][0]
     figures = os.path.join(workdir, "figures")

@@ -29,7 +29,7 @@ def run(workdir, *extra):
     return subprocess.run(
         [sys.executable, "-m", "experiments.preference", "--config",
          "configs/preference.py:smoke", "--workdir", str(workdir), *TINY, *extra],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
 
 
 @pytest.mark.slow

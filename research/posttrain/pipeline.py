@@ -134,6 +134,7 @@ def _chunk(ctx) -> int:
     return 256 * sharding.data_parallel_size(ctx.mesh, ctx.rules)
 
 
+@functools.lru_cache(maxsize=None)  # one function per model: its compiled step is reused
 def sft_loss_fn(model_cfg):
     def loss_fn(params, frozen, batch):
         del frozen
@@ -191,7 +192,8 @@ def stage_pairs(ctx: Context, sft_params) -> None:
     """Two samples of the SFT policy per prompt, the gold reward of each, and a Bradley-Terry
     draw deciding which is chosen: data/pairs_train.jsonl and data/pairs_heldout.jsonl."""
     g, p = ctx.config.gold, ctx.config.prompts
-    for name, prompts_name, seed in (("train", "pair_prompts", 0), ("heldout", "heldout_prompts", 1)):
+    for name, prompts_name, seed in (("train", "pair_prompts", 0),
+                                     ("heldout", "heldout_prompts", 1)):
         prompts = _prompts(ctx, prompts_name)
         ids = sampling.sample_responses(ctx.model_cfg, sft_params, ctx.tokenizer.eod_id,
                                         _prompt_ids(ctx, prompts), 2, p.response_tokens,
@@ -250,6 +252,7 @@ def _read_pairs(path):
 # ---------------------------------------------------------------- reward model
 
 
+@functools.lru_cache(maxsize=None)
 def rm_loss_fn(model_cfg):
     def loss_fn(params, frozen, batch):
         del frozen
@@ -390,10 +393,12 @@ def stage_best_of_n(ctx: Context, sft_params, reward_models: dict) -> dict:
 # ---------------------------------------------------------------- DPO
 
 
-def dpo_loss_fn(model_cfg, beta):
-    """DPO on rows carrying the reference's sequence log-probs (ref_chosen, ref_rejected)."""
+@functools.lru_cache(maxsize=None)
+def dpo_loss_fn(model_cfg):
+    """DPO on rows carrying the reference's sequence log-probs (ref_chosen, ref_rejected);
+    beta is frozen["beta"], an input rather than a constant, so every beta shares one step."""
     def loss_fn(params, frozen, batch):
-        del frozen
+        beta = frozen["beta"]
         logp = models.policy_logprobs(model_cfg, params, _both(batch))
         half = logp.shape[0] // 2
         loss = losses.dpo_loss(logp[:half], logp[half:], batch["ref_chosen"],
@@ -443,8 +448,10 @@ def stage_dpo(ctx: Context, sft_params, run: bool = True) -> list[dict]:
             continue
         if not run:
             raise StageError(f"{where} holds no finished DPO run; run the dpo stage first")
+        rep = sharding.replicated(ctx.mesh)
         params = trainer.train(where, _stage_cfg(c), sft_params, ctx.gpt_shardings,
-                               dpo_loss_fn(ctx.model_cfg, beta), rows, ctx.mesh, ctx.rules,
+                               dpo_loss_fn(ctx.model_cfg), rows, ctx.mesh, ctx.rules,
+                               frozen={"beta": np.float32(beta)}, frozen_shardings={"beta": rep},
                                say=ctx.say)
         pc, pr = _pair_logprobs(ctx, params, held_rows)
         rc, rr = beta * (pc - held_ref[0]), beta * (pr - held_ref[1])
@@ -458,6 +465,7 @@ def stage_dpo(ctx: Context, sft_params, run: bool = True) -> list[dict]:
         texts = _texts(ctx, samples)
         gold_PN = np.array([gold.gold_reward(t, g.peak, g.width) for t in texts])
         result = {"beta": float(beta), "steps": c.steps, "train_pairs": len(train_recs),
+                  "heldout_pairs": len(held_recs),
                   "heldout_accuracy": float(np.mean(rc > rr)),
                   "heldout_margin": float(np.mean(rc - rr)),
                   "gold_reward": float(gold_PN.mean()), "kl": float(kl_PN.mean()),

@@ -62,7 +62,8 @@ def place(tree, shardings):
 
 def pick_rows(n_rows: int, batch_size: int, seed: int, step: int) -> np.ndarray:
     """The rows of one batch: a pure function of (seed, step), without replacement."""
-    return np.random.default_rng([seed, step]).choice(n_rows, batch_size, replace=n_rows < batch_size)
+    rng = np.random.default_rng([seed, step])
+    return rng.choice(n_rows, batch_size, replace=n_rows < batch_size)
 
 
 def optimizer(c: StageConfig, lr_multipliers=None):
@@ -111,18 +112,11 @@ def train(workdir: str, c: StageConfig, params, param_shardings, loss_fn, rows: 
     if frozen is not None:
         frozen = place(frozen, frozen_shardings)
 
-    def step_fn(state, frozen, batch):
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state["params"], frozen, batch)
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        new = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
-               "opt_state": opt_state}
-        return new, {"loss": loss, **metrics}
-
     batch_shardings = {k: row_sharding for k in rows}
-    with sharding.activate(mesh, rules):
-        jitted = jax.jit(step_fn, in_shardings=(state_shardings, frozen_shardings, batch_shardings),
-                         out_shardings=(state_shardings, rep), donate_argnums=0)
+    jitted = _train_step(loss_fn, _optimizer_key(c), _leaves_key(lr_multipliers), lr_multipliers,
+                         mesh, rules, _leaves_key(state_shardings, True),
+                         _leaves_key(frozen_shardings, True), _leaves_key(batch_shardings, True),
+                         (state_shardings, frozen_shardings, batch_shardings))
     log_path = os.path.join(workdir, "metrics.jsonl")
     try:
         for step in range(start, c.steps):
@@ -140,6 +134,48 @@ def train(workdir: str, c: StageConfig, params, param_shardings, loss_fn, rows: 
     finally:
         manager.close()
     return state["params"]
+
+
+_STEPS = {}
+
+
+def _optimizer_key(c: StageConfig):
+    return (c.learning_rate, c.warmup_steps, c.weight_decay, c.grad_clip)
+
+
+def _leaves_key(tree, with_structure=False):
+    if tree is None:
+        return None
+    leaves, structure = jax.tree.flatten(tree)
+    return (tuple(leaves), structure) if with_structure else (tuple(leaves), str(structure))
+
+
+def _train_step(loss_fn, opt_key, mult_key, lr_multipliers, mesh, rules, *key_and_shardings):
+    """The jitted train step of (loss, optimizer, shardings), built once per process: stages
+    that differ only in data or in the values in `frozen` (DPO's beta, say) share its
+    compilations."""
+    *shape_key, (state_shardings, frozen_shardings, batch_shardings) = key_and_shardings
+    key = (loss_fn, opt_key, mult_key, mesh, rules, *shape_key)
+    if key in _STEPS:
+        return _STEPS[key]
+    lr, warmup, weight_decay, grad_clip = opt_key
+    tx = optimizer(StageConfig(steps=1, batch_size=1, learning_rate=lr, warmup_steps=warmup,
+                               weight_decay=weight_decay, grad_clip=grad_clip), lr_multipliers)
+
+    def step_fn(state, frozen, batch):
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state["params"], frozen, batch)
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        new = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
+               "opt_state": opt_state}
+        return new, {"loss": loss, **metrics}
+
+    with sharding.activate(mesh, rules):
+        _STEPS[key] = jax.jit(step_fn, in_shardings=(state_shardings, frozen_shardings,
+                                                     batch_shardings),
+                              out_shardings=(state_shardings, sharding.replicated(mesh)),
+                              donate_argnums=0)
+    return _STEPS[key]
 
 
 def load_final(workdir: str, params_like, param_shardings):
