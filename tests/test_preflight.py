@@ -1,4 +1,4 @@
-"""--dry_run preflight: per-device memory from the compiled step, without training."""
+"""--dry-run preflight: per-device memory from the compiled step, without training."""
 
 import os
 import subprocess
@@ -44,7 +44,7 @@ def test_mesh_that_does_not_divide_heads_is_one_line_error():
     with pytest.raises(ConfigError, match="n_heads=4"):
         preflight.run(RunConfig.from_configdict(c))
     p = subprocess.run([sys.executable, "-m", "experiments.train", "--config", "configs/gpt.py:tiny",
-                        "--config.mesh.data=1", "--config.mesh.tensor=8", "--dry_run"],
+                        "--config.mesh.data=1", "--config.mesh.tensor=8", "--dry-run"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120,
                        env=dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu"))
     lines = [x for x in p.stderr.splitlines() if x.startswith("error:")]
