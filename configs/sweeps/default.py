@@ -1,6 +1,6 @@
 """The main job: 7 model sizes x 3 token budgets on the embedded Shakespeare corpus, every run a
 16-point loss curve, and the schedule law fitted to every curve point (docs/schedule-law.md).
-Sized to finish in about 12 minutes on 2 CPU cores (a quiet machine, from a fresh clone,
+Sized to finish in about 17 minutes on 2 CPU cores (a quiet machine, from a fresh clone,
 `pip install` included), compilation included, then the fit.
 
   python -m experiments.sweep run --config configs/sweeps/default.py --workdir sweeps/default
@@ -9,7 +9,7 @@ Why this shape (docs/default-job.md has the measured candidates): at these sizes
 differs far more across budgets than across sizes, so the N term needs a wide N range: 6.6k to
 793k non-embedding parameters (120x), the small end cheap. Budgets span 4x (128 to 512 steps);
 each run's curve adds the points in between, which is what pins beta and the compute-optimal
-exponent a where final losses alone (one number per run) leave them open. The largest budget
+exponent a more tightly than final losses alone (one number per run) at the same cost. The largest budget
 is under a quarter of an epoch of the corpus, so no token is seen twice. The 793k model is held
 out: the law fitted on the six smaller sizes predicts its final losses.
 """
