@@ -146,7 +146,7 @@ def test_failures_recorded_retried_and_sweep_goes_on(tmp_path):
     assert starts(run_dir(CRASH_LR)) == 2  # crashed, retried once, then given up
     assert starts(run_dir(FLAKY_LR)) == 2 and sd.result(runs[FLAKY_LR].name)["status"] == "done"
     assert starts(run_dir(DIVERGE_LR)) == 1  # divergence is deterministic: not retried
-    status = cli("status", "--workdir", str(wd)).stdout
+    status = cli("status", str(wd)).stdout
     crash_line = next(line for line in status.splitlines() if line.startswith(runs[CRASH_LR].name))
     assert "failed" in crash_line and "simulated crash in the training step" in crash_line
     diverge_line = next(line for line in status.splitlines() if line.startswith(runs[DIVERGE_LR].name))
@@ -188,7 +188,7 @@ def test_data_error_in_a_child_is_a_user_failure_and_not_retried(tmp_path):
     assert [e["event"] for e in evts] == ["started", "failed"]  # one attempt despite retries=2
     assert evts[-1]["permanent"] and evts[-1]["kind"] == "user" and evts[-1]["exit_code"] == 2
     assert evts[-1]["reason"].startswith("DataError: the fake corpus has no validation documents")
-    status = cli("status", "--workdir", str(wd)).stdout
+    status = cli("status", str(wd)).stdout
     line = next(x for x in status.splitlines() if x.startswith(bad.name))
     assert "failed" in line and "DataError" in line
 
@@ -384,7 +384,7 @@ def test_start_up_reaches_the_progress_line_and_status_totals(tmp_path):
         for e in ledger.events(sd, r.name) if e["event"] == "finished")
     first, second = timings[0][1], timings[1][1]
     assert first["startup_s"] >= 0.8 and second["startup_s"] == 0.0
-    status = cli("status", "--workdir", str(wd))
+    status = cli("status", str(wd))
     total = float(status.stdout.split("fixed ")[1].split("s:")[0])
     assert f"start-up {first['startup_s']:.1f}," in status.stdout and total >= 0.8, status.stdout
 

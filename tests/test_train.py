@@ -147,13 +147,14 @@ def test_stacked_eval_equals_per_batch_loss_on_every_layout():
     """The evaluation's one forward pass over k stacked batches gives each batch's own mean
     loss (the model applied to that batch alone, one device), sharded or not."""
     batches = np.stack(random_batches(3, seed=1))
-    ref_trainer = train_state.build_trainer(small_config(), sharding.make_mesh(
-        small_config().mesh, jax.devices()[:1]), total_steps=20)
+    ref_cfg = RunConfig.from_configdict(small_config())
+    ref_trainer = train_state.build_trainer(ref_cfg, sharding.make_mesh(
+        ref_cfg.mesh, jax.devices()[:1]), total_steps=20)
     params = jax.device_get(ref_trainer.init(jax.random.key(0))["params"])
     want = [float(train_state.cross_entropy(ref_trainer.model.apply(
         {"params": params}, b[:, :-1])[0], b[:, 1:])) for b in batches]
     for mesh in (dict(data=8), dict(data=2, fsdp=2, tensor=2)):
-        c = small_config(**mesh)
+        c = RunConfig.from_configdict(small_config(**mesh))
         trainer = train_state.build_trainer(c, sharding.make_mesh(c.mesh), total_steps=20)
         on_mesh = jax.device_put(params, trainer.state_shardings["params"])
         stacked = jax.make_array_from_process_local_data(trainer.eval_sharding, batches)

@@ -333,18 +333,27 @@ def _logprob_fn(cfg):
     return lambda params, frozen, batch: models.policy_logprobs(cfg, params, batch)
 
 
-def _rewards(ctx, rm_params, rows):
-    out = trainer.apply_in_chunks(_pair_reward_fn(ctx.model_cfg), rm_params, rows, _chunk(ctx),
-                                  ctx.mesh, ctx.rules)
+def _apply_pairs(ctx, fn, params, rows):
+    """fn over (chosen, rejected) rows in chunks -> (chosen values, rejected values)."""
+    out = trainer.apply_in_chunks(fn, params, rows, _chunk(ctx), ctx.mesh, ctx.rules)
     return out[:, 0], out[:, 1]
+
+
+def _apply_responses(ctx, fn, params, prompt_ids, response_ids) -> np.ndarray:
+    """fn over encoded (prompt, response ids) rows in chunks -> one value per row."""
+    enc = records.encode_ids(ctx.tokenizer.eod_id, prompt_ids, response_ids,
+                             ctx.model_cfg.context_length)
+    return trainer.apply_in_chunks(fn, params, enc.rows(slice(None)), _chunk(ctx), ctx.mesh,
+                                   ctx.rules)
+
+
+def _rewards(ctx, rm_params, rows):
+    return _apply_pairs(ctx, _pair_reward_fn(ctx.model_cfg), rm_params, rows)
 
 
 def score(ctx, rm_params, prompt_ids, response_ids) -> np.ndarray:
     """The reward model's score of each (prompt, response ids) [rows]."""
-    enc = records.encode_ids(ctx.tokenizer.eod_id, prompt_ids, response_ids,
-                             ctx.model_cfg.context_length)
-    return trainer.apply_in_chunks(_reward_fn(ctx.model_cfg), rm_params, enc.rows(slice(None)),
-                                   _chunk(ctx), ctx.mesh, ctx.rules)
+    return _apply_responses(ctx, _reward_fn(ctx.model_cfg), rm_params, prompt_ids, response_ids)
 
 
 # ---------------------------------------------------------------- best-of-n
@@ -413,16 +422,11 @@ def dpo_loss_fn(model_cfg):
 
 
 def _pair_logprobs(ctx, params, rows):
-    out = trainer.apply_in_chunks(_pair_logprob_fn(ctx.model_cfg), params, rows, _chunk(ctx),
-                                  ctx.mesh, ctx.rules)
-    return out[:, 0], out[:, 1]
+    return _apply_pairs(ctx, _pair_logprob_fn(ctx.model_cfg), params, rows)
 
 
 def response_logprob(ctx, params, prompt_ids, response_ids) -> np.ndarray:
-    enc = records.encode_ids(ctx.tokenizer.eod_id, prompt_ids, response_ids,
-                             ctx.model_cfg.context_length)
-    return trainer.apply_in_chunks(_logprob_fn(ctx.model_cfg), params, enc.rows(slice(None)),
-                                   _chunk(ctx), ctx.mesh, ctx.rules)
+    return _apply_responses(ctx, _logprob_fn(ctx.model_cfg), params, prompt_ids, response_ids)
 
 
 def beta_name(beta: float) -> str:
