@@ -280,16 +280,18 @@ def _train(cfg: RunConfig, workdir: str, progress: bool, on_start, cleanup) -> d
 EVAL_CHUNK_LOGITS = 64 * 2**20
 
 
-def _per_chunk(t, m) -> int:
-    return max(1, EVAL_CHUNK_LOGITS // (t.batch_size * m.context_length * m.vocab_size))
+def _chunk_bounds(t, m, n_batches: int) -> list[tuple[int, int]]:
+    """[start, stop) of each chunk of `n_batches` evaluation batches: one rule for the chunks
+    built (`_eval_batches`) and the shapes compiled ahead (`_compile_evals`)."""
+    per_chunk = max(1, EVAL_CHUNK_LOGITS // (t.batch_size * m.context_length * m.vocab_size))
+    return [(i, min(i + per_chunk, n_batches)) for i in range(0, n_batches, per_chunk)]
 
 
 def _compile_evals(trainer, params, t, m, batch_counts) -> None:
     """Compile the evaluation for every chunk shape that `batch_counts` batches give, ahead of
     time: the compilation is then a fixed cost (compile_s), not part of the evaluations."""
-    per_chunk = _per_chunk(t, m)
-    shapes = {(min(per_chunk, n - i), t.batch_size, m.context_length + 1)
-              for n in batch_counts for i in range(0, n, per_chunk)}
+    shapes = {(stop - start, t.batch_size, m.context_length + 1)
+              for n in batch_counts for start, stop in _chunk_bounds(t, m, n)}
     with trainer.activate():
         for shape in sorted(shapes - set(trainer.eval_compiled)):
             chunk = jax.ShapeDtypeStruct(shape, np.int32, sharding=trainer.eval_sharding)
@@ -299,7 +301,6 @@ def _compile_evals(trainer, params, t, m, batch_counts) -> None:
 def _eval_batches(data, t, m, n_batches, trainer) -> dict:
     """{name: fixed eval batches, stacked into chunks [k, B, T+1] on the devices} for every
     evaluation set (data.eval_sets order); `n_batches` is one count for all, or one per set."""
-    per_chunk = _per_chunk(t, m)
     out = {}
     for name in data.eval_sets:
         local = list(data_lib.eval_batches(
@@ -307,8 +308,8 @@ def _eval_batches(data, t, m, n_batches, trainer) -> dict:
             batch_size=t.batch_size, context_length=m.context_length, eval_set=name,
             process_index=jax.process_index(), process_count=jax.process_count()))
         out[name] = [jax.make_array_from_process_local_data(
-            trainer.eval_sharding, np.stack(local[i:i + per_chunk]))
-            for i in range(0, len(local), per_chunk)]
+            trainer.eval_sharding, np.stack(local[start:stop]))
+            for start, stop in _chunk_bounds(t, m, len(local))]
     return out
 
 
