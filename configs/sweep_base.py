@@ -34,6 +34,9 @@ def default_sweep() -> ml_collections.ConfigDict:
     # such as "1.5m": ConfigDict keys cannot hold one). Every variant needs an entry, and no
     # other name may appear; not together with learning_rates. None = off (base LR or the grid).
     c.variant_learning_rates = None
+    # Grid only: budgets for named variants instead of `tokens`, {"800k": (262_144,)} or
+    # (("800k", (262_144,)),), e.g. the held-out largest size at its cheapest budget alone.
+    c.variant_tokens = None
     c.parametrizations = ()  # "sp" / "mup"; empty = the base config's model.parametrization
     # Grid only: every run once per LR schedule, "cosine", "constant" or "wsd" (decaying over
     # the last wsd.decay_fraction of its own steps, from scratch); empty = base.train.schedule.

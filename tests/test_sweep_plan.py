@@ -164,10 +164,28 @@ def test_variant_learning_rates_give_each_variant_its_own_lr():
                                                                           ("L2d48", 1.2e-2)}
 
 
+def test_variant_tokens_give_named_variants_their_own_budgets():
+    runs = plan.expand(small_sweep(variant_tokens={"800k": (30_000,)}))
+    budgets = {(r.variant, r.tokens) for r in runs}
+    per_step = 8 * 32
+    assert {t for v, t in budgets if v == "800k"} == {30_000 // per_step * per_step}
+    assert len([v for v, _ in budgets if v != "800k"]) == 4  # the others keep both budgets
+    # Runs outside the table are the plain grid's runs: same configs, names and hashes.
+    plain = {r.name for r in plan.expand(small_sweep())}
+    assert {r.name for r in runs} < plain
+    pairs = plan.expand(small_sweep(variant_tokens=(("L3d80", (100_000, 30_000)),)))
+    assert sorted(r.tokens for r in pairs if r.variant == "L3d80") == sorted(
+        t // per_step * per_step for t in (100_000, 30_000))
+
+
 @pytest.mark.parametrize("change, message", [
     ({"variant_learning_rates": {"100k": 6e-3, "800k": 1.5e-3}}, "no LR for variant L3d80;"),
     ({"variant_learning_rates": {**VARIANT_LRS, "300k": 3e-3}}, "names 300k, not a variant"),
     ({"variant_learning_rates": VARIANT_LRS, "learning_rates": (1e-3, 2e-3)}, "are both set"),
+    ({"variant_tokens": {"300k": (30_000,)}}, "variant_tokens names 300k, not a variant"),
+    ({"variant_tokens": {"800k": ()}}, "positive whole token budgets"),
+    ({"variant_tokens": {"800k": (30_000,)}, "kind": "isoflop", "tokens": (), "flops": (1e12,)},
+     "applies to grid sweeps"),
     ({"variant_learning_rates": {**VARIANT_LRS, "800k": -1e-3}}, "['800k']=-0.001; it must be"),
     ({"variant_learning_rates": (("100k", 6e-3), ("100k", 6e-3))}, "appears twice"),
     ({"variant_learning_rates": (6e-3, 3e-3)}, "must map variant names to LRs"),

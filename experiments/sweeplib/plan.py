@@ -23,7 +23,7 @@ import math
 from configs import gpt
 from experiments import cli
 from experiments.sweeplib.errors import SweepError
-from experiments.sweeplib.spec import variant_learning_rates
+from experiments.sweeplib.spec import variant_learning_rates, variant_tokens
 from research import flops as flops_lib, run_dir, run_math
 from research.config import RunConfig
 from research.errors import ConfigError
@@ -159,6 +159,7 @@ def expand(sweep) -> list[Run]:
     for variant in sweep.variants:
         variant_dims(variant)  # fail on an unknown variant before any budget message
     per_variant = variant_learning_rates(sweep)  # {} unless set; then one LR per variant
+    budgets_of = variant_tokens(sweep)  # {} unless set; then these variants' own budgets
     sweep_base = typed(sweep.base)
     if not sweep_base.log.wandb_group:  # W&B shows a sweep's runs together
         sweep_base = dataclasses.replace(
@@ -180,7 +181,8 @@ def expand(sweep) -> list[Run]:
                 base = run_base(shared, variant, seed,
                                 per_variant.get(variant_dims(variant).name, lr))
                 if sweep.kind == "grid":
-                    runs += _grid(sweep, base, seed, lr_tag)
+                    runs += _grid(sweep, base, seed, lr_tag,
+                                  budgets_of.get(variant_dims(variant).name))
                 elif sweep.kind == "isoflop":
                     runs += _isoflop(sweep, base, seed, lr_tag)
                 else:
@@ -191,10 +193,10 @@ def expand(sweep) -> list[Run]:
     return runs
 
 
-def _grid(sweep, base, seed, lr_tag) -> list[Run]:
+def _grid(sweep, base, seed, lr_tag, own_budgets=None) -> list[Run]:
     out = []
     params = flops_lib.param_counts(base.model)["params"]
-    budgets = list(sweep.tokens) or [r * params for r in sweep.tokens_per_param]
+    budgets = list(own_budgets or sweep.tokens) or [r * params for r in sweep.tokens_per_param]
     for tokens in budgets:
         steps = _steps_for(tokens, base, f"variant {base.variant}")
         readable = f"{base.variant}-D{human(steps * tokens_per_step(base))}{lr_tag}"

@@ -48,6 +48,7 @@ def check(c: ml_collections.ConfigDict) -> None:
     if not c.seeds:
         raise SweepError("sweep has no seeds; set seeds=(0,)")
     variant_learning_rates(c)
+    variant_tokens(c)
     if c.kind == "grid" and bool(c.tokens) == bool(c.tokens_per_param):
         raise SweepError("a grid sweep needs exactly one of tokens=(...) or tokens_per_param=(...)")
     if c.kind == "wsd" and not c.tokens:
@@ -82,25 +83,45 @@ def check(c: ml_collections.ConfigDict) -> None:
                          "both set; choose one extrapolation check")
 
 
+def _variant_table(table, key: str, what: str, example: str) -> list:
+    """A per-variant table of a sweep config, {name: value} or ((name, value), ...) -> pairs;
+    every name a string that appears once."""
+    if hasattr(table, "items"):  # a dict (a ConfigDict in a sweep config)
+        pairs = list(table.items())
+    else:
+        try:
+            pairs = [(name, value) for name, value in table]
+        except (TypeError, ValueError):
+            raise SweepError(f"{key} must map variant names to {what}: {example}") from None
+    names = [name for name, _ in pairs]
+    for name in names:
+        if not isinstance(name, str) or names.count(name) > 1:
+            raise SweepError(f"{key}: {name!r} is not a variant name or appears twice; key it by "
+                             "names such as '100k' or 'L2d48'")
+    return pairs
+
+
+def _variant_names(c, table_names, key: str) -> list:
+    """The sweep's variant run names; SweepError if `table_names` holds any other name."""
+    try:
+        names = [gpt.variant_dims(v).name for v in c.variants]
+    except ConfigError as e:
+        raise SweepError(str(e)) from None
+    extra = sorted(set(table_names) - set(names))
+    if extra:
+        raise SweepError(f"{key} names {', '.join(extra)}, not a variant of this "
+                         f"sweep ({', '.join(names)}); remove or correct it")
+    return names
+
+
 def variant_learning_rates(c) -> dict:
     """`variant_learning_rates` as {variant run name: peak LR} ({} when unset), checked: one
     positive LR for every variant of the sweep and no other name, and no `learning_rates` grid."""
     table = c.variant_learning_rates
     if not table:
         return {}
-    if hasattr(table, "items"):  # a dict (a ConfigDict in a sweep config)
-        pairs = list(table.items())
-    else:
-        try:
-            pairs = [(name, lr) for name, lr in table]
-        except (TypeError, ValueError):
-            raise SweepError("variant_learning_rates must map variant names to LRs: "
-                             '{"100k": 6e-3, ...} or (("100k", 6e-3), ...)') from None
     lrs = {}
-    for name, lr in pairs:
-        if not isinstance(name, str) or name in lrs:
-            raise SweepError(f"variant_learning_rates: {name!r} is not a variant name or appears "
-                             "twice; key it by names such as '100k' or 'L2d48'")
+    for name, lr in _variant_table(table, "variant_learning_rates", "LRs", '{"100k": 6e-3, ...} or (("100k", 6e-3), ...)'):
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (
                 math.isfinite(lr) and lr > 0):
             raise SweepError(f"variant_learning_rates[{name!r}]={lr!r}; it must be a positive number")
@@ -108,16 +129,32 @@ def variant_learning_rates(c) -> dict:
     if c.learning_rates:
         raise SweepError("variant_learning_rates and learning_rates are both set; use the grid "
                          "(one LR axis for every variant) or the per-variant table, not both")
-    try:
-        names = [gpt.variant_dims(v).name for v in c.variants]
-    except ConfigError as e:
-        raise SweepError(str(e)) from None
+    names = _variant_names(c, lrs, "variant_learning_rates")
     missing = [n for n in names if n not in lrs]
     if missing:
         raise SweepError(f"variant_learning_rates has no LR for variant {', '.join(missing)}; "
                          "give every variant of the sweep one")
-    extra = sorted(set(lrs) - set(names))
-    if extra:
-        raise SweepError(f"variant_learning_rates names {', '.join(extra)}, not a variant of this "
-                         f"sweep ({', '.join(names)}); remove or correct it")
     return lrs
+
+
+def variant_tokens(c) -> dict:
+    """`variant_tokens` as {variant run name: token budgets} ({} when unset): a grid's named
+    variants train at these budgets instead of `tokens` (for example the largest size at its
+    smallest budget only). Checked: grid sweeps only, known names, positive budgets."""
+    table = c.get("variant_tokens")
+    if not table:
+        return {}
+    if c.kind != "grid":
+        raise SweepError(f"variant_tokens applies to grid sweeps, not kind {c.kind!r}")
+    budgets = {}
+    for name, tokens in _variant_table(table, "variant_tokens", "token budgets", '{"800k": (262144,)} or (("800k", (262144,)),)'):
+        try:
+            values = tuple(int(t) for t in tokens)
+        except (TypeError, ValueError):
+            values = ()
+        if not values or min(values) < 1 or any(t != float(u) for t, u in zip(values, tokens)):
+            raise SweepError(f"variant_tokens[{name!r}]={tokens!r}; it must be a tuple of positive "
+                             "whole token budgets, e.g. (262144,)")
+        budgets[name] = values
+    _variant_names(c, budgets, "variant_tokens")
+    return budgets
