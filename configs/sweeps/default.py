@@ -1,17 +1,17 @@
-"""The main job: 7 model sizes x 3 token budgets on the embedded Shakespeare corpus, every run a
-16-point loss curve, and the schedule law fitted to every curve point (docs/schedule-law.md).
-Sized to finish in about 17 minutes on 2 CPU cores (a quiet machine, from a fresh clone,
-`pip install` included), compilation included, then the fit.
+"""The main job: 7 model sizes on the embedded Shakespeare corpus, every run a 16-point loss
+curve, and the schedule law fitted to every curve point (docs/schedule-law.md). Sized to finish
+in about 11 minutes on 2 CPU cores (a quiet machine, from a fresh clone, `pip install`
+included), compilation included, then the fit.
 
   python -m experiments.sweep run --config configs/sweeps/default.py --workdir sweeps/default
 
 Why this shape (docs/default-job.md has the measured candidates): at these sizes the loss
-differs far more across budgets than across sizes, so the N term needs a wide N range: 6.6k to
-793k non-embedding parameters (120x), the small end cheap. Budgets span 4x (128 to 512 steps);
-each run's curve adds the points in between, which is what pins beta and the compute-optimal
-exponent a more tightly than final losses alone (one number per run) at the same cost. The largest budget
-is under a quarter of an epoch of the corpus, so no token is seen twice. The 793k model is held
-out: the law fitted on the six smaller sizes predicts its final losses.
+differs far more across budgets than across sizes, so the N term needs a wide N range: 1.8k to
+793k non-embedding parameters (450x). The small end is what pins alpha, and it is cheap: the
+five sizes up to 100k train at all three budgets (128 to 512 steps; each curve adds the points
+in between). The two largest sizes cost the most per step, so they train only at their cheaper
+budgets: 335k at two, and 793k at one, held out (the law fitted on the smaller sizes predicts
+it). The largest budget is under a quarter of an epoch of the corpus, so no token is seen twice.
 """
 
 from configs.sweep_base import default_sweep
@@ -38,15 +38,18 @@ def get_config(arg: str = ""):
     s.base.train.eval_points = 0  # no log-spaced points: the first ~60 steps are a plateau
     s.base.train.eval_batches = 2
     s.base.train.final_eval_batches = 32
-    # 6.6k to 793k non-embedding parameters; (n_layers, d_model[, n_heads]) or ladder names.
-    s.variants = ((2, 16), (2, 24, 2), (2, 32), (2, 48), "100k", "300k", "800k")
+    # 1.8k to 793k non-embedding parameters; (n_layers, d_model[, n_heads]) or ladder names.
+    s.variants = ((2, 8), (2, 16), (2, 32), (2, 48), "100k", "300k", "800k")
     s.tokens = (262_144, 524_288, 1_048_576)  # 128 to 512 steps of 16 x 128 tokens
+    # The two largest sizes at their cheaper budgets only: 300k's 1.05M-token run would cost as
+    # much as the five smallest sizes' runs together, and the held-out 793k needs one run.
+    s.variant_tokens = {"300k": (262_144, 524_288), "800k": (262_144,)}
     s.runner.evals_per_run = 16
     s.runner.checkpoints_per_run = 4
     s.analysis.law = "schedule"
     # Embeddings are most of the smallest models; the law in non-embedding N is the cleaner one.
     s.analysis.params_column = "nonembedding_params"
     s.analysis.bootstrap = 1000
-    # Can the law be trusted? Fit the six smaller sizes, predict the 793k model's runs.
+    # Can the law be trusted? Fit the six smaller sizes, predict the 793k model's run.
     s.analysis.holdout_above_params = 400_000
     return s
