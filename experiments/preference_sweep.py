@@ -127,11 +127,12 @@ def train_point(config, workdir: str, progress: bool = True, point: dict | None 
 
     from common import files
     from experiments import preference
-    from research import flops as flops_lib
+    from research import compile_cache, flops as flops_lib
     from research.errors import ConfigError
     from research.posttrain import pipeline
 
     del progress  # the stages print one line each
+    compile_cache.enable()  # as for training runs: a retried or later point loads its programs
     if not point or point.get("stage") not in ROLES:
         raise ConfigError("runner.train_fn=experiments.preference_sweep:train_point runs only "
                           "the points of a preference sweep (configs/sweeps/preference.py)")
