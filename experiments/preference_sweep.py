@@ -132,7 +132,6 @@ def train_point(config, workdir: str, progress: bool = True, point: dict | None 
     from research.posttrain import pipeline
 
     del progress  # the stages print one line each
-    compile_cache.enable()  # as for training runs: a retried or later point loads its programs
     if not point or point.get("stage") not in ROLES:
         raise ConfigError("runner.train_fn=experiments.preference_sweep:train_point runs only "
                           "the points of a preference sweep (configs/sweeps/preference.py)")
@@ -140,6 +139,13 @@ def train_point(config, workdir: str, progress: bool = True, point: dict | None 
     stage = point["stage"]
     result = {"status": "done", "stage": stage, "seed": None,
               **flops_lib.param_counts(config.model)}
+    shared = point.get("parent_dir", "")
+    if stage != "shared" and not os.path.isfile(os.path.join(shared, "sft", "result.json")):
+        raise pipeline.StageError(
+            f"the {stage} point needs the shared stages (data, sft, pairs) finished in "
+            f"{shared or '(no shared directory given)'}, and they are not; run the whole sweep, "
+            "whose shared point runs first")
+    compile_cache.enable()  # as for training runs: a retried or later point loads its programs
     if stage == "shared":
         base = preference.pretrained_run(pref, workdir, run=True, run_config=config)
         ctx = pipeline.setup(pref, workdir, base, say=_say)
@@ -151,12 +157,6 @@ def train_point(config, workdir: str, progress: bool = True, point: dict | None 
         sft_result = files.read_json(ctx.shared("sft", "result.json"))
         result.update(_scalars(sft_result), seed=pref.sft.seed, loss=sft_result["heldout_loss"])
     else:
-        shared = point.get("parent_dir", "")
-        if not shared or not os.path.isfile(os.path.join(shared, "sft", "result.json")):
-            raise pipeline.StageError(
-                f"the {stage} point needs the shared stages (data, sft, pairs) finished in "
-                f"{shared or '(no shared directory)'}, and they are not; run the whole sweep, "
-                "whose shared point runs first")
         base = preference.pretrained_run(pref, shared, run=False)
         ctx = pipeline.setup(pref, workdir, base, say=_say, shared_dir=shared)
         sft = pipeline.stage_sft(ctx, run=False)
