@@ -1,8 +1,10 @@
 """The end of a sweep: results.csv, then the analysis in its own process, then the fitted law.
 
 The analysis runs as `python -m analysis fit DIR/results.csv --law LAW --out DIR/analysis
---bootstrap N` (plus `isoflop` for iso-FLOP sweeps): a separate process keeps its float64 apart
-from training, and a failed fit (too few points, say) costs one printed line, never the results.
+--bootstrap N` (plus `isoflop` for iso-FLOP sweeps; a preference sweep runs
+`python -m experiments.preference_sweep fit DIR` instead): a separate process keeps its float64
+apart from training, and a failed fit (too few points, say) costs one printed line, never the
+results.
 Several workers may reach the end together; a claim named `_analysis` lets one of them fit, and a
 fit of unchanged results is not repeated.
 """
