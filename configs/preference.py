@@ -3,7 +3,8 @@
   smoke  the whole pipeline at a small scale on the embedded corpus (a ~100k-parameter model,
          a few minutes on 2 CPU cores): pretrain, SFT, pairs, 2 reward models, best-of-n, DPO.
   sweep  the over-optimisation sweep: reward models on 4 training-set sizes x n up to 128, and
-         DPO at 5 values of beta (a larger version of the smoke run).
+         DPO at 5 values of beta (a larger version of the smoke run). In one process here;
+         configs/sweeps/preference.py:sweep runs the same stages as sweep-runner points.
 
 Every key can be overridden (`--config.dpo.betas=0.1,0.3`); `pretrain` is a configs/gpt.py run
 config, used only when `pretrain_run` does not name an existing run to start from.

@@ -2,7 +2,7 @@
 `default_sweep()` and state what differs (experiments/sweeplib/spec.py loads and checks them).
 
 A sweep config's `get_config(arg)` returns a ConfigDict with:
-  name, kind ("grid" | "isoflop" | "wsd"), base (a configs/gpt.py trainer config),
+  name, kind ("grid" | "isoflop" | "wsd" | "preference"), base (a configs/gpt.py trainer config),
   variants (LADDER names or (n_layers, d_model[, n_heads]) tuples), tokens, tokens_per_param,
   flops, learning_rates, variant_learning_rates, seeds, wsd.decay_fraction, runner.*,
   executor.*, analysis.*.
@@ -12,10 +12,12 @@ import ml_collections
 
 from configs import gpt
 
-KINDS = ("grid", "isoflop", "wsd")
+# "preference": post-training points (configs/sweeps/preference.py), not training runs.
+KINDS = ("grid", "isoflop", "wsd", "preference")
 EXECUTORS = ("local", "slurm")
 SLURM_MODES = ("array", "job_per_run")
 TRAINER = "research.train:train"
+PREFERENCE_POINT = "experiments.preference_sweep:train_point"  # a preference sweep's train_fn
 
 
 def default_sweep() -> ml_collections.ConfigDict:

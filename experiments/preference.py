@@ -34,8 +34,9 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def pretrained_run(config, workdir: str, run: bool) -> str:
-    """The run post-training starts from: pretrain_run, or one trained into DIR/pretrain."""
+def pretrained_run(config, workdir: str, run: bool, run_config=None) -> str:
+    """The run post-training starts from: pretrain_run, or one trained into DIR/pretrain (from
+    `run_config`, the RunConfig of config.pretrain, built here when not given)."""
     from research.errors import ConfigError
 
     if config.pretrain_run:
@@ -47,8 +48,9 @@ def pretrained_run(config, workdir: str, run: bool) -> str:
     if run:
         from research import train
 
-        _say(f"pretrain: {config.pretrain.variant} into {where}")
-        result = train.train(cli.run_config(config.pretrain), where, progress=False)
+        run_config = run_config or cli.run_config(config.pretrain)
+        _say(f"pretrain: {run_config.variant} into {where}")
+        result = train.train(run_config, where, progress=False)
         _say(f"pretrain: loss {result['loss']:.3f} after {result['steps']} steps")
     elif not os.path.isfile(os.path.join(where, "result.json")):
         raise ConfigError(f"{where} holds no finished pretraining run; run the pretrain stage")

@@ -1,6 +1,8 @@
 """The preference command end to end at a tiny scale: every stage runs, preference.json holds
-the documented fields, and a second call reads the finished stages back instead of rerunning."""
+the documented fields, and a second call reads the finished stages back instead of rerunning.
+The same stages swept as separate points by the sweep runner give the same preference.json."""
 
+import csv
 import json
 import os
 import subprocess
@@ -24,18 +26,36 @@ TINY = [
 ]
 
 
+ENV = dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS="")  # one CPU device, for every process
+
+
 def run(workdir, *extra):
-    env = dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS="")
     return subprocess.run(
         [sys.executable, "-m", "experiments.preference", "--config",
          "configs/preference.py:smoke", "--workdir", str(workdir), *TINY, *extra],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=1200)
+
+
+def run_sweep(workdir, *extra):
+    tiny = [t.replace("--config.", "--config.preference.", 1) for t in TINY]
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.sweep", "run", "--config",
+         "configs/sweeps/preference.py:smoke", "--workdir", str(workdir), "--quiet", *tiny,
+         *extra], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=1200)
+
+
+@pytest.fixture(scope="module")
+def one_command(tmp_path_factory):
+    """The whole pipeline by the one command, shared by the tests of this file."""
+    workdir = tmp_path_factory.mktemp("preference")
+    out = run(workdir)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return workdir
 
 
 @pytest.mark.slow
-def test_smoke_pipeline_writes_preference_json(tmp_path):
-    out = run(tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
+def test_smoke_pipeline_writes_preference_json(one_command):
+    tmp_path = one_command
     s = json.loads((tmp_path / "preference.json").read_text())
     assert 0 <= s["reward_model"]["heldout_accuracy"] <= 1
     assert [r["train_pairs"] for r in s["reward_model"]["by_train_pairs"]] == [8, 24]
@@ -59,3 +79,31 @@ def test_smoke_pipeline_writes_preference_json(tmp_path):
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "error: unknown stage 'dpoo'; choose from pretrain, data, sft, pairs, reward_model, "
         "best_of_n, dpo, fit"]
+
+
+@pytest.mark.slow
+def test_sweep_points_give_the_one_commands_numbers(one_command, tmp_path):
+    """The sweep runner runs the shared stages, each reward model and each beta as separate
+    points in a training child, then the fit in its own process. With the same config and
+    seeds every number equals the one command's bit for bit: the same code on one CPU device,
+    fed the same data; the points read the SFT policy back from its checkpoint, an exact f32
+    round trip. (One worker keeps the test short; `--workers 2` gives the same file.)"""
+    out = run_sweep(tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "6/6 runs done, 0 failed" in out.stdout + out.stderr
+    swept = json.loads((tmp_path / "analysis" / "preference.json").read_text())
+    one = json.loads((one_command / "preference.json").read_text())
+    assert swept["reward_model"]["by_train_pairs"] == one["reward_model"]["by_train_pairs"]
+    assert swept["best_of_n"] == one["best_of_n"] and swept["dpo"] == one["dpo"]
+    assert swept == one  # every field, the fits and their intervals included
+    for figure in swept["figures"]:
+        assert (tmp_path / "analysis" / figure).is_file()
+    with open(tmp_path / "results.csv") as f:  # one row per point, as for training runs
+        rows = list(csv.DictReader(f))
+    assert sorted(r["role"] for r in rows) == ["pref_dpo"] * 3 + ["pref_reward_model"] * 2 + [
+        "pref_shared"]
+    assert [float(r["heldout_accuracy"]) for r in rows if r["role"] == "pref_reward_model"] == [
+        r["heldout_accuracy"] for r in one["reward_model"]["by_train_pairs"]]
+    # The same command again: every point is done and the fit of unchanged results is kept.
+    again = run_sweep(tmp_path)
+    assert again.returncode == 0 and "starts" not in again.stderr, again.stderr[-3000:]

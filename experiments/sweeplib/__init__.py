@@ -2,7 +2,8 @@
 
 Modules, one concern each:
   spec       load and check a sweep config file (configs/sweeps/*.py)
-  plan       expand it into runs (grid, iso-FLOP, WSD parent/branches, seeds), name them
+  plan       expand it into runs (grid, iso-FLOP, WSD parent/branches, seeds, or a preference
+             sweep's points: experiments/preference_sweep.py), name them
   layout     where everything lives inside a sweep directory
   claims     per-run claim files: exactly one worker runs a run; dead workers' claims are taken over
   ledger     per-run event log (started / finished / failed) and the derived run state

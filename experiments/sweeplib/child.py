@@ -132,14 +132,18 @@ def train_one(root: str, name: str) -> int:
     spec = layout.read_json(sweep_dir.specs / f"{name}.json")
     run = plan.Run.from_json(spec["run"])
     config = run.config
-    if run.depends_on:
-        config = plan.replace_train(config, init_from=str(sweep_dir.run_dir(run.depends_on)))
+    parent_dir = str(sweep_dir.run_dir(run.depends_on)) if run.depends_on else ""
+    if run.depends_on and not run.point:  # a WSD branch starts from its parent's checkpoint
+        config = plan.replace_train(config, init_from=parent_dir)
     try:
         train = load_train_fn(spec["train_fn"])
         report_startup(sweep_dir, name)
         extra = {}
         if "on_start" in inspect.signature(train).parameters:
             extra["on_start"] = start_recorder(sweep_dir, name)
+        if "point" in inspect.signature(train).parameters:
+            # A preference sweep's point: its stage, and the directory of the point it needs.
+            extra["point"] = {**run.point, "parent_dir": parent_dir}
         result = train(config, str(sweep_dir.run_dir(name)), progress=True, **extra)
     except Exception as e:  # noqa: BLE001 - every failure is recorded, the sweep goes on
         if isinstance(e, errors.UserError):

@@ -1,8 +1,10 @@
 """The end of a sweep: results.csv, then the analysis in its own process, then the fitted law.
 
 The analysis runs as `python -m analysis fit DIR/results.csv --law LAW --out DIR/analysis
---bootstrap N` (plus `isoflop` for iso-FLOP sweeps): a separate process keeps its float64 apart
-from training, and a failed fit (too few points, say) costs one printed line, never the results.
+--bootstrap N` (plus `isoflop` for iso-FLOP sweeps; a preference sweep runs
+`python -m experiments.preference_sweep fit DIR` instead): a separate process keeps its float64
+apart from training, and a failed fit (too few points, say) costs one printed line, never the
+results.
 Several workers may reach the end together; a claim named `_analysis` lets one of them fit, and a
 fit of unchanged results is not repeated.
 """
@@ -56,7 +58,15 @@ def finalize(sweep_dir: SweepDir, runs, sweep, claims, label: str, out=print) ->
     return True
 
 
+def fit_output(sweep) -> str:
+    """The file in DIR/analysis that a finished fit leaves."""
+    return "preference.json" if sweep.kind == "preference" else "fit.json"
+
+
 def analysis_commands(sweep_dir: SweepDir, sweep) -> list[list[str]]:
+    if sweep.kind == "preference":  # the over-optimisation fits over the points' results
+        return [[sys.executable, "-m", "experiments.preference_sweep", "fit",
+                 str(sweep_dir.root)]]
     csv = str(sweep_dir.results_csv)
     common = ["--bootstrap", str(int(sweep.analysis.bootstrap)), "--params-column", str(sweep.analysis.params_column)]
     holdout = []
@@ -80,7 +90,7 @@ def analysis_commands(sweep_dir: SweepDir, sweep) -> list[list[str]]:
 def run_analysis(sweep_dir: SweepDir, sweep, out=print) -> bool:
     tag_file = sweep_dir.analysis / ".fitted_inputs"
     tag = _inputs_tag(sweep_dir, sweep)
-    fresh = tag_file.exists() and tag_file.read_text() == tag and (sweep_dir.analysis / "fit.json").exists()
+    fresh = tag_file.exists() and tag_file.read_text() == tag and (sweep_dir.analysis / fit_output(sweep)).exists()
     if not fresh:
         for cmd in analysis_commands(sweep_dir, sweep):
             t0 = time.time()

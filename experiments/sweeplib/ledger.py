@@ -4,9 +4,10 @@ The trainer's result.json is the truth about finished runs (status "done" or "di
 append-only DIR/state/events/<run>.jsonl records what the runner did (started, finished, failed
 with a reason, reset by --retry-failed), and the claim file says whether someone runs it now.
 
-States: done | failed (final: diverged, bad config, retries used up, or its WSD parent failed) |
-running | waiting (for its WSD parent) | retry (failed, attempts left) | interrupted (started
-before, will resume from its checkpoints) | pending.
+States: done | failed (final: diverged, bad config, retries used up, or its parent run failed) |
+running | waiting (for its parent run: a WSD parent, or a preference sweep's shared point) |
+retry (failed, attempts left) | interrupted (started before, will resume from its checkpoints) |
+pending.
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ def run_state(sweep_dir: SweepDir, run, claims: Claims, states: dict, retries: i
         parent = states.get(run.depends_on)
         if parent is None or parent.state != "done":
             if parent is not None and parent.state == "failed":
-                return RunState("failed", f"its WSD parent {run.depends_on} failed", starts)
-            return RunState("waiting", f"for WSD parent {run.depends_on}", starts)
+                return RunState("failed", f"its parent run {run.depends_on} failed", starts)
+            return RunState("waiting", f"for its parent run {run.depends_on}", starts)
     # "resumed" / "from_scratch" (written by the child) only describe a start.
     last = next((e["event"] for e in reversed(evts) if e["event"] in _LIFECYCLE), "")
     if last == "started":  # began and never ended: killed with its worker

@@ -48,6 +48,9 @@ class Run:
     compute_budget: float = 0.0  # iso-FLOP target C
     depends_on: str = ""  # a WSD branch's parent run
     start_step: int = 0  # a WSD branch starts here, from the parent's checkpoint
+    # What a non-trainer run does (a preference sweep's stage and its setting), handed to a
+    # runner.train_fn that takes a `point` argument; {} for training runs.
+    point: dict = dataclasses.field(default_factory=dict)
 
     @property
     def steps_to_train(self) -> int:
@@ -152,6 +155,9 @@ def _make_run(role, c, steps, runner, readable, seed, *, budget=0.0, parent="", 
 
 def expand(sweep) -> list[Run]:
     """All runs of the sweep, parents before their branches; raises SweepError on bad input."""
+    if sweep.kind == "preference":  # post-training points, not training runs
+        from experiments import preference_sweep
+        return preference_sweep.points(sweep)
     lrs = tuple(sweep.learning_rates) or (None,)
     parametrizations = tuple(sweep.parametrizations) or (None,)
     schedules = tuple(sweep.get("schedules", ())) or (None,)

@@ -1,7 +1,7 @@
 """Load a sweep config file (`configs/sweeps/NAME.py[:ARG]`), apply overrides, check it.
 
 A sweep config is an ml_collections file whose `get_config(arg)` returns a ConfigDict with:
-  name, kind ("grid" | "isoflop" | "wsd"), base (a configs/gpt.py trainer config),
+  name, kind ("grid" | "isoflop" | "wsd" | "preference"), base (a configs/gpt.py trainer config),
   variants (LADDER names or (n_layers, d_model[, n_heads]) tuples), tokens, tokens_per_param,
   flops, learning_rates, variant_learning_rates, seeds, wsd.decay_fraction, runner.*,
   executor.*, analysis.*.
@@ -16,7 +16,7 @@ import math
 import ml_collections
 
 from configs import gpt
-from configs.sweep_base import EXECUTORS, KINDS, SLURM_MODES
+from configs.sweep_base import EXECUTORS, KINDS, PREFERENCE_POINT, SLURM_MODES
 from experiments import cli
 from experiments.sweeplib.errors import SweepError
 from research.errors import ConfigError
@@ -34,6 +34,12 @@ def check(c: ml_collections.ConfigDict) -> None:
     """Refuse malformed sweeps before anything runs (budgets are checked by plan.expand)."""
     if c.kind not in KINDS:
         raise SweepError(f"sweep kind {c.kind!r} is unknown; use one of {', '.join(KINDS)}")
+    if c.kind == "preference" and "preference" not in c:
+        raise SweepError("a preference sweep needs a preference section (a configs/preference.py "
+                         "config); start from configs/sweeps/preference.py")
+    if c.kind == "preference" and c.runner.train_fn != PREFERENCE_POINT:
+        raise SweepError(f"a preference sweep runs its points with runner.train_fn="
+                         f"{PREFERENCE_POINT}, not {c.runner.train_fn!r}")
     if not c.variants:
         raise SweepError("sweep has no variants; list LADDER names or (n_layers, d_model) tuples")
     for p in c.parametrizations:

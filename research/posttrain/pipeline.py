@@ -8,8 +8,11 @@
   dpo           DPO against the frozen SFT policy, one run per beta         dpo_beta<b>/
 
 A stage that finished (its result.json exists) is read back rather than run again, and a stage
-interrupted mid-training resumes from its checkpoint. `config` is the ConfigDict of
-configs/preference.py (the pretraining section is the command's business, not this module's).
+interrupted mid-training resumes from its checkpoint. data/ and sft/ live in the context's
+`shared_dir` (the workdir itself unless told otherwise): a sweep's reward-model and DPO points
+each write their own directory and read the one they share (experiments/preference_sweep.py).
+`config` is the ConfigDict of configs/preference.py (the pretraining section is the command's
+business, not this module's).
 """
 
 from __future__ import annotations
@@ -51,13 +54,19 @@ class Context:
     rules: object
     gpt_shardings: object
     say: object
+    shared_dir: str = ""  # holds data/ and sft/; "" = workdir
 
     def path(self, *parts) -> str:
         return os.path.join(self.workdir, *parts)
 
+    def shared(self, *parts) -> str:
+        """A path under the directory of the shared stages (data, SFT, pairs)."""
+        return os.path.join(self.shared_dir or self.workdir, *parts)
 
-def setup(config, workdir: str, pretrained_dir: str, say=print) -> Context:
-    """The pretrained run's model, parameters and tokenizer, and the stages' mesh."""
+
+def setup(config, workdir: str, pretrained_dir: str, say=print, shared_dir: str = "") -> Context:
+    """The pretrained run's model, parameters and tokenizer, and the stages' mesh; `shared_dir`
+    holds data/ and sft/ when they are not in `workdir`."""
     run_cfg, params = checkpoint.load_for_inference(pretrained_dir)
     tok = tokenizer_lib.load_tokenizer(pretrained_dir, run_cfg.data)
     m = config.mesh
@@ -67,7 +76,7 @@ def setup(config, workdir: str, pretrained_dir: str, say=print) -> Context:
     shardings = trainer.gpt_shardings(run_cfg.model, mesh, rules)
     os.makedirs(workdir, exist_ok=True)
     return Context(config, workdir, run_cfg.model, run_cfg, tok, pretrained_dir, params, mesh,
-                   rules, shardings, say)
+                   rules, shardings, say, shared_dir)
 
 
 # ---------------------------------------------------------------- data
@@ -101,16 +110,16 @@ def stage_data(ctx: Context) -> None:
     train = _windows(data.train, ctx.tokenizer, p.pair_prompts, *lengths, seed=p.seed + 1)
     val = _windows(data.val, ctx.tokenizer, p.heldout_prompts + p.eval_prompts, *lengths,
                    seed=p.seed + 2)
-    os.makedirs(ctx.path("data"), exist_ok=True)
-    records.write_jsonl(ctx.path("data", "sft.jsonl"),
+    os.makedirs(ctx.shared("data"), exist_ok=True)
+    records.write_jsonl(ctx.shared("data", "sft.jsonl"),
                         [{"prompt": a, "response": b} for a, b in sft])
     for name, rows in (("pair_prompts", train), ("heldout_prompts", val[:p.heldout_prompts]),
                        ("eval_prompts", val[p.heldout_prompts:])):
-        records.write_jsonl(ctx.path("data", f"{name}.jsonl"), [{"prompt": a} for a, _ in rows])
+        records.write_jsonl(ctx.shared("data", f"{name}.jsonl"), [{"prompt": a} for a, _ in rows])
 
 
 def _prompts(ctx, name):
-    path = ctx.path("data", f"{name}.jsonl")
+    path = ctx.shared("data", f"{name}.jsonl")
     if not os.path.isfile(path):
         raise StageError(f"{path} is missing; run the data stage first (--stages data)")
     return [r["prompt"] for r in records.read_jsonl(path, ("prompt",))]
@@ -147,13 +156,13 @@ def sft_loss_fn(model_cfg):
 
 def stage_sft(ctx: Context, run: bool = True):
     """SFT parameters (trained, or read back when sft/result.json exists)."""
-    out = ctx.path("sft")
+    out = ctx.shared("sft")
     c = ctx.config.sft
     if _finished(out) is not None:
         return trainer.load_final(out, ctx.base_params, ctx.gpt_shardings)
     if not run:
         raise StageError(f"{out} holds no finished SFT run; run the sft stage first (--stages sft)")
-    path = c.data or ctx.path("data", "sft.jsonl")
+    path = c.data or ctx.shared("data", "sft.jsonl")
     recs = records.read_jsonl(path, records.SFT_FIELDS)
     held = max(1, len(recs) // 20)
     train, heldout = recs[held:], recs[:held]
@@ -210,13 +219,13 @@ def stage_pairs(ctx: Context, sft_params) -> None:
             gc, gr = (ga[i], gb[i]) if a_wins[i] else (gb[i], ga[i])
             rows.append({"prompt": prompt, "chosen": texts[i][c], "rejected": texts[i][r],
                          "gold_chosen": float(gc), "gold_rejected": float(gr)})
-        records.write_jsonl(ctx.path("data", f"pairs_{name}.jsonl"), rows)
+        records.write_jsonl(ctx.shared("data", f"pairs_{name}.jsonl"), rows)
 
 
 def _pair_files(ctx):
     c = ctx.config.pairs
-    train = c.train_file or ctx.path("data", "pairs_train.jsonl")
-    heldout = c.heldout_file or ctx.path("data", "pairs_heldout.jsonl")
+    train = c.train_file or ctx.shared("data", "pairs_train.jsonl")
+    heldout = c.heldout_file or ctx.shared("data", "pairs_heldout.jsonl")
     for path in (train, heldout):
         if not os.path.isfile(path):
             raise StageError(f"{path} is missing; run the pairs stage first (--stages pairs) "
