@@ -87,8 +87,11 @@ def test_sweep_points_give_the_one_commands_numbers(one_command, tmp_path):
     points in a training child, then the fit in its own process. With the same config and
     seeds every number equals the one command's bit for bit: the same code on one CPU device,
     fed the same data; the points read the SFT policy back from its checkpoint, an exact f32
-    round trip. (One worker keeps the test short; `--workers 2` gives the same file.)"""
-    out = run_sweep(tmp_path)
+    round trip. The sweep starts from the one command's pretrained run (pretrain_run), so
+    the comparison covers every post-training stage without pretraining twice. (One worker
+    keeps the test short; `--workers 2` gives the same file.)"""
+    reuse = f"--config.preference.pretrain_run={one_command / 'pretrain'}"
+    out = run_sweep(tmp_path, reuse)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "6/6 runs done, 0 failed" in out.stdout + out.stderr
     swept = json.loads((tmp_path / "analysis" / "preference.json").read_text())
@@ -105,5 +108,5 @@ def test_sweep_points_give_the_one_commands_numbers(one_command, tmp_path):
     assert [float(r["heldout_accuracy"]) for r in rows if r["role"] == "pref_reward_model"] == [
         r["heldout_accuracy"] for r in one["reward_model"]["by_train_pairs"]]
     # The same command again: every point is done and the fit of unchanged results is kept.
-    again = run_sweep(tmp_path)
+    again = run_sweep(tmp_path, reuse)
     assert again.returncode == 0 and "starts" not in again.stderr, again.stderr[-3000:]
