@@ -243,7 +243,7 @@ def test_estimate_counts_evaluations_along_the_run_and_the_larger_final_one():
     from configs.sweeps import default
     from experiments.sweeplib import estimate
 
-    runs = {r.steps: r for r in plan.expand(default.get_config()) if r.variant == "800k"}
+    runs = {r.steps: r for r in plan.expand(default.get_config()) if r.variant == "100k"}
     # 128 steps: 16 evenly spaced evals (every 8 steps), 15 before the last, 2 batches each,
     # then the final evaluation's 32 and the curve's own 2 at the last step.
     assert estimate.eval_batches(runs[128]) == 15 * 2 + 32 + 2
