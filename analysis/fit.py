@@ -17,7 +17,7 @@ from .compute import compute_column, cost_model
 from .data import Results, final_rows, to_results
 from .errors import AnalysisError
 from .laws import Law, _jitted, make_law
-from .optimize import ABANDON_AFTER, minimize, minimize_lanes
+from .optimize import ABANDON_AFTER, EXACT_FIT, minimize, minimize_lanes
 from .provenance import provenance
 from .select import edge_warnings, lr_scan, select_best
 
@@ -30,11 +30,20 @@ BOOT_STARTS = 8            # starts per bootstrap refit: the full-data optimum +
 # are abandoned from the first check (25 iterations) rather than after 100: 30% fewer
 # evaluations on the bench data, the same percentiles (to 1e-8) and the same resample optima.
 BOOT_ABANDON_AFTER = 25
-STARTS_NOTE = ("L-BFGS from every start of the grid; after 100 iterations a start is "
+# The grid's starts are screened: L-BFGS runs from the SCREEN_KEEP with the lowest objective
+# where they start (one batched evaluation of the whole grid), and from the whole grid again
+# only when what they find is not a clean optimum (see fit_grid). On 12 synthetic Chinchilla
+# fits (10 to 250 points, 0% to 8% noise, three true laws) the screened best objective was
+# the full grid's within 2e-15 relative and its parameters within 1e-7.
+SCREEN_KEEP = 64
+STARTS_NOTE = ("L-BFGS from the 64 starts of the grid with the lowest objective where they "
+               "start (n_starts_screened is the grid's size), or from every start of the grid "
+               "(n_starts_screened null) when what those find is an exact fit, capped, at a "
+               "bound or not identified; after 100 iterations a start is "
                "abandoned (n_starts_abandoned) once its objective is over 0.1% above the best "
                "and, even at ten times its progress over the last 25 iterations, it could not "
                "reach the best within the iteration cap (never when the best fits the data "
-               "exactly; --no-abandon turns it off). n_starts_at_best counts the starts that "
+               "exactly; --no-abandon turns off the screen and abandoning). n_starts_at_best counts the starts that "
                "reached the best objective (within 1e-6 relative), abandoned ones not among "
                "them; n_starts_not_converged those that ran to the iteration cap")
 
@@ -105,6 +114,39 @@ def fit_points(law: Law, logX, logL, huber_delta=1e-3, weights=None, starts=None
     best = int(np.argmin(f))
     near = f <= f[best] + NEAR_BEST_RTOL * abs(f[best]) + NEAR_BEST_ATOL
     return res, best, near
+
+
+def screen(law: Law, logX, logL, huber_delta, keep=SCREEN_KEEP):
+    """Indices of the `keep` grid starts with the lowest objective where they start."""
+    from .optimize import float64
+    with float64():
+        pred = np.asarray(_jitted(law.log_pred)(jnp.asarray(law.grid), jnp.asarray(logX)))
+    with np.errstate(invalid="ignore", over="ignore"):
+        r = pred - logL
+        ar = np.abs(r)
+        f = np.sum(np.where(ar <= huber_delta, 0.5 * r * r, huber_delta * (ar - 0.5 * huber_delta)),
+                   axis=1)
+    return np.argsort(np.where(np.isfinite(f), f, np.inf), kind="stable")[:keep]
+
+
+def fit_grid(law: Law, logX, logL, huber_delta=1e-3, starts=None, abandon=True):
+    """fit_points from the law's grid (or `starts`), screened (SCREEN_KEEP): returns
+    (result, best, near, n_grid), n_grid the number of grid starts screened (None when every
+    start ran). Every start runs when `starts` are given, with abandon=False (the exhaustive
+    fit), and whenever the screened fit is not a clean optimum: an exact fit (where how far
+    starts run along an asymptote is the answer), a best start at the iteration cap or at a
+    bound, or near-best starts that disagree (a flat direction the whole grid should map)."""
+    grid = law.grid if starts is None else np.asarray(starts, float)
+    if abandon and starts is None and len(grid) > SCREEN_KEEP:
+        keep = screen(law, logX, logL, huber_delta)
+        res, best, near = fit_points(law, logX, logL, huber_delta, starts=grid[keep])
+        theta = res.x[best]
+        clean = (res.f[best] > EXACT_FIT and not res.capped[best]
+                 and not disagreement(law, res.x[near], theta)[1]
+                 and not _degenerate_warnings(law, theta, logL))
+        if clean:
+            return res, best, near, len(grid)
+    return (*fit_points(law, logX, logL, huber_delta, starts=starts, abandon=abandon), None)
 
 
 def disagreement(law: Law, x_near: np.ndarray, best_x: np.ndarray):
@@ -254,8 +296,8 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
     C = compute_column(table, cost)
     n_starts = len(law_obj.grid if starts is None else starts)
     say(f"fitting {law_obj.name} to {len(logL)} points from {n_starts} starts")
-    res, best, near = fit_points(law_obj, logX, logL, huber_delta, starts=starts,
-                                 abandon=abandon)
+    res, best, near, n_grid = fit_grid(law_obj, logX, logL, huber_delta, starts=starts,
+                                       abandon=abandon)
     theta = res.x[best]
     params = {k: float(v) for k, v in law_obj.to_natural(theta).items()}
 
@@ -274,7 +316,7 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
         law=law_obj.name, x=list(law_obj.x), params_column=params_column,
         formula=law_obj.formula, params=params, compute=cost.describe(),
         fitted_log_space=dict(zip(law_obj.fitted, map(float, theta))),
-        n_points=int(len(logL)), n_starts=int(len(res.x)),
+        n_points=int(len(logL)), n_starts=int(len(res.x)), n_starts_screened=n_grid,
         n_starts_at_best=int(near.sum()), n_starts_not_converged=n_capped,
         n_starts_abandoned=int(res.abandoned.sum()),
         starts_note=STARTS_NOTE if abandon else "L-BFGS from every start of the grid, each "
@@ -545,7 +587,7 @@ def extrapolation_check(table, law, threshold, huber_delta=1e-3, params_column="
     fit_table = table.subset(below)
     held = table.subset(~below)
     logX, logL = design(fit_table, law, params_column)
-    res, best, _ = fit_points(law, logX, logL, huber_delta, abandon=abandon)
+    res, best, _, _ = fit_grid(law, logX, logL, huber_delta, abandon=abandon)
     hX, hL = design_unchecked(held, law, params_column)
     pred = law.predict(res.x[best], hX)
     actual = np.exp(hL)
