@@ -30,6 +30,7 @@ BOOT_STARTS = 8            # starts per bootstrap refit: the full-data optimum +
 # are abandoned from the first check (25 iterations) rather than after 100: 30% fewer
 # evaluations on the bench data, the same percentiles (to 1e-8) and the same resample optima.
 BOOT_ABANDON_AFTER = 25
+SAME_FIT = 1e-4            # optima whose log-loss predictions all agree this closely are one fit
 # The grid's starts are screened: L-BFGS runs from the SCREEN_KEEP with the lowest objective
 # where they start (one batched evaluation of the whole grid), and from the whole grid again
 # only when what they find is not a clean optimum (see fit_grid). On 12 synthetic Chinchilla
@@ -116,7 +117,7 @@ def fit_points(law: Law, logX, logL, huber_delta=1e-3, weights=None, starts=None
     return res, best, near
 
 
-def screen(law: Law, logX, logL, huber_delta, keep=SCREEN_KEEP):
+def screened_starts(law: Law, logX, logL, huber_delta, keep=SCREEN_KEEP):
     """Indices of the `keep` grid starts with the lowest objective where they start."""
     from .optimize import float64
     with float64():
@@ -129,7 +130,7 @@ def screen(law: Law, logX, logL, huber_delta, keep=SCREEN_KEEP):
     return np.argsort(np.where(np.isfinite(f), f, np.inf), kind="stable")[:keep]
 
 
-def fit_grid(law: Law, logX, logL, huber_delta=1e-3, starts=None, abandon=True):
+def fit_grid(law: Law, logX, logL, huber_delta=1e-3, starts=None, abandon=True, screen=True):
     """fit_points from the law's grid (or `starts`), screened (SCREEN_KEEP): returns
     (result, best, near, n_grid), n_grid the number of grid starts screened (None when every
     start ran). Every start runs when `starts` are given, with abandon=False (the exhaustive
@@ -137,8 +138,8 @@ def fit_grid(law: Law, logX, logL, huber_delta=1e-3, starts=None, abandon=True):
     starts run along an asymptote is the answer), a best start at the iteration cap or at a
     bound, or near-best starts that disagree (a flat direction the whole grid should map)."""
     grid = law.grid if starts is None else np.asarray(starts, float)
-    if abandon and starts is None and len(grid) > SCREEN_KEEP:
-        keep = screen(law, logX, logL, huber_delta)
+    if screen and abandon and starts is None and len(grid) > SCREEN_KEEP:
+        keep = screened_starts(law, logX, logL, huber_delta)
         res, best, near = fit_points(law, logX, logL, huber_delta, starts=grid[keep])
         theta = res.x[best]
         clean = (res.f[best] > EXACT_FIT and not res.capped[best]
@@ -198,17 +199,35 @@ def bootstrap_weights(groups, n_boot, seed):
     return counts[:, groups]
 
 
-def bootstrap_starts(law: Law, res, best, max_starts=BOOT_STARTS):
+def bootstrap_starts(law: Law, res, best, max_starts=BOOT_STARTS, logX=None):
     """The full-data optimum plus the best distinct other optima of the full fit: starts
-    that converged (not those stopped early, which are no optimum)."""
+    that converged (not those stopped early, which are no optimum). With `logX`, optima
+    that predict every point's log loss within SAME_FIT of a chosen one are the same fit
+    in other coordinates (a term run to zero, whose scale and exponent no longer matter)
+    and are skipped: a refit from them repeats that fit's."""
     f = np.where(np.isfinite(res.f) & res.converged, res.f, np.inf)
     order = np.argsort(f)
     chosen = [res.x[best]]
+    predictions = [None]
+
+    def predicted(i):
+        if predictions[i] is None:
+            predictions[i] = np.log(law.predict(chosen[i], logX))
+        return predictions[i]
     for i in order:
         if len(chosen) >= max_starts or not np.isfinite(f[i]):
             break
-        if all(np.max(np.abs(res.x[i] - c)) > 1e-2 for c in chosen):
-            chosen.append(res.x[i])
+        if any(np.max(np.abs(res.x[i] - c)) <= 1e-2 for c in chosen):
+            continue
+        if logX is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mine = np.log(law.predict(res.x[i], logX))
+            if any(np.max(np.abs(mine - predicted(j))) <= SAME_FIT for j in range(len(chosen))):
+                continue
+            predictions.append(mine)
+        else:
+            predictions.append(None)
+        chosen.append(res.x[i])
     return np.array(chosen)
 
 
@@ -294,10 +313,38 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
     table, cost, selection, scan = prepare(table, params_column, compute, select, select_by)
     logX, logL = design(table, law_obj, params_column, selection)
     C = compute_column(table, cost)
+    fit = functools.partial(_fit, table, law_obj, logX, logL, C, cost, selection, scan,
+                            starts=starts, abandon=abandon, huber_delta=huber_delta,
+                            bootstrap=bootstrap, seed=seed, reference_flops=reference_flops,
+                            params_column=params_column, say=say)
+    out = fit(screen=True)
+    screened = out["n_starts_screened"] is not None
+    if screened and not all(out["identified"][k] for k in law_obj.natural):
+        # Where the runs do not pin the law down, which starts ran decides the ranges
+        # reported: run the whole grid, as without the screen, so they are the same.
+        say("not every parameter identified: again from every start of the grid")
+        out = fit(screen=False)
+        screened = False
+
+    for by, threshold in (("flops", holdout_above_flops), ("params", holdout_above_params)):
+        if threshold is not None:  # at most one is set (checked above)
+            say(f"extrapolation check: refit without the runs above {by} {threshold:g}")
+            out["extrapolation"] = extrapolation_check(table, law_obj, threshold, huber_delta,
+                                                       params_column, by=by, C=C,
+                                                       abandon=abandon,
+                                                       bootstrap=min(bootstrap, HOLDOUT_BOOT),
+                                                       seed=seed, screen=screened)
+    return out
+
+
+def _fit(table, law_obj, logX, logL, C, cost, selection, scan, *, starts, abandon, huber_delta,
+         bootstrap, seed, reference_flops, params_column, say, screen):
+    """fit_law's fit and intervals on prepared arrays (without the extrapolation check);
+    screen: whether fit_grid may screen the grid's starts."""
     n_starts = len(law_obj.grid if starts is None else starts)
     say(f"fitting {law_obj.name} to {len(logL)} points from {n_starts} starts")
     res, best, near, n_grid = fit_grid(law_obj, logX, logL, huber_delta, starts=starts,
-                                       abandon=abandon)
+                                       abandon=abandon, screen=screen)
     theta = res.x[best]
     params = {k: float(v) for k, v in law_obj.to_natural(theta).items()}
 
@@ -350,7 +397,7 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
     if bootstrap:
         groups, unit = bootstrap_groups(table)
         weights = bootstrap_weights(groups, bootstrap, seed)
-        boot_starts = bootstrap_starts(law_obj, res, best)
+        boot_starts = bootstrap_starts(law_obj, res, best, logX=logX)
         say(f"bootstrap: {bootstrap} resamples of {unit}, {len(boot_starts)} starts each")
         boot = bootstrap_fits(law_obj, logX, logL, weights, boot_starts, huber_delta,
                               abandon=abandon, abandon_after=BOOT_ABANDON_AFTER)
@@ -393,15 +440,6 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
                         cost=cost_kp, runs=[r or lab for r, lab in zip(table.text("run"),
                                                                       table.labels)],
                         stderr=_stderr(table), boot=boot if bootstrap else None)
-
-    for by, threshold in (("flops", holdout_above_flops), ("params", holdout_above_params)):
-        if threshold is not None:  # at most one is set (checked above)
-            say(f"extrapolation check: refit without the runs above {by} {threshold:g}")
-            out["extrapolation"] = extrapolation_check(table, law_obj, threshold, huber_delta,
-                                                       params_column, by=by, C=C,
-                                                       abandon=abandon,
-                                                       bootstrap=min(bootstrap, HOLDOUT_BOOT),
-                                                       seed=seed)
     return out
 
 
@@ -572,7 +610,8 @@ def _residuals(law, theta, logX, logL):
 
 
 def extrapolation_check(table, law, threshold, huber_delta=1e-3, params_column="params",
-                        by="flops", C=None, abandon=True, bootstrap=HOLDOUT_BOOT, seed=0):
+                        by="flops", C=None, abandon=True, bootstrap=HOLDOUT_BOOT, seed=0,
+                        screen=True):
     """Fit on runs with C <= threshold (by="flops") or N <= threshold (by="params", i.e.
     without the largest models), predict the others, report relative errors, and (with
     `bootstrap` resamples) each held-out run's 95% prediction interval: the refits'
@@ -587,7 +626,7 @@ def extrapolation_check(table, law, threshold, huber_delta=1e-3, params_column="
     fit_table = table.subset(below)
     held = table.subset(~below)
     logX, logL = design(fit_table, law, params_column)
-    res, best, _, _ = fit_grid(law, logX, logL, huber_delta, abandon=abandon)
+    res, best, _, _ = fit_grid(law, logX, logL, huber_delta, abandon=abandon, screen=screen)
     hX, hL = design_unchecked(held, law, params_column)
     pred = law.predict(res.x[best], hX)
     actual = np.exp(hL)
@@ -627,7 +666,7 @@ def _prediction_intervals(law, fit_table, logX, logL, res, best, hX, huber_delta
     from .optimize import float64
     groups, _ = bootstrap_groups(fit_table)
     weights = bootstrap_weights(groups, n_boot, seed)
-    boot = bootstrap_fits(law, logX, logL, weights, bootstrap_starts(law, res, best),
+    boot = bootstrap_fits(law, logX, logL, weights, bootstrap_starts(law, res, best, logX=logX),
                           huber_delta, abandon=abandon, abandon_after=BOOT_ABANDON_AFTER)
     with float64():
         log_pred = np.asarray(_jitted(law.log_pred)(jnp.asarray(boot), jnp.asarray(hX)))
