@@ -397,7 +397,10 @@ def _fit(table, law_obj, logX, logL, C, cost, selection, scan, *, starts, abando
     if bootstrap:
         groups, unit = bootstrap_groups(table)
         weights = bootstrap_weights(groups, bootstrap, seed)
-        boot_starts = bootstrap_starts(law_obj, res, best, logX=logX)
+        # Duplicates of one fit are skipped only after the screen (a clean optimum); from
+        # the whole grid the starts are chosen as they always were, ranges unchanged.
+        boot_starts = bootstrap_starts(law_obj, res, best,
+                                       logX=logX if n_grid is not None else None)
         say(f"bootstrap: {bootstrap} resamples of {unit}, {len(boot_starts)} starts each")
         boot = bootstrap_fits(law_obj, logX, logL, weights, boot_starts, huber_delta,
                               abandon=abandon, abandon_after=BOOT_ABANDON_AFTER)
@@ -626,14 +629,15 @@ def extrapolation_check(table, law, threshold, huber_delta=1e-3, params_column="
     fit_table = table.subset(below)
     held = table.subset(~below)
     logX, logL = design(fit_table, law, params_column)
-    res, best, _, _ = fit_grid(law, logX, logL, huber_delta, abandon=abandon, screen=screen)
+    res, best, _, n_grid = fit_grid(law, logX, logL, huber_delta, abandon=abandon,
+                                    screen=screen)
     hX, hL = design_unchecked(held, law, params_column)
     pred = law.predict(res.x[best], hX)
     actual = np.exp(hL)
     rel = (pred - actual) / actual
     runs = held.text("run")
     band = _prediction_intervals(law, fit_table, logX, logL, res, best, hX, huber_delta,
-                                 bootstrap, seed, abandon)
+                                 bootstrap, seed, abandon, same_fits=n_grid is not None)
     rows = []
     for i, (f, a, p, r) in enumerate(zip(flops[~below], actual, pred, rel)):
         row = dict(run=runs[i] or held.labels[i], flops=float(f), loss=float(a),
@@ -658,16 +662,18 @@ def extrapolation_check(table, law, threshold, huber_delta=1e-3, params_column="
 
 
 def _prediction_intervals(law, fit_table, logX, logL, res, best, hX, huber_delta, n_boot, seed,
-                          abandon):
-    """(lo, hi) arrays of 95% bootstrap prediction intervals at hX; None without resamples."""
+                          abandon, same_fits=False):
+    """(lo, hi) arrays of 95% bootstrap prediction intervals at hX; None without resamples.
+    same_fits: skip bootstrap starts that are the same fit (after a screened fit)."""
     if not n_boot or len(hX) == 0:
         return None
     import jax
     from .optimize import float64
     groups, _ = bootstrap_groups(fit_table)
     weights = bootstrap_weights(groups, n_boot, seed)
-    boot = bootstrap_fits(law, logX, logL, weights, bootstrap_starts(law, res, best, logX=logX),
-                          huber_delta, abandon=abandon, abandon_after=BOOT_ABANDON_AFTER)
+    starts = bootstrap_starts(law, res, best, logX=logX if same_fits else None)
+    boot = bootstrap_fits(law, logX, logL, weights, starts, huber_delta, abandon=abandon,
+                          abandon_after=BOOT_ABANDON_AFTER)
     with float64():
         log_pred = np.asarray(_jitted(law.log_pred)(jnp.asarray(boot), jnp.asarray(hX)))
         resid = logL - np.asarray(law.log_pred(jnp.asarray(res.x[best])[None],
