@@ -413,7 +413,9 @@ def _fit(table, law_obj, logX, logL, C, cost, selection, scan, *, starts, abando
             n=int(bootstrap), seed=int(seed), unit=unit, n_units=int(groups.max() + 1),
             starts_per_refit=int(len(boot_starts)),
             starts_note="each refit starts from the full-data optimum and the best distinct "
-                        "other optima of the full-grid fit (not the full grid); starts that "
+                        "other optima of the main fit (not the full grid; after a screened "
+                        "fit, optima predicting every point within 1e-4 of a chosen one are "
+                        "the same fit and skipped); starts that "
                         "cannot reach their refit's best objective are abandoned as in the "
                         "full-grid fit, from 25 iterations on",
             interval="percentile, 2.5% to 97.5%"))
