@@ -45,9 +45,10 @@ STARTS_NOTE = ("L-BFGS from the 64 starts of the grid with the lowest objective 
                "abandoned (n_starts_abandoned) once its objective is over 0.1% above the best "
                "and, even at ten times its progress over the last 25 iterations, it could not "
                "reach the best within the iteration cap (never when the best fits the data "
-               "exactly; --no-abandon turns off the screen and abandoning). n_starts_at_best counts the starts that "
-               "reached the best objective (within 1e-6 relative), abandoned ones not among "
-               "them; n_starts_not_converged those that ran to the iteration cap")
+               "exactly; --no-abandon turns off the screen and abandoning). n_starts_at_best "
+               "counts the starts that reached the best objective (within 1e-6 relative), "
+               "abandoned ones not among them; n_starts_not_converged those that ran to the "
+               "iteration cap")
 
 
 @functools.lru_cache(maxsize=None)
@@ -126,8 +127,8 @@ def screened_starts(law: Law, logX, logL, huber_delta, keep=SCREEN_KEEP):
     with np.errstate(invalid="ignore", over="ignore"):
         r = pred - logL
         ar = np.abs(r)
-        f = np.sum(np.where(ar <= huber_delta, 0.5 * r * r, huber_delta * (ar - 0.5 * huber_delta)),
-                   axis=1)
+        f = np.sum(np.where(ar <= huber_delta, 0.5 * r * r,
+                            huber_delta * (ar - 0.5 * huber_delta)), axis=1)
     return np.argsort(np.where(np.isfinite(f), f, np.inf), kind="stable")[:keep]
 
 
@@ -298,9 +299,9 @@ def fit_law(table: Results, law="chinchilla", x=None, *, huber_delta=1e-3, boots
     in the law's log-space coordinates instead of its full grid. base_law: for
     law="data-constrained", a dict of E, A, B, alpha, beta (or a chinchilla fit.json path)
     to hold fixed; without it the base law is fitted jointly. abandon=False runs every
-    start to convergence or the iteration cap (slower; see STARTS_NOTE). progress: an
-    optional callable told, in words, each stage as it starts (the CLI prints them on a
-    terminal).
+    start to convergence or the iteration cap, without the screen (slower; see STARTS_NOTE).
+    progress: an optional callable told, in words, each stage as it starts (the CLI prints
+    them on a terminal).
     """
     say = progress or (lambda message: None)
     if holdout_above_flops is not None and holdout_above_params is not None:
