@@ -116,8 +116,9 @@ def _parser():
                    help="--law schedule: momentum of the annealing area S2 (default 0.98)")
     f.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     f.add_argument("--no-abandon", action="store_true",
-                   help="run every start to convergence or the iteration cap instead of "
-                        "abandoning those that cannot reach the best (slower)")
+                   help="run every start of the grid to convergence or the iteration cap "
+                        "instead of screening the grid and abandoning starts that cannot "
+                        "reach the best (the exhaustive fit; slower)")
     f.add_argument("--reference-flops", nargs="+", default=None, metavar="LIST",
                    help="comma-separated computes at which to report N_opt, D_opt, e.g. "
                         "1e18,1e19 (default: max C x 1, 10, 100)")

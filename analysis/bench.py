@@ -1,7 +1,8 @@
 """Speed benchmark: `python -m analysis bench`.
 
 Times, on a synthetic Chinchilla dataset with 1% noise: the vectorised 4500-start
-fit (cold, i.e. with compilation, and warm), the bootstrap refits, and a plain
+fit (cold, i.e. with compilation, and warm), the screened fit `analysis fit` runs, the
+bootstrap refits, and a plain
 scipy L-BFGS-B loop over (a subset of) the same grid, extrapolated to all starts;
 then the whole `python -m analysis fit` command (fresh process, warm caches: load, fit,
 plots, report) without bootstrap and with 1000 resamples, with the plots drawn in the
@@ -21,7 +22,7 @@ import numpy as np
 from scipy.optimize import minimize as scipy_minimize
 
 from .fit import BOOT_ABANDON_AFTER, bootstrap_fits, bootstrap_starts, bootstrap_weights, \
-    fit_points
+    fit_grid, fit_points
 from .laws import make_law
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `analysis` imports
@@ -112,8 +113,17 @@ def main(points=300, n_boot=1000, scipy_starts=450, e2e_points=240):
           f"objective {res.f[best]:.6g}, {near.sum()} starts at best, "
           f"{res.capped.sum()} hit the iteration cap")
 
+    fit_grid(law, logX, logL)  # compiles the screen's programs (or loads them)
+    t0 = time.perf_counter()
+    res_s, best_s, _, n_grid = fit_grid(law, logX, logL)
+    screened = time.perf_counter() - t0
+    print(f"screened fit (as `analysis fit` runs it): {screened:.2f} s warm, "
+          f"{len(res_s.x)} of {len(law.grid)} starts"
+          f"{'' if n_grid else ' (the whole grid: the screened fit was not clean)'}; "
+          f"objective {res_s.f[best_s]:.6g}")
+
     weights = bootstrap_weights(np.arange(points), n_boot, seed=0)
-    starts = bootstrap_starts(law, res, best)
+    starts = bootstrap_starts(law, res_s, best_s, logX=logX)  # as fit_law chooses them
     t0 = time.perf_counter()
     boot = bootstrap_fits(law, logX, logL, weights, starts, 1e-3,
                           abandon_after=BOOT_ABANDON_AFTER)  # as fit_law does
@@ -133,7 +143,8 @@ def main(points=300, n_boot=1000, scipy_starts=450, e2e_points=240):
     full = ts * len(law.grid) / len(idx)
     print(f"plain scipy L-BFGS-B loop: {ts:.2f} s for {len(idx)} starts, about {full:.1f} s for "
           f"all {len(law.grid)} (best objective on the subset {np.min(fs):.6g})")
-    result = dict(cold=cold, warm=warm, bootstrap=tb, scipy_full_estimate=full)
+    result = dict(cold=cold, warm=warm, screened=screened, bootstrap=tb,
+                  scipy_full_estimate=full)
     if e2e_points:
         e2e = end_to_end(e2e_points, n_boot)
         print(f"end to end, python -m analysis fit on {e2e_points} points (fresh process, warm "

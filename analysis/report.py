@@ -82,7 +82,9 @@ def fit_summary(fit: dict, report_path: str | None = None) -> str:
             lines.append(f"  {describe(n, v, se, ci, False)}")
     abandoned = fit.get("n_starts_abandoned")
     dropped = f" ({abandoned} abandoned as unable to reach the best)" if abandoned else ""
-    lines.append(f"  starts: {fit['n_starts']}{dropped}, at best objective: "
+    screened = fit.get("n_starts_screened")
+    screened = f" best of {screened} by their starting objective" if screened else ""
+    lines.append(f"  starts: {fit['n_starts']}{screened}{dropped}, at best objective: "
                  f"{fit['n_starts_at_best']}, objective {fit['objective']:.6g}")
     if fit.get("bootstrap"):
         b = fit["bootstrap"]

@@ -7,7 +7,9 @@ from scipy.optimize import minimize_scalar
 from analysis import allocation
 from analysis.data import Results
 from analysis.errors import AnalysisError
-from analysis.fit import bootstrap_groups, bootstrap_weights, extrapolation_check, fit_law
+from analysis.fit import bootstrap_groups, bootstrap_starts, bootstrap_weights, \
+    extrapolation_check, fit_law
+from analysis.optimize import Result
 from analysis.laws import make_law
 
 TRUE = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
@@ -77,6 +79,7 @@ def test_noisy_chinchilla_true_values_inside_bootstrap_intervals():
     assert fit["ci95"]["alpha"][1] - fit["ci95"]["alpha"][0] < 0.2
     assert fit["ci95"]["E"][1] - fit["ci95"]["E"][0] < 0.5
     assert fit["bootstrap"]["n"] == 100
+    assert fit["n_starts_screened"] == len(make_law("chinchilla").grid)  # the screened fit
     # Derived quantities at reference computes carry intervals too.
     key = f"{fit['reference_flops'][0]:.3g}"
     assert f"tokens_per_param@{key}" in fit["ci95"]
@@ -126,8 +129,27 @@ def test_non_identifiable_data_warns():
     D = np.full_like(N, 2e9)  # one data size: B, beta (and E) cannot be separated
     fit = fit_law(table(params=N, tokens=D, loss=chinchilla_loss(N, D)), "chinchilla", bootstrap=0)
     assert fit["n_starts_at_best"] > 1
+    assert fit["n_starts_screened"] is None  # not pinned down: every start of the grid ran
     text = " ".join(fit["warnings"])
     assert "non-identifiable" in text and ("beta" in text or " B " in text)
+
+
+def test_bootstrap_starts_skip_optima_that_are_the_same_fit():
+    law = make_law("chinchilla")
+    N, D = sample_nd(50, 0)
+    logX = np.log(np.stack([N, D], 1))
+    # N's term run to zero (exp(a - alpha log N) below 1e-5 of the loss) at four (a, alpha):
+    # the same predictions, so one fit; the last row is a different fit.
+    x = np.array([[-5.0, 6.2, 0.5, 2.0, 0.29], [0.0, 6.2, 0.5, 2.0, 0.29],
+                  [20.0, 6.2, 0.5, 2.0, 0.29], [0.0, 6.2, 0.5, 1.5, 0.29],
+                  [6.0, 6.0, 0.4, 0.34, 0.28]])
+    n = len(x)
+    res = Result(x, np.arange(n, dtype=float), np.ones(n, int), np.ones(n, bool), n,
+                 np.zeros(n, bool))
+    by_coordinates = bootstrap_starts(law, res, 0)
+    by_fit = bootstrap_starts(law, res, 0, logX=logX)
+    assert len(by_coordinates) == n  # every optimum differs in its parameters
+    np.testing.assert_array_equal(by_fit, x[[0, 4]])  # but only two differ in what they predict
 
 
 def test_bootstrap_resamples_runs_when_runs_have_several_rows():

@@ -48,6 +48,17 @@ def test_stored_programs_give_the_exhaustive_fit_and_skip_tracing(tmp_path, monk
     np.testing.assert_allclose(loaded.x[best_l][3:], TRUE[3:], atol=0.03)
 
 
+def test_screened_fit_reaches_the_exhaustive_optimum():
+    law, logX, logL = _noisy_chinchilla()
+    res, best, _, n_grid = fit_lib.fit_grid(law, logX, logL)
+    assert n_grid == len(law.grid) and len(res.x) == fit_lib.SCREEN_KEEP  # the screen ran
+    exhaustive, best_e, _ = fit_lib.fit_points(law, logX, logL, starts=law.grid[::45],
+                                               abandon=False)
+    assert res.f[best] == pytest.approx(exhaustive.f[best_e], rel=1e-9)
+    np.testing.assert_allclose(res.x[best], exhaustive.x[best_e], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(res.x[best][3:], TRUE[3:], atol=0.03)
+
+
 def test_fingerprint_names_only_what_the_package_source_decides():
     law = make_law("chinchilla")
     assert programs.fingerprint(law.log_pred) == "analysis.laws._chinchilla_log_pred"
