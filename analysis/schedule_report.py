@@ -123,12 +123,14 @@ def curves_figure(fit: dict, out_dir: str, svg: bool = False) -> list:
                             yerr=[[h["predicted"] - h["interval"][0]],
                                   [h["interval"][1] - h["predicted"]]],
                             fmt="x", color="k", ms=5, capsize=3)
-        shown = a["curve"][np.array([pts.N[x] == n for x in a["runs"]]) & a["keep"]]
-        if shown.size:
-            ax.set_ylim(shown.min() * 0.97, shown.max() * 1.03)
         ax.set_title(f"N = {n:,.0f}")
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
+    # One y range for the shared axis, over every fitted point (setting it per panel would
+    # leave every panel with the last one's range).
+    shown = a["curve"][a["keep"]]
+    if shown.size:
+        axes[0][0].set_ylim(shown.min() * 0.97, shown.max() * 1.03)
     axes[0][0].set_ylabel("validation loss")
     note = f"final = law × {scale:.4f}"
     what = ("fitted without the held-out runs (dashed; x: predicted final loss, 95% interval)"
