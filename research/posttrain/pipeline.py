@@ -317,29 +317,18 @@ def stage_reward_models(ctx: Context, sft_params, run: bool = True) -> dict:
 
 
 @functools.lru_cache(maxsize=None)
-def _pair_reward_fn(cfg):
+def _pair_fn(cfg, score):
+    """The chosen and the rejected response scored by `score` (models.reward or
+    models.policy_logprobs), stacked: one jitted function per (config, scorer)."""
     def fn(params, frozen, batch):
-        return jnp.stack([models.reward(cfg, params, batch, "chosen_"),
-                          models.reward(cfg, params, batch, "rejected_")], -1)
+        return jnp.stack([score(cfg, params, batch, "chosen_"),
+                          score(cfg, params, batch, "rejected_")], -1)
     return fn
 
 
 @functools.lru_cache(maxsize=None)
-def _reward_fn(cfg):
-    return lambda params, frozen, batch: models.reward(cfg, params, batch)
-
-
-@functools.lru_cache(maxsize=None)
-def _pair_logprob_fn(cfg):
-    def fn(params, frozen, batch):
-        return jnp.stack([models.policy_logprobs(cfg, params, batch, "chosen_"),
-                          models.policy_logprobs(cfg, params, batch, "rejected_")], -1)
-    return fn
-
-
-@functools.lru_cache(maxsize=None)
-def _logprob_fn(cfg):
-    return lambda params, frozen, batch: models.policy_logprobs(cfg, params, batch)
+def _response_fn(cfg, score):
+    return lambda params, frozen, batch: score(cfg, params, batch)
 
 
 def _apply_pairs(ctx, fn, params, rows):
@@ -357,12 +346,12 @@ def _apply_responses(ctx, fn, params, prompt_ids, response_ids) -> np.ndarray:
 
 
 def _rewards(ctx, rm_params, rows):
-    return _apply_pairs(ctx, _pair_reward_fn(ctx.model_cfg), rm_params, rows)
+    return _apply_pairs(ctx, _pair_fn(ctx.model_cfg, models.reward), rm_params, rows)
 
 
 def score(ctx, rm_params, prompt_ids, response_ids) -> np.ndarray:
     """The reward model's score of each (prompt, response ids) [rows]."""
-    return _apply_responses(ctx, _reward_fn(ctx.model_cfg), rm_params, prompt_ids, response_ids)
+    return _apply_responses(ctx, _response_fn(ctx.model_cfg, models.reward), rm_params, prompt_ids, response_ids)
 
 
 # ---------------------------------------------------------------- best-of-n
@@ -431,11 +420,11 @@ def dpo_loss_fn(model_cfg):
 
 
 def _pair_logprobs(ctx, params, rows):
-    return _apply_pairs(ctx, _pair_logprob_fn(ctx.model_cfg), params, rows)
+    return _apply_pairs(ctx, _pair_fn(ctx.model_cfg, models.policy_logprobs), params, rows)
 
 
 def response_logprob(ctx, params, prompt_ids, response_ids) -> np.ndarray:
-    return _apply_responses(ctx, _logprob_fn(ctx.model_cfg), params, prompt_ids, response_ids)
+    return _apply_responses(ctx, _response_fn(ctx.model_cfg, models.policy_logprobs), params, prompt_ids, response_ids)
 
 
 def beta_name(beta: float) -> str:
