@@ -1,6 +1,6 @@
 """The main job: 7 model sizes on the embedded Shakespeare corpus, every run a 16-point loss
 curve, and the schedule law fitted to every curve point (docs/schedule-law.md). Sized to finish
-in about 11 minutes on 2 CPU cores (a quiet machine, from a fresh clone, `pip install`
+in about 10 minutes on 2 CPU cores (a quiet machine, from a fresh clone, `pip install`
 included), compilation included, then the fit.
 
   python -m experiments.sweep run --config configs/sweeps/default.py --workdir sweeps/default
