@@ -71,13 +71,6 @@ def batch_sharding(mesh: Mesh, rules) -> NamedSharding:
     return NamedSharding(mesh, spec)
 
 
-def stacked_batch_sharding(mesh: Mesh, rules) -> NamedSharding:
-    """Sharding of [k, batch, length] stacks of batches (evaluation): each batch split as
-    batch_sharding splits one."""
-    spec = nn.logical_to_mesh_axes((None, "batch", None), rules)
-    return NamedSharding(mesh, spec)
-
-
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 

@@ -36,13 +36,12 @@ def validate(cfg: RunConfig, n_devices: int | None = None):
     return mesh
 
 
-def evaluate(trainer, params, chunks) -> tuple[float, float]:
-    """Mean validation loss over the fixed evaluation batches (stacked into chunks already on
-    the devices, see `_eval_batches`) and its standard error over batches. Every chunk is
-    dispatched before any result is read, so the device never waits for the host."""
-    calls = [trainer.eval_compiled.get(tuple(c.shape), trainer.eval_losses) for c in chunks]
-    losses = np.concatenate([np.asarray(x, float).reshape(-1) for x in
-                             jax.device_get([f(params, c) for f, c in zip(calls, chunks)])])
+def evaluate(trainer, params, batches) -> tuple[float, float]:
+    """Mean validation loss over the fixed evaluation batches (already on the devices, see
+    `_eval_batches`) and its standard error over batches. Every batch is dispatched before any
+    result is read, so the device never waits for the host."""
+    losses = np.asarray(jax.device_get(
+        [trainer.eval_compiled.get(b.shape, trainer.eval_loss)(params, b) for b in batches]), float)
     stderr = float(losses.std(ddof=1) / math.sqrt(len(losses))) if len(losses) > 1 else float("nan")
     return float(losses.mean()), stderr
 
@@ -188,7 +187,7 @@ def _train(cfg: RunConfig, workdir: str, progress: bool, on_start, cleanup) -> d
                      f"{m.context_length + 1} tokens; the final evaluation uses {c}, not "
                      f"{final_n} (train.final_eval_batches), and result.json says so")
     with timer.phase("compile_s"):
-        _compile_evals(trainer, state["params"], t, m, [t.eval_batches, *final_units.values()])
+        _compile_evals(trainer, state["params"], t, m)
     writer = MetricsWriter(workdir, is_writer, config=cfg, wandb=wandb_settings(cfg))
     cleanup.callback(writer.close)
     tokens_per_step = run_math.tokens_per_step(t, m)
@@ -275,42 +274,24 @@ def _train(cfg: RunConfig, workdir: str, progress: bool, on_start, cleanup) -> d
     return result
 
 
-# Logits of one evaluation chunk, in float32 elements (256 MiB): the chunk's batches are one
-# forward pass, and at GPT-2 sizes (50k vocabulary, 1k context) one batch is already past it.
-EVAL_CHUNK_LOGITS = 64 * 2**20
-
-
-def _chunk_bounds(t, m, n_batches: int) -> list[tuple[int, int]]:
-    """[start, stop) of each chunk of `n_batches` evaluation batches: one rule for the chunks
-    built (`_eval_batches`) and the shapes compiled ahead (`_compile_evals`)."""
-    per_chunk = max(1, EVAL_CHUNK_LOGITS // (t.batch_size * m.context_length * m.vocab_size))
-    return [(i, min(i + per_chunk, n_batches)) for i in range(0, n_batches, per_chunk)]
-
-
-def _compile_evals(trainer, params, t, m, batch_counts) -> None:
-    """Compile the evaluation for every chunk shape that `batch_counts` batches give, ahead of
-    time: the compilation is then a fixed cost (compile_s), not part of the evaluations."""
-    shapes = {(stop - start, t.batch_size, m.context_length + 1)
-              for n in batch_counts for start, stop in _chunk_bounds(t, m, n)}
-    with trainer.activate():
-        for shape in sorted(shapes - set(trainer.eval_compiled)):
-            chunk = jax.ShapeDtypeStruct(shape, np.int32, sharding=trainer.eval_sharding)
-            trainer.eval_compiled[shape] = trainer.eval_losses.jitted.lower(params, chunk).compile()
+def _compile_evals(trainer, params, t, m) -> None:
+    """Compile the evaluation ahead of time: the compilation is then a fixed cost (compile_s),
+    not part of the evaluations."""
+    shape = (t.batch_size, m.context_length + 1)
+    if shape not in trainer.eval_compiled:
+        with trainer.activate():
+            batch = jax.ShapeDtypeStruct(shape, np.int32, sharding=trainer.batch_sharding)
+            trainer.eval_compiled[shape] = trainer.eval_loss.jitted.lower(params, batch).compile()
 
 
 def _eval_batches(data, t, m, n_batches, trainer) -> dict:
-    """{name: fixed eval batches, stacked into chunks [k, B, T+1] on the devices} for every
-    evaluation set (data.eval_sets order); `n_batches` is one count for all, or one per set."""
-    out = {}
-    for name in data.eval_sets:
-        local = list(data_lib.eval_batches(
-            data, n_batches=n_batches[name] if isinstance(n_batches, dict) else n_batches,
-            batch_size=t.batch_size, context_length=m.context_length, eval_set=name,
-            process_index=jax.process_index(), process_count=jax.process_count()))
-        out[name] = [jax.make_array_from_process_local_data(
-            trainer.eval_sharding, np.stack(local[start:stop]))
-            for start, stop in _chunk_bounds(t, m, len(local))]
-    return out
+    """{name: fixed eval batches on the devices} for every evaluation set (data.eval_sets
+    order); `n_batches` is one count for all, or one per set."""
+    return {name: [put_batch(trainer, b) for b in data_lib.eval_batches(
+                data, n_batches=n_batches[name] if isinstance(n_batches, dict) else n_batches,
+                batch_size=t.batch_size, context_length=m.context_length, eval_set=name,
+                process_index=jax.process_index(), process_count=jax.process_count())]
+            for name in data.eval_sets}
 
 
 def evaluate_sets(trainer, params, eval_sets) -> dict:

@@ -24,7 +24,7 @@ import optax
 
 from research import mup, optim, sharding
 from research.config import ModelConfig, RunConfig
-from research.model import GPT, cross_entropy, token_losses
+from research.model import GPT, cross_entropy
 
 
 @dataclasses.dataclass
@@ -39,11 +39,10 @@ class Trainer:
     batch_sharding: Any
     init: Callable  # rng -> state
     train_step: Callable  # (state, batch) -> (state, metrics); this run's schedule supplied
-    # (params, batches [k, B, T+1] sharded as eval_sharding) -> [k] per-batch mean losses
-    eval_losses: Callable
-    eval_sharding: Any
+    # (params, batch [B, T+1] sharded as batch_sharding) -> the batch's mean loss
+    eval_loss: Callable
     schedule: dict = dataclasses.field(default_factory=dict)  # optim.schedule_inputs of this run
-    # Chunk shape (k, B, T+1) -> eval_losses compiled ahead of time for it (research/train.py);
+    # Batch shape (B, T+1) -> eval_loss compiled ahead of time for it (research/train.py);
     # shared by every run of this shape in the process.
     eval_compiled: dict = dataclasses.field(default_factory=dict)
 
@@ -73,8 +72,7 @@ class _Steps:
     batch_sharding: Any
     init: Callable
     train_step: Callable  # (state, batch, schedule_inputs)
-    eval_losses: Callable
-    eval_sharding: Any
+    eval_loss: Callable
     eval_compiled: dict = dataclasses.field(default_factory=dict)
 
 
@@ -120,7 +118,6 @@ def _build_steps(key: StepKey) -> _Steps:
         state_shardings = sharding.logical_shardings(boxed_shapes, mesh, rules)
     state_shapes = nn.meta.unbox(boxed_shapes)
     batch_sharding = sharding.batch_sharding(mesh, rules)
-    eval_sharding = sharding.stacked_batch_sharding(mesh, rules)
     replicated = sharding.replicated(mesh)
 
     def init(rng):
@@ -132,14 +129,9 @@ def _build_steps(key: StepKey) -> _Steps:
 
     grad_fn = jax.value_and_grad(loss_fn)
 
-    def eval_losses(params, batches):
-        # k batches in one forward pass of k*B windows: one dispatch instead of k, and larger
-        # matmuls (on CPU a batch of 16 short windows is mostly per-call overhead). Each
-        # batch's mean is kept: the batch is the stderr's unit (research/evals.py).
-        k, b, t = batches.shape
-        flat = nn.with_logical_constraint(batches.reshape(k * b, t), ("batch", None))
-        logits, _ = model.apply({"params": params}, flat[:, :-1])
-        return token_losses(logits, flat[:, 1:]).reshape(k, -1).mean(axis=-1)
+    # One batch per call, the training batch's shape: on CPU a forward pass over many batches
+    # at once was slower per token (its activations leave the caches), not faster.
+    eval_loss = loss_fn
 
     def train_step(state, batch, sched):
         params = state["params"]
@@ -167,10 +159,10 @@ def _build_steps(key: StepKey) -> _Steps:
         jit_init = jax.jit(init, out_shardings=state_shardings)
         jit_train = jax.jit(train_step, in_shardings=(state_shardings, batch_sharding, replicated),
                             out_shardings=(state_shardings, replicated), donate_argnums=0)
-        jit_eval = jax.jit(eval_losses, in_shardings=(state_shardings["params"], eval_sharding),
+        jit_eval = jax.jit(eval_loss, in_shardings=(state_shardings["params"], batch_sharding),
                            out_shardings=replicated)
     return _Steps(model, state_shapes, state_shardings, batch_sharding, jit_init, jit_train,
-                  jit_eval, eval_sharding)
+                  jit_eval)
 
 
 def build_trainer(cfg: RunConfig, mesh, total_steps: int) -> Trainer:
@@ -187,7 +179,7 @@ def build_trainer(cfg: RunConfig, mesh, total_steps: int) -> Trainer:
 
     return Trainer(key.model_cfg, steps.model, mesh, key.rules, total_steps, steps.state_shapes, steps.state_shardings,
                    steps.batch_sharding, wrap(steps.init), wrap(steps.train_step, schedule),
-                   wrap(steps.eval_losses), steps.eval_sharding, schedule, steps.eval_compiled)
+                   wrap(steps.eval_loss), schedule, steps.eval_compiled)
 
 
 def put_batch(trainer: Trainer, local_batch):

@@ -88,9 +88,9 @@ def test_final_eval_uses_its_own_size_for_every_set_and_is_capped(tmp_path, monk
     sizes = []
     real_evaluate = train_lib.evaluate
 
-    def counting(trainer, params, chunks):  # chunks of stacked batches [k, B, T+1]
-        sizes.append(sum(c.shape[0] for c in chunks))
-        return real_evaluate(trainer, params, chunks)
+    def counting(trainer, params, batches):
+        sizes.append(len(batches))
+        return real_evaluate(trainer, params, batches)
 
     monkeypatch.setattr(train_lib, "evaluate", counting)
     workdir = tmp_path / "run"

@@ -143,9 +143,9 @@ def _final_params(config, workdir, mesh_cfg=None):
     return state["params"]
 
 
-def test_stacked_eval_equals_per_batch_loss_on_every_layout():
-    """The evaluation's one forward pass over k stacked batches gives each batch's own mean
-    loss (the model applied to that batch alone, one device), sharded or not."""
+def test_eval_loss_equals_one_device_loss_on_every_layout():
+    """The evaluation of each batch, sharded or not, gives that batch's mean loss as the model
+    applied on one device computes it."""
     batches = np.stack(random_batches(3, seed=1))
     ref_cfg = RunConfig.from_configdict(small_config())
     ref_trainer = train_state.build_trainer(ref_cfg, sharding.make_mesh(
@@ -157,8 +157,7 @@ def test_stacked_eval_equals_per_batch_loss_on_every_layout():
         c = RunConfig.from_configdict(small_config(**mesh))
         trainer = train_state.build_trainer(c, sharding.make_mesh(c.mesh), total_steps=20)
         on_mesh = jax.device_put(params, trainer.state_shardings["params"])
-        stacked = jax.make_array_from_process_local_data(trainer.eval_sharding, batches)
-        got = np.asarray(jax.device_get(trainer.eval_losses(on_mesh, stacked)))
+        got = [float(trainer.eval_loss(on_mesh, train_state.put_batch(trainer, b))) for b in batches]
         np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=str(mesh))
 
 
