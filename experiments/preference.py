@@ -95,9 +95,7 @@ def main(argv) -> int:
         _say("dpo: preference tuning against the frozen SFT policy")
         pipeline.stage_dpo(ctx, sft)
     if "fit" in wanted:
-        summary = preference_report.write(config, workdir)
-        _say(preference_report.headline(summary))
-        print(f"wrote {os.path.join(workdir, 'preference.json')}")
+        preference_report.write_and_tell(config, workdir)
     return 0
 
 

@@ -255,10 +255,7 @@ def main(argv) -> int:
                          prog=f"{PROG} fit")
     fit.add_argument("sweep_dir", metavar="DIR", help="the sweep directory")
     args, _ = cli.parse(p, argv, allow_overrides=False)
-    pref, out = collect(args.sweep_dir)
-    summary = preference_report.write(pref, out)
-    print(preference_report.headline(summary))
-    print(f"wrote {os.path.join(out, 'preference.json')} and {os.path.join(out, 'figures')}")
+    preference_report.write_and_tell(*collect(args.sweep_dir))
     return 0
 
 
