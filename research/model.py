@@ -14,7 +14,6 @@ The same forward serves training (no cache) and decoding (a KV cache per layer, 
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -24,7 +23,6 @@ from research.config import ModelConfig
 from research import mup
 from research.matmul import dense_dot_general
 
-Dtype = Any
 
 
 # "save_dots" keeps the weight-matmul outputs (dots without batch dimensions) and recomputes

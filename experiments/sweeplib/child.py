@@ -40,7 +40,6 @@ from research import errors
 
 EXIT_DONE = errors.EXIT_OK
 EXIT_CRASH = errors.EXIT_FAILED
-EXIT_CONFIG = errors.EXIT_USER  # any UserError exits with its own exit_code (2, 3 or 4)
 EXIT_STORAGE = errors.EXIT_STORAGE
 EXIT_CORRUPT_CHECKPOINT = errors.EXIT_CORRUPT_CHECKPOINT
 EXIT_DIVERGED = 5  # the child's own code: a diverged run (the train CLI says EXIT_FAILED)
