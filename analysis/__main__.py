@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import sys
 
-from common.flags import documented_options
+from common.flags import OneLineParser, refuse_unknown
 
 from .errors import AnalysisError
 
@@ -16,25 +15,12 @@ INPUT_HELP = ("a results file (CSV, TSV, JSONL, Parquet), a sweep directory, or 
               "directory")
 
 
-class _Parser(argparse.ArgumentParser):
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("allow_abbrev", False)  # a near miss gets a "did you mean" instead
-        super().__init__(*args, **kwargs)
-
-    def error(self, message):  # one line, exit 2, like every other input error
-        print(f"error: {message}; see {self.prog} --help", file=sys.stderr)
-        sys.exit(2)
-
-
 def _parse(argv):
     p = _parser()
     args, extra = p.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     if extra:
         sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
-        which = sub.choices.get(getattr(args, "command", None), p)
-        guess = difflib.get_close_matches(extra[0].split("=")[0], documented_options(which), n=1)
-        hint = f" (did you mean {guess[0]}?)" if guess else ""
-        which.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+        refuse_unknown(sub.choices.get(getattr(args, "command", None), p), extra)
     for name in ("reference_flops", "select_by"):  # comma-separated, like every list flag
         value = getattr(args, name, None)
         if value is not None:
@@ -187,8 +173,8 @@ def _add_checks(sub, fmt):
 
 def _parser():
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = _Parser(prog="python -m analysis", description=__doc__, formatter_class=fmt)
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = OneLineParser(prog="python -m analysis", description=__doc__, formatter_class=fmt)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for add in (_add_fit, _add_isoflop, _add_curve_commands, _add_checks):
         add(sub, fmt)
     return p
