@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import sys
 
-from common.flags import documented_options
+from common.flags import OneLineParser, refuse_unknown
 
 from .errors import AnalysisError
 
@@ -16,25 +15,12 @@ INPUT_HELP = ("a results file (CSV, TSV, JSONL, Parquet), a sweep directory, or 
               "directory")
 
 
-class _Parser(argparse.ArgumentParser):
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("allow_abbrev", False)  # a near miss gets a "did you mean" instead
-        super().__init__(*args, **kwargs)
-
-    def error(self, message):  # one line, exit 2, like every other input error
-        print(f"error: {message}; see {self.prog} --help", file=sys.stderr)
-        sys.exit(2)
-
-
 def _parse(argv):
     p = _parser()
     args, extra = p.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     if extra:
         sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
-        which = sub.choices.get(getattr(args, "command", None), p)
-        guess = difflib.get_close_matches(extra[0].split("=")[0], documented_options(which), n=1)
-        hint = f" (did you mean {guess[0]}?)" if guess else ""
-        which.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+        refuse_unknown(sub.choices.get(getattr(args, "command", None), p), extra)
     for name in ("reference_flops", "select_by"):  # comma-separated, like every list flag
         value = getattr(args, name, None)
         if value is not None:
@@ -74,10 +60,18 @@ def _common(p, *, selection=True):
                             "(default: learning_rate)")
 
 
-def _parser():
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = _Parser(prog="python -m analysis", description=__doc__, formatter_class=fmt)
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def _reference_flops(p):
+    p.add_argument("--reference-flops", nargs="+", default=None, metavar="LIST",
+                   help="comma-separated computes at which to report N_opt, D_opt, e.g. "
+                        "1e18,1e19 (default: max C x 1, 10, 100)")
+
+
+def _output(p):
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--svg", action="store_true", help="also write every plot as SVG")
+
+
+def _add_fit(sub, fmt):
     f = sub.add_parser("fit", help="fit a loss law (Approach 3) with bootstrap intervals",
                        formatter_class=fmt)
     _common(f)
@@ -91,8 +85,7 @@ def _parser():
     f.add_argument("--base-law", default=None, metavar="FIT_JSON",
                    help="data-constrained law: hold the base law fixed at this chinchilla "
                         "fit.json (default: fit it jointly with R_D*, R_N*)")
-    f.add_argument("--out", required=True, help="output directory")
-    f.add_argument("--svg", action="store_true", help="also write every plot as SVG")
+    _output(f)
     f.add_argument("--plots", choices=["auto", "wait", "background"], default="auto",
                    help="background: print the fit as soon as fit.json is written and draw "
                         "the plots and report in a second process that the command does not "
@@ -119,22 +112,24 @@ def _parser():
                    help="run every start of the grid to convergence or the iteration cap "
                         "instead of screening the grid and abandoning starts that cannot "
                         "reach the best (the exhaustive fit; slower)")
-    f.add_argument("--reference-flops", nargs="+", default=None, metavar="LIST",
-                   help="comma-separated computes at which to report N_opt, D_opt, e.g. "
-                        "1e18,1e19 (default: max C x 1, 10, 100)")
+    _reference_flops(f)
+
+
+def _add_isoflop(sub, fmt):
     i = sub.add_parser("isoflop", help="iso-FLOP parabolas (Approach 2)", formatter_class=fmt)
     _common(i)
-    i.add_argument("--out", required=True, help="output directory")
-    i.add_argument("--svg", action="store_true", help="also write every plot as SVG")
+    _output(i)
     i.add_argument("--bootstrap", type=int, default=1000, help="resamples (0 to skip)")
     i.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     i.add_argument("--bin-width", type=float, default=None,
                    help="group actual FLOPs in log10 bins of this width instead of the planned "
                         "compute_budget (default: compute_budget when present, else exact "
                         "shared values, else 0.1 dex bins)")
-    i.add_argument("--reference-flops", nargs="+", default=None, metavar="LIST",
-                   help="comma-separated computes at which to report N_opt, D_opt, e.g. "
-                        "1e18,1e19 (default: max C x 1, 10, 100)")
+    _reference_flops(i)
+
+
+def _add_curve_commands(sub, fmt):
+    """envelope and curves: the commands that read training curves rather than final losses."""
     e = sub.add_parser("envelope", help="lower envelope of training curves (Approach 1)",
                        formatter_class=fmt)
     _common(e, selection=False)
@@ -151,6 +146,10 @@ def _parser():
     c.add_argument("--source", choices=["auto", "eval", "train"], default="auto",
                    help="which loss rows make the curves (auto: eval rows when every run has "
                         "2+, else train rows)")
+
+
+def _add_checks(sub, fmt):
+    """bench and simcheck: the fitters' own speed and calibration, on synthetic tables."""
     b = sub.add_parser("bench", help="time the vectorised fit against a plain scipy loop, and "
                                      "the whole fit command end to end",
                        formatter_class=fmt)
@@ -170,6 +169,14 @@ def _parser():
     s.add_argument("--seed", type=int, default=0, help="seed of the replicates")
     s.add_argument("--approaches", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3],
                    help="which approaches to check")
+
+
+def _parser():
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = OneLineParser(prog="python -m analysis", description=__doc__, formatter_class=fmt)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    for add in (_add_fit, _add_isoflop, _add_curve_commands, _add_checks):
+        add(sub, fmt)
     return p
 
 
@@ -227,6 +234,80 @@ def _schedule_options(args) -> dict:
                 holdout_above_params=args.holdout_above_params, abandon=not args.no_abandon)
 
 
+def _fit(args):
+    if args.law == "schedule":
+        from .schedule_report import run_schedule_fit
+        _, summary = run_schedule_fit(args.results, args.out, svg=args.svg,
+                                      **_schedule_options(args))
+        print(summary)
+        return
+    from .pipeline import run_fit
+    fit, summary = run_fit(args.results, args.out, args.law, args.x, bootstrap=args.bootstrap,
+                         huber_delta=args.huber_delta,
+                         holdout_above_flops=args.holdout_above_flops,
+                         holdout_above_params=args.holdout_above_params, seed=args.seed,
+                         params_column=args.params_column,
+                         reference_flops=args.reference_flops, compute=args.compute,
+                         select=args.select, select_by=args.select_by,
+                         base_law=args.base_law, duplicates=args.duplicates,
+                         loss_column=args.loss_column, abandon=not args.no_abandon,
+                         svg=args.svg, tokens_column=args.tokens_column,
+                         progress=_progress(), plots=_plots_mode(args.plots))
+    print(summary)
+    if "_plots_process" in fit:
+        print(f"(plots and report: being drawn by process {fit['_plots_process']}; "
+              f"they appear in {args.out} in a few seconds)", file=sys.stderr)
+
+
+def _isoflop(args):
+    from .pipeline import run_isoflop
+    _, summary = run_isoflop(args.results, args.out, bootstrap=args.bootstrap,
+                             seed=args.seed, bin_width_dex=args.bin_width,
+                             params_column=args.params_column, compute=args.compute,
+                             select=args.select, select_by=args.select_by,
+                             reference_flops=args.reference_flops,
+                             duplicates=args.duplicates, loss_column=args.loss_column,
+                             svg=args.svg, tokens_column=args.tokens_column)
+    print(summary)
+
+
+def _envelope(args):
+    from .data import use_tokens_column
+    from .envelope import envelope, envelope_input
+    table = use_tokens_column(envelope_input(args.results, args.source, args.duplicates),
+                              args.tokens_column)
+    print(json.dumps(envelope(table,
+                              params_column=args.params_column, compute=args.compute,
+                              bootstrap=args.bootstrap, seed=args.seed),
+                     indent=2))
+
+
+def _curves(args):
+    from .curves import write_curves
+    path, table = write_curves(args.sweep, args.out, args.source)
+    runs = len(set(table.text("run")))
+    print(f"curves: {len(table)} rows from {runs} runs "
+          f"({table.columns['loss_source'][0]}) -> {path}")
+    for n in table.notes:
+        print(f"  note: {n}")
+
+
+def _simcheck(args):
+    from .simcheck import main as simcheck
+    if args.replicates < 2 or args.bootstrap < 2:
+        raise AnalysisError("--replicates and --bootstrap must be at least 2")
+    simcheck(args.replicates, args.bootstrap, args.seed, tuple(args.approaches))
+
+
+def _bench(args):
+    from .bench import main as bench
+    bench(args.points, args.bootstrap, args.scipy_starts, args.e2e_points)
+
+
+COMMANDS = {"fit": _fit, "isoflop": _isoflop, "envelope": _envelope, "curves": _curves,
+            "simcheck": _simcheck, "bench": _bench}
+
+
 def main(argv=None):
     args = _parse(argv)
     if args.command == "fit" and args.law != "schedule" and args.holdout_schedule:
@@ -236,63 +317,7 @@ def main(argv=None):
     if args.command in ("fit", "isoflop", "bench", "simcheck"):
         _compile_cache()
     try:
-        if args.command == "fit" and args.law == "schedule":
-            from .schedule_report import run_schedule_fit
-            _, summary = run_schedule_fit(args.results, args.out, svg=args.svg,
-                                          **_schedule_options(args))
-            print(summary)
-        elif args.command == "fit":
-            from .pipeline import run_fit
-            fit, summary = run_fit(args.results, args.out, args.law, args.x, bootstrap=args.bootstrap,
-                                 huber_delta=args.huber_delta,
-                                 holdout_above_flops=args.holdout_above_flops,
-                                 holdout_above_params=args.holdout_above_params, seed=args.seed,
-                                 params_column=args.params_column,
-                                 reference_flops=args.reference_flops, compute=args.compute,
-                                 select=args.select, select_by=args.select_by,
-                                 base_law=args.base_law, duplicates=args.duplicates,
-                                 loss_column=args.loss_column, abandon=not args.no_abandon,
-                                 svg=args.svg, tokens_column=args.tokens_column,
-                                 progress=_progress(), plots=_plots_mode(args.plots))
-            print(summary)
-            if "_plots_process" in fit:
-                print(f"(plots and report: being drawn by process {fit['_plots_process']}; "
-                      f"they appear in {args.out} in a few seconds)", file=sys.stderr)
-        elif args.command == "isoflop":
-            from .pipeline import run_isoflop
-            _, summary = run_isoflop(args.results, args.out, bootstrap=args.bootstrap,
-                                     seed=args.seed, bin_width_dex=args.bin_width,
-                                     params_column=args.params_column, compute=args.compute,
-                                     select=args.select, select_by=args.select_by,
-                                     reference_flops=args.reference_flops,
-                                     duplicates=args.duplicates, loss_column=args.loss_column,
-                                     svg=args.svg, tokens_column=args.tokens_column)
-            print(summary)
-        elif args.command == "envelope":
-            from .data import use_tokens_column
-            from .envelope import envelope, envelope_input
-            table = use_tokens_column(envelope_input(args.results, args.source, args.duplicates),
-                                      args.tokens_column)
-            print(json.dumps(envelope(table,
-                                      params_column=args.params_column, compute=args.compute,
-                                      bootstrap=args.bootstrap, seed=args.seed),
-                             indent=2))
-        elif args.command == "curves":
-            from .curves import write_curves
-            path, table = write_curves(args.sweep, args.out, args.source)
-            runs = len(set(table.text("run")))
-            print(f"curves: {len(table)} rows from {runs} runs "
-                  f"({table.columns['loss_source'][0]}) -> {path}")
-            for n in table.notes:
-                print(f"  note: {n}")
-        elif args.command == "simcheck":
-            from .simcheck import main as simcheck
-            if args.replicates < 2 or args.bootstrap < 2:
-                raise AnalysisError("--replicates and --bootstrap must be at least 2")
-            simcheck(args.replicates, args.bootstrap, args.seed, tuple(args.approaches))
-        else:
-            from .bench import main as bench
-            bench(args.points, args.bootstrap, args.scipy_starts, args.e2e_points)
+        COMMANDS[args.command](args)
     except AnalysisError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

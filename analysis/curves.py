@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 
-from common.files import write_atomic
+from common import files
 
 from .data import Results, run_root
 from .errors import AnalysisError
@@ -35,30 +34,13 @@ COLUMNS = ("run", "params", "nonembedding_params", "tokens", "flops", "loss", "l
 SOURCES = ("auto", "eval", "train")
 
 
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def _metrics(path):
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill: the rest of the file is still good
-            if isinstance(row, dict) and "step" in row:
-                rows.append(row)
-    return rows
+    return [row for row in files.read_jsonl(path) if isinstance(row, dict) and "step" in row]
 
 
 def _run_facts(run_dir, result):
     """params, nonembedding_params, flops_per_token, tokens_per_step for one run."""
-    cfg = _read_json(os.path.join(run_dir, "config.json")) or {}
+    cfg = files.read_json(os.path.join(run_dir, "config.json"), default=None) or {}
     train, model = cfg.get("train", {}), cfg.get("model", {})
     batch = result.get("batch_size", train.get("batch_size"))
     ctx = result.get("context_length", model.get("context_length"))
@@ -111,7 +93,7 @@ def collect(sweep_dir, source="auto"):
     runs, notes = {}, []
     for d in run_dirs:
         name = os.path.basename(os.path.normpath(d))
-        result = _read_json(os.path.join(d, "result.json"))
+        result = files.read_json(os.path.join(d, "result.json"), default=None)
         if not result or result.get("status", "done") != "done":
             notes.append(f"skipped {name}: not finished (no result.json with status 'done')")
             continue
@@ -183,5 +165,5 @@ def write_curves(sweep_dir, out_dir, source="auto"):
     w.writerow(COLUMNS)
     for i in range(len(table)):
         w.writerow(["" if table.columns[k][i] is None else table.columns[k][i] for k in COLUMNS])
-    write_atomic(path, buf.getvalue())
+    files.write_atomic(path, buf.getvalue())
     return path, table

@@ -150,62 +150,72 @@ def envelope(table: Results, *, n_points=N_POINTS, params_column="params", compu
         raise AnalysisError(f"{table.source}: Approach 1 needs at least 2 runs with 2+ steps each")
     lo = min(c[1][0] for c in curves)
     hi = max(c[1][-1] for c in curves)
-    grid = np.linspace(lo, hi, n_points)
-    L, logD = _interpolated(curves, grid)
     logN = np.log([c[3] for c in curves])
-    winners, ok = _envelope_points(L, logN, np.arange(len(curves)))
+    points = _envelope_rows(curves, logN, np.linspace(lo, hi, n_points))
     fine = np.linspace(lo, hi, FINE_POINTS)
     Lf, logDf = _interpolated(curves, fine)
     cross = _crossings(fine, Lf, logN, logDf, np.arange(len(curves)))
     fitted = _crossing_slopes(cross)
-    nothing = None
+    out = _describe(table, curves, cross, points, cost, *(fitted or (None, None, None, None)))
     if fitted is None:  # a result that says so (a sweep's report still gets written)
-        nothing = (f"Approach 1 has nothing to fit: {len(cross)} compute values where the lowest "
-                   f"curve passes from one size to another with >= {MIN_OVERLAP} curves "
-                   f"overlapping (it needs 2 or more); train more sizes, or longer runs so their "
-                   f"curves overlap")
-        fitted = (None, None, None, None)
-    a, b, ka, kb = fitted
+        out["warnings"].append(
+            f"Approach 1 has nothing to fit: {len(cross)} compute values where the lowest "
+            f"curve passes from one size to another with >= {MIN_OVERLAP} curves "
+            f"overlapping (it needs 2 or more); train more sizes, or longer runs so their "
+            f"curves overlap")
+        out.update(stderr={}, ci95={}, bootstrap=None)
+        return out
+    if out["n_points_used"] < 4:
+        out["warnings"].append(f"only {out['n_points_used']} crossings between sizes; a and b "
+                               f"rest on very few points")
+    out.update(_intervals(curves, fine, logN, bootstrap, seed, out["warnings"]))
+    return out
+
+
+def _envelope_rows(curves, logN, grid) -> list[dict]:
+    """The lowest curve at each compute of `grid` that any curve reaches: which run, its N, D
+    and loss, and whether a smaller and a larger curve reach it too (interior)."""
+    L, logD = _interpolated(curves, grid)
+    winners, ok = _envelope_points(L, logN, np.arange(len(curves)))
     points = []
     for j in np.flatnonzero(np.isfinite(L).any(axis=0)):
         w = winners[j]
         points.append(dict(flops=float(np.exp(grid[j])), loss=float(L[w, j]), run=curves[w][0],
                            N=float(np.exp(logN[w])), D=float(np.exp(logD[w, j])),
                            interior=bool(ok[j])))
-    out = dict(method="lower envelope of training curves (Hoffmann et al. 2022, Approach 1)",
-               a=_f(a), b=_f(b), N_coeff=_f(ka, np.exp), D_coeff=_f(kb, np.exp),
-               n_runs=len(curves), n_points_used=int(len(cross)), n_points=len(points),
-               crossings=[dict(flops=float(np.exp(c)), N=float(np.exp(n)), D=float(np.exp(d)))
-                          for c, n, d in cross],
-               envelope=points, compute=cost.describe(),
-               notes=list(table.notes), warnings=list(table.warnings),
-               note=f"a and b are fitted through the envelope's crossings (n_points_used): the "
-                    f"compute where the lowest curve passes from one size to the next with >= "
-                    f"{MIN_OVERLAP} curves overlapping, N there the geometric mean of the two "
-                    f"sizes. Points where a size wins only because no smaller or larger curve "
-                    f"reaches that compute are never used. Curves are smoothed (a polynomial of "
-                    f"degree {SMOOTH_DEGREE} in log C of log loss) when they have over "
-                    f"{2 * (SMOOTH_DEGREE + 1)} evaluations")
-    if nothing:
-        out["warnings"].append(nothing)
-        out.update(stderr={}, ci95={}, bootstrap=None)
-        return out
-    if out["n_points_used"] < 4:
-        out["warnings"].append(f"only {out['n_points_used']} crossings between sizes; a and b "
-                               f"rest on very few points")
+    return points
+
+
+def _describe(table, curves, cross, points, cost, a, b, ka, kb) -> dict:
+    return dict(method="lower envelope of training curves (Hoffmann et al. 2022, Approach 1)",
+                a=_f(a), b=_f(b), N_coeff=_f(ka, np.exp), D_coeff=_f(kb, np.exp),
+                n_runs=len(curves), n_points_used=int(len(cross)), n_points=len(points),
+                crossings=[dict(flops=float(np.exp(c)), N=float(np.exp(n)), D=float(np.exp(d)))
+                           for c, n, d in cross],
+                envelope=points, compute=cost.describe(),
+                notes=list(table.notes), warnings=list(table.warnings),
+                note=f"a and b are fitted through the envelope's crossings (n_points_used): the "
+                     f"compute where the lowest curve passes from one size to the next with >= "
+                     f"{MIN_OVERLAP} curves overlapping, N there the geometric mean of the two "
+                     f"sizes. Points where a size wins only because no smaller or larger curve "
+                     f"reaches that compute are never used. Curves are smoothed (a polynomial of "
+                     f"degree {SMOOTH_DEGREE} in log C of log loss) when they have over "
+                     f"{2 * (SMOOTH_DEGREE + 1)} evaluations")
+
+
+def _intervals(curves, fine, logN, bootstrap, seed, warnings) -> dict:
+    """stderr and 95% intervals of a and b from resampled runs, when 2+ resamples fit."""
     samples = _bootstrap(curves, fine, logN, bootstrap, seed)
-    if samples is not None:
-        out["stderr"] = {k: float(np.std(v, ddof=1)) for k, v in samples.items()}
-        out["ci95"] = {k: [float(q) for q in np.percentile(v, [2.5, 97.5])]
-                       for k, v in samples.items()}
-        out["bootstrap"] = dict(n=int(bootstrap), n_valid=int(len(samples["a"])), seed=int(seed),
-                                unit="runs", interval="percentile, 2.5% to 97.5%")
-    else:
-        out["bootstrap"] = None
+    if samples is None:
         if bootstrap:
-            out["warnings"].append("bootstrap: fewer than 2 resamples had 2+ crossings; no "
-                                   "interval for a and b")
-    return out
+            warnings.append("bootstrap: fewer than 2 resamples had 2+ crossings; no "
+                            "interval for a and b")
+        return dict(bootstrap=None)
+    return dict(stderr={k: float(np.std(v, ddof=1)) for k, v in samples.items()},
+                ci95={k: [float(q) for q in np.percentile(v, [2.5, 97.5])]
+                      for k, v in samples.items()},
+                bootstrap=dict(n=int(bootstrap), n_valid=int(len(samples["a"])), seed=int(seed),
+                               unit="runs", interval="percentile, 2.5% to 97.5%"))
 
 
 def _f(v, fn=None):

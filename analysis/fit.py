@@ -349,33 +349,10 @@ def _fit(table, law_obj, logX, logL, C, cost, selection, scan, *, starts, abando
                                        abandon=abandon, screen=screen)
     theta = res.x[best]
     params = {k: float(v) for k, v in law_obj.to_natural(theta).items()}
-
-    warnings, disagree = disagreement(law_obj, res.x[near], theta)
-    warnings = list(table.warnings) + warnings + _degenerate_warnings(law_obj, theta, logL)
-    if res.capped[best]:
-        warnings.append("the best start hit the iteration cap before converging")
-    warnings += edge_warnings(scan)
-    if law_obj.name == "data-constrained":
-        from .constrained import flatness_warnings
-        warnings += flatness_warnings(law_obj, theta, lambda t: objective_value(
-            law_obj, t, logX, logL, huber_delta))
-    n_capped = int(res.capped.sum())
-
-    out = dict(
-        law=law_obj.name, x=list(law_obj.x), params_column=params_column,
-        formula=law_obj.formula, params=params, compute=cost.describe(),
-        fitted_log_space=dict(zip(law_obj.fitted, map(float, theta))),
-        n_points=int(len(logL)), n_starts=int(len(res.x)), n_starts_screened=n_grid,
-        n_starts_at_best=int(near.sum()), n_starts_not_converged=n_capped,
-        n_starts_abandoned=int(res.abandoned.sum()),
-        starts_note=STARTS_NOTE if abandon else "L-BFGS from every start of the grid, each "
-        "run to convergence or the iteration cap (--no-abandon)",
-        objective=float(res.f[best]), huber_delta=float(huber_delta),
-        objective_note="sum over points of Huber(log L_pred - log L), parameters in log space",
-        selection=selection, lr_scan=scan,
-        source=table.source, notes=list(table.notes), warnings=warnings,
-        provenance=provenance(table.source, table.read, len(logL), table.dropped),
-    )
+    warnings, disagree = _fit_warnings(table, law_obj, res, best, near, logX, logL, scan,
+                                       huber_delta)
+    out = _describe(table, law_obj, res, best, near, n_grid, params, cost, selection, scan,
+                    abandon, huber_delta, params_column, len(logL), warnings)
     cost_kp = (cost.k, cost.p)
     refs = [float(c) for c in reference_flops] if reference_flops else \
         allocation.reference_computes(C)
@@ -396,46 +373,14 @@ def _fit(table, law_obj, logX, logL, C, cost, selection, scan, *, starts, abando
     resid = _residuals(law_obj, theta, logX, logL)
     out["residuals"] = dict(log_loss=resid.tolist(), rmse_log=float(np.sqrt(np.mean(resid ** 2))))
 
+    boot = None
     if bootstrap:
-        groups, unit = bootstrap_groups(table)
-        weights = bootstrap_weights(groups, bootstrap, seed)
-        # Duplicates of one fit are skipped only after the screen (a clean optimum); from
-        # the whole grid the starts are chosen as they always were, ranges unchanged.
-        boot_starts = bootstrap_starts(law_obj, res, best,
-                                       logX=logX if n_grid is not None else None)
-        say(f"bootstrap: {bootstrap} resamples of {unit}, {len(boot_starts)} starts each")
-        boot = bootstrap_fits(law_obj, logX, logL, weights, boot_starts, huber_delta,
-                              abandon=abandon, abandon_after=BOOT_ABANDON_AFTER)
-        samples = derived(boot)
-        # Kept in fit.json, so Law.load can give intervals on any prediction or allocation.
-        out["bootstrap_samples"] = {k: np.asarray(samples[k], float).tolist()
-                                    for k in law_obj.natural}
-        stderr, ci95 = summarise(samples)
-        out.update(stderr=stderr, ci95=ci95, bootstrap=dict(
-            n=int(bootstrap), seed=int(seed), unit=unit, n_units=int(groups.max() + 1),
-            starts_per_refit=int(len(boot_starts)),
-            starts_note="each refit starts from the full-data optimum and the best distinct "
-                        "other optima of the main fit (not the full grid; after a screened "
-                        "fit, optima predicting every point within 1e-4 of a chosen one are "
-                        "the same fit and skipped); starts that "
-                        "cannot reach their refit's best objective are abandoned as in the "
-                        "full-grid fit, from 25 iterations on",
-            interval="percentile, 2.5% to 97.5%"))
-        out["_samples"] = samples
+        fields, boot = _bootstrap_intervals(table, law_obj, res, best, n_grid, logX, logL,
+                                            huber_delta, bootstrap, seed, abandon, derived, say)
+        out.update(fields)
     else:
-        samples = gauss_newton_samples(law_obj, theta, logX, logL, seed=seed)
-        out["bootstrap"] = None
-        if samples is None:
-            out.update(stderr={}, ci95={}, uncertainty="not estimated: no bootstrap, and no more "
-                       "points than parameters for a covariance")
-        else:
-            stderr, ci95 = summarise(derived(samples))
-            out.update(stderr=stderr, ci95=ci95, uncertainty=GN_NOTE)
-            if profile_floor_allowed(law_obj, res.x[near], theta, logX, logL, huber_delta):
-                ci95["E"] = [0.0, ci95["E"][1]]  # E = 0 fits as well: the floor is not pinned
-                warnings.append("E = 0 fits the runs as well as the best fit (profile check: "
-                                "residual sum of squares within the 95% F threshold); the "
-                                "irreducible loss is not identified")
+        out.update(_gauss_newton_intervals(law_obj, res, near, theta, logX, logL, huber_delta,
+                                           seed, derived, warnings))
     disagree = set(disagree) | _widen_to_starts(out["ci95"], at_best, uncertainty.quantities(out))
     out["identified"] = uncertainty.classify(uncertainty.quantities(out), out["stderr"], out["ci95"],
                                              disagree)
@@ -446,8 +391,94 @@ def _fit(table, law_obj, logX, logL, C, cost, selection, scan, *, starts, abando
     out["_data"] = dict(law=law_obj, theta=theta, logX=logX, logL=logL, logC=np.log(C),
                         cost=cost_kp, runs=[r or lab for r, lab in zip(table.text("run"),
                                                                       table.labels)],
-                        stderr=_stderr(table), boot=boot if bootstrap else None)
+                        stderr=_stderr(table), boot=boot)
     return out
+
+
+def _fit_warnings(table, law_obj, res, best, near, logX, logL, scan, huber_delta):
+    """What a reader must know about the best fit: the table's own warnings, starts that
+    disagree, degenerate or capped optima, LR scans at their edge, flat data-constrained
+    directions. Returns (warnings, quantities the starts disagree on)."""
+    theta = res.x[best]
+    warnings, disagree = disagreement(law_obj, res.x[near], theta)
+    warnings = list(table.warnings) + warnings + _degenerate_warnings(law_obj, theta, logL)
+    if res.capped[best]:
+        warnings.append("the best start hit the iteration cap before converging")
+    warnings += edge_warnings(scan)
+    if law_obj.name == "data-constrained":
+        from .constrained import flatness_warnings
+        warnings += flatness_warnings(law_obj, theta, lambda t: objective_value(
+            law_obj, t, logX, logL, huber_delta))
+    return warnings, disagree
+
+
+def _describe(table, law_obj, res, best, near, n_grid, params, cost, selection, scan, abandon,
+              huber_delta, params_column, n_points, warnings) -> dict:
+    """fit.json's description of the point fit: law, parameters, starts and objective."""
+    theta = res.x[best]
+    return dict(
+        law=law_obj.name, x=list(law_obj.x), params_column=params_column,
+        formula=law_obj.formula, params=params, compute=cost.describe(),
+        fitted_log_space=dict(zip(law_obj.fitted, map(float, theta))),
+        n_points=int(n_points), n_starts=int(len(res.x)), n_starts_screened=n_grid,
+        n_starts_at_best=int(near.sum()), n_starts_not_converged=int(res.capped.sum()),
+        n_starts_abandoned=int(res.abandoned.sum()),
+        starts_note=STARTS_NOTE if abandon else "L-BFGS from every start of the grid, each "
+        "run to convergence or the iteration cap (--no-abandon)",
+        objective=float(res.f[best]), huber_delta=float(huber_delta),
+        objective_note="sum over points of Huber(log L_pred - log L), parameters in log space",
+        selection=selection, lr_scan=scan,
+        source=table.source, notes=list(table.notes), warnings=warnings,
+        provenance=provenance(table.source, table.read, n_points, table.dropped),
+    )
+
+
+def _bootstrap_intervals(table, law_obj, res, best, n_grid, logX, logL, huber_delta, n, seed,
+                         abandon, derived, say):
+    """Refits on resampled runs. Returns (fit.json's samples, stderr, ci95 and bootstrap
+    fields; the refits' log-space parameters)."""
+    groups, unit = bootstrap_groups(table)
+    weights = bootstrap_weights(groups, n, seed)
+    # Duplicates of one fit are skipped only after the screen (a clean optimum); from
+    # the whole grid the starts are chosen as they always were, ranges unchanged.
+    boot_starts = bootstrap_starts(law_obj, res, best,
+                                   logX=logX if n_grid is not None else None)
+    say(f"bootstrap: {n} resamples of {unit}, {len(boot_starts)} starts each")
+    boot = bootstrap_fits(law_obj, logX, logL, weights, boot_starts, huber_delta,
+                          abandon=abandon, abandon_after=BOOT_ABANDON_AFTER)
+    samples = derived(boot)
+    stderr, ci95 = summarise(samples)
+    return dict(
+        # Kept in fit.json, so Law.load can give intervals on any prediction or allocation.
+        bootstrap_samples={k: np.asarray(samples[k], float).tolist() for k in law_obj.natural},
+        stderr=stderr, ci95=ci95, bootstrap=dict(
+            n=int(n), seed=int(seed), unit=unit, n_units=int(groups.max() + 1),
+            starts_per_refit=int(len(boot_starts)),
+            starts_note="each refit starts from the full-data optimum and the best distinct "
+                        "other optima of the main fit (not the full grid; after a screened "
+                        "fit, optima predicting every point within 1e-4 of a chosen one are "
+                        "the same fit and skipped); starts that "
+                        "cannot reach their refit's best objective are abandoned as in the "
+                        "full-grid fit, from 25 iterations on",
+            interval="percentile, 2.5% to 97.5%"),
+        _samples=samples), boot
+
+
+def _gauss_newton_intervals(law_obj, res, near, theta, logX, logL, huber_delta, seed, derived,
+                            warnings) -> dict:
+    """Without a bootstrap: intervals from the Gauss-Newton covariance at the best fit, when
+    there are more points than parameters (a warning is added when E = 0 fits as well)."""
+    samples = gauss_newton_samples(law_obj, theta, logX, logL, seed=seed)
+    if samples is None:
+        return dict(bootstrap=None, stderr={}, ci95={}, uncertainty="not estimated: no "
+                    "bootstrap, and no more points than parameters for a covariance")
+    stderr, ci95 = summarise(derived(samples))
+    if profile_floor_allowed(law_obj, res.x[near], theta, logX, logL, huber_delta):
+        ci95["E"] = [0.0, ci95["E"][1]]  # E = 0 fits as well: the floor is not pinned
+        warnings.append("E = 0 fits the runs as well as the best fit (profile check: "
+                        "residual sum of squares within the 95% F threshold); the "
+                        "irreducible loss is not identified")
+    return dict(bootstrap=None, stderr=stderr, ci95=ci95, uncertainty=GN_NOTE)
 
 
 def _stderr(table):

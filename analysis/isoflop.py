@@ -171,15 +171,7 @@ def isoflop(table: Results, *, bootstrap=1000, seed=0, bin_width_dex=None, param
     """Approach 2 fit; returns a JSON-ready dict (the content of isoflop.json)."""
     if bootstrap < 0:
         raise AnalysisError(f"--bootstrap must be >= 0, got {bootstrap}")
-    table = final_rows(to_results(table))  # a Results, a DataFrame or a path
-    notes = []
-    if table.has("compute_budget") and bin_width_dex is None:
-        has = np.array([v not in (None, "") for v in table.columns["compute_budget"]])
-        if not has.all():  # a grid sweep mixed with iso-FLOP runs: use the iso-FLOP ones
-            n_out = int((~has).sum())
-            table = table.drop(has, ["no compute_budget (not an iso-FLOP run)"] * len(table))
-            notes.append(f"left out {n_out} rows without a compute_budget (not iso-FLOP runs); "
-                         f"used the {len(table)} with one")
+    table, notes = _iso_flop_rows(final_rows(to_results(table)), bin_width_dex)
     cost = cost_model(table, params_column, compute)
     C = compute_column(table, cost)
     planned = table.numeric("compute_budget") if table.has("compute_budget") else None
@@ -208,8 +200,6 @@ def isoflop(table: Results, *, bootstrap=1000, seed=0, bin_width_dex=None, param
             f"and an interior loss minimum (found {len(opt)} usable; grouping: {grouping}); "
             f"add runs or pass a bin width")
     a, ka, cov = line
-    k, p = cost.k, cost.p
-    b = 1.0 - p * a
     warnings = [f"skipped {s}" for s in skipped]
     warnings += [f"budget {np.exp(o['log_budget']):.3g}: optimum N outside the sampled sizes; "
                  f"not used for the exponents" for o in opt if not o["inside"]]
@@ -219,10 +209,39 @@ def isoflop(table: Results, *, bootstrap=1000, seed=0, bin_width_dex=None, param
     if planned is None:
         notes.append(f"grouping: {grouping}")
     refs = [float(c) for c in reference_flops] if reference_flops else reference_computes(C)
+    out = _describe(a, ka, cost, refs, _budgets(opt, sigma2, cost), grouping,
+                    dict(n_points=int(len(loss)), selection=selection, lr_scan=scan,
+                         source=table.source, notes=notes, warnings=warnings,
+                         provenance=provenance(table.source, table.read, len(loss),
+                                               table.dropped)))
+    out.update(_line_intervals(a, cost.p, cov, dof, sigma2, warnings))
+    samples = _bootstrap(opt, logC, logN, loss, labels, budget_of, sigma2, bootstrap, seed)
+    out["bootstrap"] = None if samples is None else dict(
+        n=int(bootstrap), n_valid=int(len(samples)), seed=int(seed),
+        unit="pooled residuals, redrawn onto each budget's fitted parabola",
+        ci95_a=[float(q) for q in np.percentile(samples, [2.5, 97.5])],
+        interval="percentile, 2.5% to 97.5% (a cross-check of ci95)")
+    out["_curves"] = dict(opt=opt, logC=logC, logN=logN, loss=loss, labels=labels,
+                          axis=cost.axis_label())
+    return out
 
-    def n_opt(c):
-        return float(np.exp(ka + a * np.log(c)))
 
+def _iso_flop_rows(table, bin_width_dex):
+    """A grid sweep mixed with iso-FLOP runs: the iso-FLOP ones (those with a planned
+    compute_budget) unless a bin width groups by actual FLOPs. Returns (table, notes)."""
+    notes = []
+    if table.has("compute_budget") and bin_width_dex is None:
+        has = np.array([v not in (None, "") for v in table.columns["compute_budget"]])
+        if not has.all():
+            n_out = int((~has).sum())
+            table = table.drop(has, ["no compute_budget (not an iso-FLOP run)"] * len(table))
+            notes.append(f"left out {n_out} rows without a compute_budget (not iso-FLOP runs); "
+                         f"used the {len(table)} with one")
+    return table, notes
+
+
+def _budgets(opt, sigma2, cost) -> list[dict]:
+    """One row per budget: its parabola's optimum N, D and loss, and whether the line used it."""
     budgets = []
     for o in opt:
         se = float(np.sqrt(o["var_unit"] * sigma2)) if sigma2 else None
@@ -231,44 +250,47 @@ def isoflop(table: Results, *, bootstrap=1000, seed=0, bin_width_dex=None, param
         budgets.append(dict(budget=cb, N_opt=nb, D_opt=float(cost.tokens(nb, cb)),
                             log_N_opt_stderr=se, loss_opt=float(o["loss_opt"]),
                             n_runs=o["n_runs"], used=o["inside"]))
+    return budgets
+
+
+def _describe(a, ka, cost, refs, budgets, grouping, rest: dict) -> dict:
+    """The exponents, coefficients and compute-optimal allocation of the line log N_opt =
+    ka + a log C; `rest`: the fields that describe the input."""
+    k, p = cost.k, cost.p
+
+    def n_opt(c):
+        return float(np.exp(ka + a * np.log(c)))
+
     out = dict(
         method="iso-FLOP parabolas (Hoffmann et al. 2022, Approach 2)", grouping=grouping,
         compute=cost.describe(),
-        a=float(a), b=float(b), N_coeff=float(np.exp(ka)),
+        a=float(a), b=float(1.0 - p * a), N_coeff=float(np.exp(ka)),
         D_coeff=float(1.0 / (k * np.exp(ka) ** p)),
         compute_optimal={f"{c:.3g}": dict(flops=c, N_opt=n_opt(c),
                                           D_opt=float(cost.tokens(n_opt(c), c))) for c in refs},
-        budgets=budgets, n_points=int(len(loss)), selection=selection, lr_scan=scan,
-        source=table.source, notes=notes, warnings=warnings,
-        provenance=provenance(table.source, table.read, len(loss), table.dropped))
+        budgets=budgets, **rest)
     out["D_opt_note"] = "D_opt = C / f(N_opt) under the cost model (f(N) = k N^p): b = 1 - p a"
-    if cov is not None and dof > 0:
-        from .quantiles import t_quantile  # numpy: scipy.special costs ~0.8 s to import
-        t = t_quantile(dof, 0.975)
-        se_a = float(np.sqrt(cov[0, 0]))
-        out["stderr"] = dict(a=se_a, b=p * se_a)
-        out["ci95"] = dict(a=[a - t * se_a, a + t * se_a], b=[b - t * p * se_a, b + t * p * se_a])
-        out["interval"] = dict(
+    return out
+
+
+def _line_intervals(a, p, cov, dof, sigma2, warnings) -> dict:
+    """stderr and 95% t intervals of a and b = 1 - p a from the line's covariance."""
+    if cov is None or dof <= 0:
+        warnings.append("no residual degrees of freedom (every parabola passes through "
+                        "its runs exactly or too few runs): uncertainty not estimated")
+        return dict(stderr={}, ci95={})
+    from .quantiles import t_quantile  # numpy: scipy.special costs ~0.8 s to import
+    b = 1.0 - p * a
+    t = t_quantile(dof, 0.975)
+    se_a = float(np.sqrt(cov[0, 0]))
+    return dict(
+        stderr=dict(a=se_a, b=p * se_a),
+        ci95=dict(a=[a - t * se_a, a + t * se_a], b=[b - t * p * se_a, b + t * p * se_a]),
+        interval=dict(
             method="per-budget vertex stderr from the parabola covariance (residual variance "
                    "pooled over budgets), weighted least-squares line, ± t quantile",
-            dof=int(dof), t=t, residual_sd=float(np.sqrt(sigma2)))
-        out["_line_cov"] = cov
-    else:
-        out["stderr"], out["ci95"] = {}, {}
-        out["warnings"].append("no residual degrees of freedom (every parabola passes through "
-                               "its runs exactly or too few runs): uncertainty not estimated")
-    samples = _bootstrap(opt, logC, logN, loss, labels, budget_of, sigma2, bootstrap, seed)
-    if samples is not None:
-        out["bootstrap"] = dict(
-            n=int(bootstrap), n_valid=int(len(samples)), seed=int(seed),
-            unit="pooled residuals, redrawn onto each budget's fitted parabola",
-            ci95_a=[float(q) for q in np.percentile(samples, [2.5, 97.5])],
-            interval="percentile, 2.5% to 97.5% (a cross-check of ci95)")
-    else:
-        out["bootstrap"] = None
-    out["_curves"] = dict(opt=opt, logC=logC, logN=logN, loss=loss, labels=labels,
-                          axis=cost.axis_label())
-    return out
+            dof=int(dof), t=t, residual_sd=float(np.sqrt(sigma2))),
+        _line_cov=cov)
 
 
 def _bootstrap(opt, logC, logN, loss, labels, budget_of, sigma2, n_boot, seed):

@@ -135,21 +135,25 @@ def minimize_lanes(value_and_grad: Callable, starts, lane_args=(), shared_args=(
                 active &= ~hopeless
             if not active.any():
                 break
-            size = len(lanes)
             # Few batch sizes, since each new size costs a compilation.
-            fits = [b for b in BUCKETS if active.sum() <= b <= size * SHRINK]
+            fits = [b for b in BUCKETS if active.sum() <= b <= len(lanes) * SHRINK]
             if fits:
                 _write_back(state, lanes, real, out)
-                keep = np.flatnonzero(active)
-                new_size = min(fits)
-                rows = np.concatenate([keep, np.full(new_size - len(keep), keep[0])])
-                real = np.arange(new_size) < len(keep)
-                lanes = lanes[rows]
-                state = _take(state, rows)
-                state["active"] = state["active"] & real
+                state, lanes, real = _repack(state, lanes, active, min(fits))
                 batch_lane_args = tuple(jnp.asarray(a[lanes]) for a in lane_args)
         _write_back(state, lanes, real, out)
         return Result(out["x"], out["f"], out["iters"], out["converged"], evaluations, gone)
+
+
+def _repack(state, lanes, active, new_size):
+    """The active lanes in a batch of `new_size` rows; padding rows repeat the first active
+    lane and are not real. Returns (state, which lane each row holds, which rows are real)."""
+    keep = np.flatnonzero(active)
+    rows = np.concatenate([keep, np.full(new_size - len(keep), keep[0])])
+    real = np.arange(new_size) < len(keep)
+    state = _take(state, rows)
+    state["active"] = state["active"] & real
+    return state, lanes[rows], real
 
 
 def _finite(f):

@@ -93,6 +93,16 @@ def peak(alpha: float, beta: float, form: str = "bon") -> dict:
     return {"d": float(d), "gain": gain}
 
 
+def _save(fig, path: str) -> str:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_curves(curves: list[dict], path: str, title: str) -> str:
     """Gold reward gain (points and fitted curve) against sqrt(KL), and beside it the proxy
     reward gain where there is one (its units are the reward model's own); one colour per curve.
@@ -122,11 +132,7 @@ def plot_curves(curves: list[dict], path: str, title: str) -> str:
         axes[1].set(xlabel=xlabel, ylabel="proxy reward gain (reward-model units)",
                     title="proxy reward of the same samples")
         axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_coefficients(sizes, fits: list[dict], path: str, xlabel: str) -> str:
@@ -145,11 +151,7 @@ def plot_coefficients(sizes, fits: list[dict], path: str, xlabel: str) -> str:
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(key)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def load(path: str) -> dict:

@@ -166,11 +166,14 @@ def _colours(n):
     return matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, max(n, 2)))[:n]
 
 
-def _heldout_mask(fit):
-    """Rows held out of the extrapolation check's fit (matched by run name)."""
+def _heldout_mask(fit, n: int):
+    """Which of the n rows were held out of the extrapolation check's fit (matched by run
+    name); none when the rows do not match the runs."""
     runs = fit["_data"].get("runs") or []
     held = {r["run"] for r in (fit.get("extrapolation") or {}).get("heldout", [])}
-    return np.array([r in held for r in runs], bool) if runs else np.zeros(0, bool)
+    if len(runs) != n:
+        return np.zeros(n, bool)
+    return np.array([r in held for r in runs], bool)
 
 
 def _points(ax, x, y, yerr, colour, held, label=None):
@@ -215,9 +218,8 @@ def _legend_extras(ax, fit, held, band_drawn):
 def _plot_loss_vs_x(fit, out_dir):
     d = fit["_data"]
     law, theta, logX, logL = d["law"], d["theta"], d["logX"], d["logL"]
-    loss, err, held = np.exp(logL), d.get("stderr"), _heldout_mask(fit)
-    if len(held) != len(loss):
-        held = np.zeros(len(loss), bool)
+    loss, err = np.exp(logL), d.get("stderr")
+    held = _heldout_mask(fit, len(loss))
     fig, ax = _figure(figsize=(6.4, 4.4))
     x = np.exp(logX[:, 0])
     band_drawn = False
@@ -271,9 +273,7 @@ def _plot_frontier(fit, out_dir):
     d = fit["_data"]
     law, logX, logL = d["law"], d["logX"], d["logL"]
     loss, err = np.exp(logL), d.get("stderr")
-    held = _heldout_mask(fit)
-    if len(held) != len(loss):
-        held = np.zeros(len(loss), bool)
+    held = _heldout_mask(fit, len(loss))
     pngs = []
     if allocation.for_law(law):
         params = fit["params"]
@@ -329,9 +329,8 @@ def _plot_predicted_vs_actual(fit, out_dir):
     the fit made without them."""
     d = fit["_data"]
     law, theta, logX, logL = d["law"], d["theta"], d["logX"], d["logL"]
-    loss, err, held = np.exp(logL), d.get("stderr"), _heldout_mask(fit)
-    if len(held) != len(loss):
-        held = np.zeros(len(loss), bool)
+    loss, err = np.exp(logL), d.get("stderr")
+    held = _heldout_mask(fit, len(loss))
     pred = np.asarray(law.predict(theta, logX))
     by_run = {r["run"]: r["predicted"] for r in (fit.get("extrapolation") or {}).get("heldout", [])}
     for i, run in enumerate(d.get("runs") or []):
@@ -359,10 +358,8 @@ def _plot_predicted_vs_actual(fit, out_dir):
 def _plot_residuals(fit, out_dir):
     d = fit["_data"]
     law, logX = d["law"], d["logX"]
-    held = _heldout_mask(fit)
     resid = np.array(fit["residuals"]["log_loss"], float)
-    if len(held) != len(resid):
-        held = np.zeros(len(resid), bool)
+    held = _heldout_mask(fit, len(resid))
     by_run = {r["run"]: r for r in (fit.get("extrapolation") or {}).get("heldout", [])}
     for i, run in enumerate(d.get("runs") or []):
         if held[i] and run in by_run:  # a held-out run's residual is that of the fit without it

@@ -154,6 +154,54 @@ def fit_schedule_law(results, *, params_column="params", huber_delta=1e-3, boots
                      holdout_above_params=None, abandon=True, starts=None) -> dict:
     """Fit the schedule law to every curve point; returns the content of fit.json.
     starts: optional (S, 6) start points (log-space coordinates) instead of the law's grid."""
+    _check_options(bootstrap, huber_delta, momentum, holdout_schedule, holdout_above_params)
+    table, law, points, runs = _curve_points(results, params_column, momentum, min_step, starts)
+    res, best, near, _ = _fit_runs(law, points, runs, huber_delta, abandon)
+    theta = res.x[best]
+    params = {k: float(v) for k, v in law.to_natural(theta).items()}
+    warnings, disagree = disagreement(law, res.x[near], theta)
+    warnings = list(table.warnings) + warnings + _degenerate_warnings(law, theta, points.logL)
+    if res.capped[best]:
+        warnings.append("the best start hit the iteration cap before converging")
+    scale = points.curve_to_final(runs)
+    cost = cost_model(final_rows(table), params_column, compute)
+    template, per_step = allocation_template(points, schedule)
+    refs = [float(c) for c in reference_flops] if reference_flops else \
+        [max(points.final_flops.values()) * m for m in (1, 10, 100)]
+
+    def allocate(natural):  # N_opt, D_opt at every reference compute, for params or samples
+        return schedule_allocation.allocation(natural, refs, (cost.k, cost.p), per_step,
+                                              template, momentum, scale)
+
+    out = _describe(table, params_column, law, points, runs, res, best, near, params, cost,
+                    scale, huber_delta, momentum, min_step, warnings)
+    out.update(allocate(params))
+    edge = [k for k, v in out["compute_optimal"].items() if v["at_grid_edge"]]
+    if edge:
+        warnings.append(f"N_opt at C = {', '.join(edge)} lies at the edge of the sizes whose "
+                        f"runs are {schedule_allocation.MIN_STEPS} to "
+                        f"{schedule_allocation.MAX_STEPS} steps long; it is a bound, not an optimum")
+    if bootstrap:
+        out.update(_bootstrap(law, points, res, best, huber_delta, bootstrap, seed, abandon,
+                              allocate))
+    else:
+        out.update(stderr={}, ci95={}, bootstrap=None)
+    out["identified"] = uncertainty.classify(uncertainty.quantities(out), out["stderr"],
+                                             out["ci95"], disagree)
+    not_ident = [k for k in law.natural if not out["identified"][k]]
+    if not_ident:
+        warnings.append(f"not identified by these runs: {', '.join(not_ident)} (reported as "
+                        f"95% ranges, not values)")
+    out["_points"] = points
+    out["_theta"] = theta
+    extrapolation = _extrapolation(points, law, runs, huber_delta, seed, abandon,
+                                   holdout_schedule, holdout_above_params)
+    if extrapolation is not None:
+        out["extrapolation"] = extrapolation
+    return out
+
+
+def _check_options(bootstrap, huber_delta, momentum, holdout_schedule, holdout_above_params):
     if holdout_schedule and holdout_above_params is not None:
         raise AnalysisError("--holdout-schedule and --holdout-above-params both given; choose "
                             "one extrapolation check")
@@ -161,6 +209,11 @@ def fit_schedule_law(results, *, params_column="params", huber_delta=1e-3, boots
         raise AnalysisError("--bootstrap must be >= 0 and --huber-delta positive")
     if not 0.0 < momentum < 1.0 + 1e-12:
         raise AnalysisError(f"--momentum {momentum} must lie in (0, 1]")
+
+
+def _curve_points(results, params_column, momentum, min_step, starts):
+    """The curves table, the law (with `starts` as its grid when given), the fitted points and
+    the runs; refuses too few points to fit. Returns (table, law, points, runs)."""
     table = load_curves(results)
     law = make()
     if starts is not None:
@@ -172,24 +225,19 @@ def fit_schedule_law(results, *, params_column="params", huber_delta=1e-3, boots
                             f"runs after --min-step {min_step}; the schedule law needs at least "
                             f"{law.min_points} points from 2+ runs (evaluate more often: "
                             f"train.eval_every, or lower --min-step)")
-    res, best, near, _ = _fit_runs(law, points, runs, huber_delta, abandon)
+    return table, law, points, runs
+
+
+def _describe(table, params_column, law, points, runs, res, best, near, params, cost, scale,
+              huber_delta, momentum, min_step, warnings) -> dict:
+    """fit.json's description of the point fit: parameters, starts, objective, areas, the
+    curve-to-final scale and how well the law matches the final losses."""
     theta = res.x[best]
-    params = {k: float(v) for k, v in law.to_natural(theta).items()}
-    warnings, disagree = disagreement(law, res.x[near], theta)
-    warnings = list(table.warnings) + warnings + _degenerate_warnings(law, theta, points.logL)
-    if res.capped[best]:
-        warnings.append("the best start hit the iteration cap before converging")
-    scale = points.curve_to_final(runs)
-    finals = final_rows(table)
-    cost = cost_model(finals, params_column, compute)
-    template, per_step = allocation_template(points, schedule)
-    refs = [float(c) for c in reference_flops] if reference_flops else \
-        [max(points.final_flops.values()) * m for m in (1, 10, 100)]
     resid = np.log(law.predict(theta, points.logX)) - points.logL
     fitted_final = _predict_final(points, params, [r for r in runs if r in points.final_loss],
                                   scale)
     actual_final = np.array([points.final_loss[r] for r in runs if r in points.final_loss])
-    out = dict(
+    return dict(
         law=law.name, x=["params", "S1", "S2"], params_column=params_column,
         formula=law.formula, params=params, compute=cost.describe(),
         fitted_log_space=dict(zip(law.fitted, map(float, theta))),
@@ -213,54 +261,45 @@ def fit_schedule_law(results, *, params_column="params", huber_delta=1e-3, boots
         provenance=provenance(table.source, table.read, len(points.logL), points.table.dropped),
         residuals=dict(log_loss=resid.tolist(), rmse_log=float(np.sqrt(np.mean(resid ** 2)))),
     )
-    out.update(schedule_allocation.allocation(params, refs, (cost.k, cost.p), per_step,
-                                              template, momentum, scale))
-    edge = [k for k, v in out["compute_optimal"].items() if v["at_grid_edge"]]
-    if edge:
-        warnings.append(f"N_opt at C = {', '.join(edge)} lies at the edge of the sizes whose "
-                        f"runs are {schedule_allocation.MIN_STEPS} to "
-                        f"{schedule_allocation.MAX_STEPS} steps long; it is a bound, not an optimum")
-    if bootstrap:
-        groups, unit = bootstrap_groups(points.table)
-        weights = bootstrap_weights(groups, bootstrap, seed)
-        starts = bootstrap_starts(law, res, best)
-        boot = bootstrap_fits(law, points.logX, points.logL, weights, starts, huber_delta,
-                              abandon=abandon, abandon_after=BOOT_ABANDON_AFTER)
-        samples = dict(law.to_natural(boot))
-        samples.update(schedule_allocation.allocation(samples, refs, (cost.k, cost.p), per_step,
-                                                      template, momentum, scale))
-        stderr, ci95 = summarise(samples)
-        out.update(stderr=stderr, ci95=ci95, bootstrap=dict(
-            n=int(bootstrap), seed=int(seed), unit=unit, n_units=int(groups.max() + 1),
-            starts_per_refit=int(len(starts)), interval="percentile, 2.5% to 97.5%"))
-        out["_samples"] = samples
-    else:
-        out.update(stderr={}, ci95={}, bootstrap=None)
-    out["identified"] = uncertainty.classify(uncertainty.quantities(out), out["stderr"],
-                                             out["ci95"], disagree)
-    not_ident = [k for k in law.natural if not out["identified"][k]]
-    if not_ident:
-        warnings.append(f"not identified by these runs: {', '.join(not_ident)} (reported as "
-                        f"95% ranges, not values)")
-    out["_points"] = points
-    out["_theta"] = theta
+
+
+def _bootstrap(law, points, res, best, huber_delta, n, seed, abandon, allocate) -> dict:
+    """Refits on resampled runs: stderr, 95% intervals and the samples of every quantity."""
+    groups, unit = bootstrap_groups(points.table)
+    weights = bootstrap_weights(groups, n, seed)
+    starts = bootstrap_starts(law, res, best)
+    boot = bootstrap_fits(law, points.logX, points.logL, weights, starts, huber_delta,
+                          abandon=abandon, abandon_after=BOOT_ABANDON_AFTER)
+    samples = dict(law.to_natural(boot))
+    samples.update(allocate(samples))
+    stderr, ci95 = summarise(samples)
+    return dict(stderr=stderr, ci95=ci95, bootstrap=dict(
+        n=int(n), seed=int(seed), unit=unit, n_units=int(groups.max() + 1),
+        starts_per_refit=int(len(starts)), interval="percentile, 2.5% to 97.5%"),
+        _samples=samples)
+
+
+def _extrapolation(points, law, runs, huber_delta, seed, abandon, holdout_schedule,
+                   holdout_above_params):
+    """The extrapolation check asked for (holding out one schedule's runs or the largest
+    models), or None."""
     if holdout_schedule:
         held = [r for r in runs if points.schedules[r].kind == holdout_schedule]
         if not held:
             kinds = sorted({s.kind for s in points.schedules.values()})
             raise AnalysisError(f"--holdout-schedule {holdout_schedule}: no runs of that "
                                 f"schedule (have {', '.join(kinds)})")
-        out["extrapolation"] = holdout(points, law, [r for r in runs if r not in held], held,
-                                       huber_delta, seed, abandon, schedule=holdout_schedule)
-    elif holdout_above_params is not None:
+        return holdout(points, law, [r for r in runs if r not in held], held,
+                       huber_delta, seed, abandon, schedule=holdout_schedule)
+    if holdout_above_params is not None:
         held = [r for r in runs if points.N[r] > holdout_above_params]
         if not held:
             raise AnalysisError(f"--holdout-above-params {holdout_above_params:g}: no runs "
                                 f"above it; choose a smaller threshold")
-        out["extrapolation"] = holdout(points, law, [r for r in runs if r not in held], held,
-                                       huber_delta, seed, abandon,
-                                       threshold_params=float(holdout_above_params))
-    return out
+        return holdout(points, law, [r for r in runs if r not in held], held,
+                       huber_delta, seed, abandon,
+                       threshold_params=float(holdout_above_params))
+    return None
 
 
 def holdout(points: Points, law, fit_runs, held, huber_delta, seed, abandon, **rule):

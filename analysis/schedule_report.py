@@ -82,6 +82,37 @@ def extrapolation_text(ex: dict) -> str:
     return "\n".join(lines)
 
 
+COLOURS = {"constant": "tab:blue", "cosine": "tab:orange", "wsd": "tab:green"}
+
+
+def _draw_run(ax, fit, r, held):
+    """Run r's measured points, the law along its schedule and, when `held` (its row of the
+    extrapolation check), the prediction interval of its final loss."""
+    pts, ex = fit["_points"], fit.get("extrapolation")
+    a = pts.all
+    n = pts.N[r]
+    sch = pts.schedules[r]
+    colour = COLOURS.get(sch.kind, "k")
+    rows = np.array([x == r for x in a["runs"]])
+    ax.plot(a["steps"][rows], a["curve"][rows], "o", ms=3, color=colour, alpha=0.8,
+            mfc="none" if held else colour)
+    s1, s2 = sch.areas(pts.momentum)
+    lo = max(fit["areas"]["min_step"], sch.warmup + 1, int(a["steps"][rows].min()))
+    steps = np.arange(lo, sch.total_steps + 1)
+    use = ex["params"] if ex else fit["params"]  # with a holdout: the fit without it
+    ax.plot(steps, predict(use, n, s1[steps], s2[steps]), "--" if held else "-",
+            color=colour, lw=1.2,
+            label=f"{sch.kind} {sch.total_steps}" + (" (held out)" if held else ""))
+    if r in pts.final_loss:
+        ax.plot([sch.total_steps], [pts.final_loss[r]], "s", color=colour, ms=5,
+                mfc="none" if held else colour)
+    if held:
+        ax.errorbar([sch.total_steps * 1.01], [held["predicted"]],
+                    yerr=[[held["predicted"] - held["interval"][0]],
+                          [held["interval"][1] - held["predicted"]]],
+                    fmt="x", color="k", ms=5, capsize=3)
+
+
 def curves_figure(fit: dict, out_dir: str, svg: bool = False) -> list:
     """Measured curve points (dots; the final evaluation as a square) and the fitted law along
     each run's schedule (lines), one panel per model size; held-out runs drawn dashed with the
@@ -91,38 +122,16 @@ def curves_figure(fit: dict, out_dir: str, svg: bool = False) -> list:
     import matplotlib.pyplot as plt
 
     pts = fit["_points"]
-    law_params = fit["params"]
     ex = fit.get("extrapolation")
     held = {r["run"]: r for r in ex["heldout"]} if ex else {}
     sizes = sorted({pts.N[r] for r in pts.schedules})
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 3.8), squeeze=False,
                              sharey=True)
-    colours = {"constant": "tab:blue", "cosine": "tab:orange", "wsd": "tab:green"}
     a = pts.all
     scale = fit["curve_to_final"]
     for ax, n in zip(axes[0], sizes):
         for r in sorted(x for x in pts.schedules if pts.N[x] == n):
-            sch = pts.schedules[r]
-            colour = colours.get(sch.kind, "k")
-            rows = np.array([x == r for x in a["runs"]])
-            ax.plot(a["steps"][rows], a["curve"][rows], "o", ms=3, color=colour, alpha=0.8,
-                    mfc="none" if r in held else colour)
-            s1, s2 = sch.areas(pts.momentum)
-            lo = max(fit["areas"]["min_step"], sch.warmup + 1, int(a["steps"][rows].min()))
-            steps = np.arange(lo, sch.total_steps + 1)
-            use = ex["params"] if ex else law_params  # with a holdout: the fit without it
-            ax.plot(steps, predict(use, n, s1[steps], s2[steps]), "--" if r in held else "-",
-                    color=colour, lw=1.2,
-                    label=f"{sch.kind} {sch.total_steps}" + (" (held out)" if r in held else ""))
-            if r in pts.final_loss:
-                ax.plot([sch.total_steps], [pts.final_loss[r]], "s", color=colour, ms=5,
-                        mfc="none" if r in held else colour)
-            if r in held:
-                h = held[r]
-                ax.errorbar([sch.total_steps * 1.01], [h["predicted"]],
-                            yerr=[[h["predicted"] - h["interval"][0]],
-                                  [h["interval"][1] - h["predicted"]]],
-                            fmt="x", color="k", ms=5, capsize=3)
+            _draw_run(ax, fit, r, held.get(r))
         ax.set_title(f"N = {n:,.0f}")
         ax.set_xlabel("step")
         ax.legend(fontsize=7)

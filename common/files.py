@@ -59,6 +59,19 @@ def write_json(path: str | os.PathLike, obj, *, indent: int | None = 2) -> None:
     write_atomic(path, json.dumps(obj, indent=indent, sort_keys=True) + "\n")
 
 
+def read_jsonl(path: str | os.PathLike) -> list:
+    """Every whole JSON line of `path`, in order (metrics, events); a line cut short by a kill
+    is skipped, the rest of the file is still good. A missing file raises FileNotFoundError."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
 def read_json(path: str | os.PathLike, default=_REQUIRED):
     """The JSON in `path`. With `default`, a missing or unparsable file gives `default`
     instead of raising (claims, caches and results that may not exist yet)."""

@@ -22,7 +22,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from common.flags import documented_options  # noqa: E402  (after the log-level default)
+from common.flags import OneLineParser, refuse_unknown  # noqa: E402  (after the log-level default)
 from research.config import RunConfig  # noqa: E402
 from research.errors import EXIT_INTERRUPTED, ConfigError, UserError  # noqa: E402
 
@@ -54,18 +54,12 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         return super()._get_help_string(action)
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line `error: ...; see --help`, exit 2."""
+class ArgumentParser(OneLineParser):
+    """One-line usage errors (common/flags.py), defaults shown in --help."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", HelpFormatter)
-        # No abbreviations: `--worker` must not silently mean `--workers` (nor break when a
-        # longer flag is added later); a near miss gets a "did you mean" instead.
-        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
-
-    def error(self, message):
-        fail(f"{message}; see {self.prog} --help")
 
 
 def parser(prog: str, doc: str, epilog: str | None = None) -> ArgumentParser:
@@ -119,9 +113,7 @@ def parse(p: argparse.ArgumentParser, argv, allow_overrides: bool = True):
             unknown.append(token)
         i += 1
     if unknown:
-        guess = difflib.get_close_matches(unknown[0].split("=")[0], documented_options(p), n=1)
-        hint = f" (did you mean {guess[0]}?)" if guess else ""
-        p.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+        refuse_unknown(p, unknown)
     return args, overrides
 
 

@@ -13,9 +13,9 @@ research/coord_check.py.
 
 from __future__ import annotations
 
-import json
 import os
 
+from common import files
 from experiments import cli
 
 PROG = "python -m experiments.coord_check"
@@ -89,22 +89,26 @@ def main(argv) -> int:
                                  record_steps=_ints(args.record_steps, "record-steps"))
     result["variant"] = config.variant
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "coord_check.json"), "w") as f:
-        json.dump(result, f, indent=1)
+    files.write_json(os.path.join(args.out, "coord_check.json"), result, indent=1)
     plot(result, os.path.join(args.out, "coord_check.png"))
-    last = result["steps"][-1]
-    for p in result["rms"]:
-        broken = coord_check.violations(result, p)
-        print(f"{p}: {len(broken)} curves break µP's flat-in-width rule"
-              + (": " + ", ".join(f"{k} ({v:+.2f})" for k, v in sorted(broken.items())[:6])
-                 if broken else ""))
-    for p, by_step in result["slopes"].items():
-        worst = max(by_step[last].items(), key=lambda kv: abs(kv[1]))
-        print(f"{p}: after {last} steps the steepest curve is {worst[0]} "
-              f"(slope {worst[1]:+.2f} in log RMS per log width)")
+    for line in _summary(result, coord_check.violations):
+        print(line)
     print(f"wrote {args.out}/coord_check.json and coord_check.png")
     return 0
 
+
+def _summary(result, violations):
+    """Per parametrisation: the curves that break µP's rule, and the steepest one at the end."""
+    for p in result["rms"]:
+        broken = violations(result, p)
+        yield (f"{p}: {len(broken)} curves break µP's flat-in-width rule"
+               + (": " + ", ".join(f"{k} ({v:+.2f})" for k, v in sorted(broken.items())[:6])
+                  if broken else ""))
+    last = result["steps"][-1]
+    for p, by_step in result["slopes"].items():
+        worst = max(by_step[last].items(), key=lambda kv: abs(kv[1]))
+        yield (f"{p}: after {last} steps the steepest curve is {worst[0]} "
+               f"(slope {worst[1]:+.2f} in log RMS per log width)")
 
 if __name__ == "__main__":
     cli.run(main)

@@ -14,10 +14,10 @@ its standard error (printed, and in the JSON). Runs that diverged have no row an
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 
+from common import files
 from experiments import cli
 
 PROG = "python -m experiments.lr_transfer"
@@ -137,25 +137,33 @@ def main(argv) -> int:
     data, errors = curves(rows), stderrs(rows)
     report = {p: verdict(by_width, errors[p]) for p, by_width in data.items()}
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "lr_transfer.json"), "w") as f:
-        json.dump({"curves": {p: {str(w): {f"{lr:g}": v for lr, v in c.items()}
-                                  for w, c in by_w.items()} for p, by_w in data.items()},
-                   "stderr": {p: {str(w): {f"{lr:g}": v for lr, v in c.items()}
-                                  for w, c in by_w.items()} for p, by_w in errors.items()},
-                   "verdict": report}, f, indent=1)
+    files.write_json(os.path.join(args.out, "lr_transfer.json"),
+                     {"curves": _by_name(data), "stderr": _by_name(errors), "verdict": report},
+                     indent=1)
     plot(data, os.path.join(args.out, "lr_transfer.png"), errors)
+    for line in _summary(data, errors, report):
+        print(line)
+    print(f"wrote {args.out}/lr_transfer.png and lr_transfer.json")
+    return 0
+
+
+def _by_name(table: dict) -> dict:
+    """{p: {width: {lr: value}}} with JSON keys: the width as a string, the LR as %g."""
+    return {p: {str(w): {f"{lr:g}": v for lr, v in c.items()} for w, c in by_w.items()}
+            for p, by_w in table.items()}
+
+
+def _summary(data, errors, report):
+    """Every cell's loss ± stderr, then per parametrisation whether the best LR transfers."""
     for p, by_width in data.items():
         for w, losses in by_width.items():
             cells = ", ".join(f"{lr:.3g}: {m:.3f} ± {errors[p][w][lr]:.3f}"
                               for lr, m in sorted(losses.items()))
-            print(f"{p} d{w}: {cells}")
+            yield f"{p} d{w}: {cells}"
     for p, v in report.items():
         bests = ", ".join(f"d{w}: {x['best_lr']:.3g}" for w, x in v["widths"].items())
-        print(f"{p}: best LR per width {bests}; the narrowest width's {v['reference_lr']:.3g} "
-              f"{'transfers' if v['transfers'] else 'does not transfer'}")
-    print(f"wrote {args.out}/lr_transfer.png and lr_transfer.json")
-    return 0
-
+        yield (f"{p}: best LR per width {bests}; the narrowest width's {v['reference_lr']:.3g} "
+               f"{'transfers' if v['transfers'] else 'does not transfer'}")
 
 if __name__ == "__main__":
     cli.run(main)

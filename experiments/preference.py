@@ -12,7 +12,6 @@ only the named ones (the others must have finished in DIR). Writes DIR/preferenc
 from __future__ import annotations
 
 import os
-import sys
 
 from experiments import cli
 
@@ -30,10 +29,6 @@ def build_parser() -> cli.ArgumentParser:
     return p
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def pretrained_run(config, workdir: str, run: bool, run_config=None) -> str:
     """The run post-training starts from: pretrain_run, or one trained into DIR/pretrain (from
     `run_config`, the RunConfig of config.pretrain, built here when not given)."""
@@ -49,9 +44,9 @@ def pretrained_run(config, workdir: str, run: bool, run_config=None) -> str:
         from research import train
 
         run_config = run_config or cli.run_config(config.pretrain)
-        _say(f"pretrain: {run_config.variant} into {where}")
+        cli.note(f"pretrain: {run_config.variant} into {where}")
         result = train.train(run_config, where, progress=False)
-        _say(f"pretrain: loss {result['loss']:.3f} after {result['steps']} steps")
+        cli.note(f"pretrain: loss {result['loss']:.3f} after {result['steps']} steps")
     elif not os.path.isfile(os.path.join(where, "result.json")):
         raise ConfigError(f"{where} holds no finished pretraining run; run the pretrain stage")
     return where
@@ -71,33 +66,31 @@ def main(argv) -> int:
 
     workdir = args.workdir
     base = pretrained_run(config, workdir, "pretrain" in stages)
-    ctx = pipeline.setup(config, workdir, base, say=_say)
+    ctx = pipeline.setup(config, workdir, base, say=cli.note)
     wanted = set(stages)
     if "data" in wanted:
-        _say("data: prompts and SFT examples from the pretraining corpus")
+        cli.note("data: prompts and SFT examples from the pretraining corpus")
         pipeline.stage_data(ctx)
     sft = None
     if wanted & {"sft", "pairs", "reward_model", "best_of_n", "dpo"}:
         if "sft" in wanted:
-            _say("sft: supervised fine-tuning")
+            cli.note("sft: supervised fine-tuning")
         sft = pipeline.stage_sft(ctx, run="sft" in wanted)
     if "pairs" in wanted and not config.pairs.train_file:
-        _say("pairs: sampling the SFT policy, labelling by the gold reward")
+        cli.note("pairs: sampling the SFT policy, labelling by the gold reward")
         pipeline.stage_pairs(ctx, sft)
     rms = None
     if wanted & {"reward_model", "best_of_n"}:
-        _say("reward_model: Bradley-Terry reward models")
+        cli.note("reward_model: Bradley-Terry reward models")
         rms = pipeline.stage_reward_models(ctx, sft, run="reward_model" in wanted)
     if "best_of_n" in wanted:
-        _say("best_of_n: sampling and ranking")
+        cli.note("best_of_n: sampling and ranking")
         pipeline.stage_best_of_n(ctx, sft, rms)
     if "dpo" in wanted:
-        _say("dpo: preference tuning against the frozen SFT policy")
+        cli.note("dpo: preference tuning against the frozen SFT policy")
         pipeline.stage_dpo(ctx, sft)
     if "fit" in wanted:
-        summary = preference_report.write(config, workdir)
-        _say(preference_report.headline(summary))
-        print(f"wrote {os.path.join(workdir, 'preference.json')}")
+        preference_report.write_and_tell(config, workdir)
     return 0
 
 

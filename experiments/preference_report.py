@@ -126,6 +126,15 @@ def write(config, workdir: str) -> dict:
     return summary
 
 
+def write_and_tell(config, workdir: str) -> dict:
+    """write(), then the headline and where it went, on stdout (both preference commands)."""
+    summary = write(config, workdir)
+    print(headline(summary))
+    print(f"wrote {os.path.join(workdir, 'preference.json')} and "
+          f"{os.path.join(workdir, 'figures')}")
+    return summary
+
+
 def headline(s: dict) -> str:
     f = s["overoptimization"]["best_of_n"][0]
     return (f"reward model held-out accuracy {s['reward_model']['heldout_accuracy']:.3f}; "

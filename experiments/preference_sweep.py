@@ -27,6 +27,8 @@ import os
 import shutil
 import sys
 
+from common import files
+
 PROG = "python -m experiments.preference_sweep"
 ROLES = {"shared": "pref_shared", "reward_model": "pref_reward_model", "dpo": "pref_dpo"}
 # The preference-config sections each stage reads: a point's name hashes only these (and its
@@ -109,9 +111,7 @@ def points(sweep) -> list:
 
 
 def _last_training_loss(stage_dir: str) -> float:
-    with open(os.path.join(stage_dir, "metrics.jsonl")) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return float(rows[-1]["loss"])
+    return float(files.read_jsonl(os.path.join(stage_dir, "metrics.jsonl"))[-1]["loss"])
 
 
 def _scalars(d: dict) -> dict:
@@ -125,7 +125,6 @@ def train_point(config, workdir: str, progress: bool = True, point: dict | None 
     workdir/result.json (status, the point's numbers, `loss`) last."""
     import ml_collections
 
-    from common import files
     from experiments import preference
     from research import compile_cache, flops as flops_lib
     from research.errors import ConfigError
@@ -213,7 +212,6 @@ def collect(root: str):
     (the preference config, that directory)."""
     import ml_collections
 
-    from common import files
     from experiments.sweeplib import plan
     from experiments.sweeplib.layout import SweepDir, read_json
     from research.errors import UserError
@@ -255,10 +253,7 @@ def main(argv) -> int:
                          prog=f"{PROG} fit")
     fit.add_argument("sweep_dir", metavar="DIR", help="the sweep directory")
     args, _ = cli.parse(p, argv, allow_overrides=False)
-    pref, out = collect(args.sweep_dir)
-    summary = preference_report.write(pref, out)
-    print(preference_report.headline(summary))
-    print(f"wrote {os.path.join(out, 'preference.json')} and {os.path.join(out, 'figures')}")
+    preference_report.write_and_tell(*collect(args.sweep_dir))
     return 0
 
 

@@ -14,7 +14,6 @@ The same forward serves training (no cache) and decoding (a KV cache per layer, 
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -24,7 +23,6 @@ from research.config import ModelConfig
 from research import mup
 from research.matmul import dense_dot_general
 
-Dtype = Any
 
 
 # "save_dots" keeps the weight-matmul outputs (dots without batch dimensions) and recomputes
@@ -219,26 +217,7 @@ class GPT(nn.Module):
             x_BTD = x_BTD + pos_TD.astype(dtype)[None]
         x_BTD = _constrain(x_BTD, ("batch", "length", "act_embed"))
 
-        policy = REMAT_POLICIES[cfg.remat]
-        block = Block if cfg.remat == "none" else nn.remat(
-            Block, policy=policy, prevent_cse=not cfg.scan_layers)
-        if cfg.scan_layers:
-            stack = nn.scan(
-                block, variable_axes={"params": 0}, split_rngs={"params": True},
-                in_axes=(0, nn.broadcast, nn.broadcast), length=cfg.n_layers,
-                unroll=min(cfg.scan_unroll, cfg.n_layers),
-                metadata_params={nn.PARTITION_NAME: "layers"})
-            x_BTD, new_cache = stack(cfg, name="blocks")(x_BTD, cache, positions_T, cache_index)
-        else:
-            new_layers = []
-            for i in range(cfg.n_layers):
-                layer_cache = None if cache is None else jax.tree.map(lambda c: c[i], cache)
-                x_BTD, c = block(cfg, name=f"block_{i}")(x_BTD, layer_cache, positions_T,
-                                                          cache_index)
-                new_layers.append(c)
-            new_cache = None if cache is None else jax.tree.map(
-                lambda *cs: jnp.stack(cs), *new_layers)
-
+        x_BTD, new_cache = _blocks(cfg, x_BTD, cache, positions_T, cache_index)
         x_BTD = _layer_norm(cfg, "ln_f")(x_BTD)
         if (readout := mup.readout_scale(cfg)) != 1.0:
             x_BTD = x_BTD * readout
@@ -254,6 +233,29 @@ class GPT(nn.Module):
                 name="lm_head")(x_BTD)
         logits_BTV = _constrain(logits_BTV, ("batch", "length", "act_vocab"))
         return logits_BTV.astype(jnp.float32), new_cache
+
+
+def _blocks(cfg: ModelConfig, x_BTD, cache, positions_T, cache_index):
+    """The n_layers blocks (scanned over stacked parameters, or a Python loop), each
+    rematerialised per cfg.remat; returns the output and the updated cache. Called inside
+    GPT.__call__, so the blocks are its submodules."""
+    policy = REMAT_POLICIES[cfg.remat]
+    block = Block if cfg.remat == "none" else nn.remat(
+        Block, policy=policy, prevent_cse=not cfg.scan_layers)
+    if cfg.scan_layers:
+        stack = nn.scan(
+            block, variable_axes={"params": 0}, split_rngs={"params": True},
+            in_axes=(0, nn.broadcast, nn.broadcast), length=cfg.n_layers,
+            unroll=min(cfg.scan_unroll, cfg.n_layers),
+            metadata_params={nn.PARTITION_NAME: "layers"})
+        return stack(cfg, name="blocks")(x_BTD, cache, positions_T, cache_index)
+    new_layers = []
+    for i in range(cfg.n_layers):
+        layer_cache = None if cache is None else jax.tree.map(lambda c: c[i], cache)
+        x_BTD, c = block(cfg, name=f"block_{i}")(x_BTD, layer_cache, positions_T, cache_index)
+        new_layers.append(c)
+    new_cache = None if cache is None else jax.tree.map(lambda *cs: jnp.stack(cs), *new_layers)
+    return x_BTD, new_cache
 
 
 def init_cache(cfg: ModelConfig, batch: int, length: int, dtype=None):

@@ -52,12 +52,6 @@ def lr_at(kind: str, step, s: dict):
     raise ValueError(f"unknown schedule {kind!r}")
 
 
-def learning_rate_schedule(t, total_steps: int) -> optax.Schedule:
-    """The schedule of one run as an optax schedule (constants baked in; for host-side use)."""
-    s = schedule_inputs(t, total_steps)
-    return lambda step: lr_at(t.schedule, step, s)
-
-
 def decay_mask(params):
     """Weight decay on matmul kernels only: not on norms, biases or embeddings."""
     def is_kernel(path, _):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import logging
 import math
 import os
@@ -139,6 +141,23 @@ def _close_manager(manager, exc_type, exc, tb) -> None:
             raise
 
 
+@dataclasses.dataclass
+class _Run:
+    """What the training loop and the final evaluation share, once the run is set up."""
+    cfg: RunConfig
+    data: object
+    trainer: object
+    manager: object
+    writer: MetricsWriter
+    bar: object
+    timer: timing.PhaseTimer
+    eval_sets: dict
+    total_steps: int
+    start: int
+    tokens_per_step: int
+    eval_row: object  # (losses, step, curve=None) -> a metrics row of eval/ values
+
+
 def _train(cfg: RunConfig, workdir: str, progress: bool, on_start, cleanup) -> dict:
     t, m = cfg.train, cfg.model
     timer = timing.PhaseTimer()
@@ -154,110 +173,32 @@ def _train(cfg: RunConfig, workdir: str, progress: bool, on_start, cleanup) -> d
         return done
     with timer.phase("data_s"):
         data = _load_data(cfg, workdir, progress and is_writer)
-
-    resuming = os.path.exists(os.path.join(workdir, "config.json"))  # an earlier attempt
-    os.makedirs(workdir, exist_ok=True)
-    if is_writer:
-        run_dir.claim_workdir(workdir, cfg)
-        _save_tokenizer(cfg, data, workdir)
-    with timer.phase("compile_s"):
-        trainer = build_trainer(cfg, mesh, total_steps)
-    with timer.phase("checkpoint_s"):
-        manager = checkpoint.make_manager(workdir, t)
-        cleanup.push(lambda *exc: _close_manager(manager, *exc))
-        state, start, info = _initial_state(trainer, cfg, manager, resuming=resuming,
-                                            writer=is_writer, say=_say)
-    if is_writer:
-        run_dir.cut_metrics(workdir, start)  # rows of an aborted attempt past the resumed step
-    if on_start is not None:
-        on_start(info)
+    trainer, manager, state, start = _open_run(cfg, workdir, data, mesh, total_steps, timer,
+                                               cleanup, on_start)
     with timer.phase("data_s"):
         # The same fixed windows at every evaluation along the run (points of one curve are
         # comparable); built and put on the devices once.
         eval_sets = _eval_batches(data, t, m, t.eval_batches, trainer)
-        # The end-of-run evaluation (result.json's losses) may be larger; checked now, built at
-        # the end so its batches are not held in memory through training.
-        final_n = evals.final_batches(t)
-        capacity = {name: data_lib.eval_capacity(data, t.batch_size, m.context_length, name)
-                    for name in data.eval_sets}
-        final_units = {name: min(final_n, c) for name, c in capacity.items()}
-        for name, c in capacity.items():
-            if c < final_n:
-                _say(f"the {name} eval set holds {c} batches of {t.batch_size} disjoint windows of "
-                     f"{m.context_length + 1} tokens; the final evaluation uses {c}, not "
-                     f"{final_n} (train.final_eval_batches), and result.json says so")
+        final_n, capacity, final_units = _final_eval_units(data, t, m)
     with timer.phase("compile_s"):
         _compile_evals(trainer, state["params"], t, m)
     writer = MetricsWriter(workdir, is_writer, config=cfg, wandb=wandb_settings(cfg))
     cleanup.callback(writer.close)
     tokens_per_step = run_math.tokens_per_step(t, m)
-    # Log-spaced evaluations besides the regular ones; each eval row carries tokens and FLOPs.
-    eval_at = evals.eval_steps(total_steps, t.eval_points, t.eval_every)
-    trace = lr_areas.ScheduleTrace(t, total_steps)  # LR and its areas at every step
-    flops_per_token = flops.train_flops_per_token(m)
+    # Each eval row carries tokens, FLOPs, and the LR and its areas at its step.
+    eval_row = functools.partial(_eval_metrics, tokens_per_step=tokens_per_step,
+                                 flops_per_token=flops.train_flops_per_token(m),
+                                 trace=lr_areas.ScheduleTrace(t, total_steps))
     bar = _progress_bar(progress and is_writer, start, total_steps)
     cleanup.callback(bar.close)  # an error then starts on a line of its own
-    started_wall = t0 = time.time()
-    status, prev = "done", None
-    loop_t0, before_loop = time.perf_counter(), sum(timer.seconds.values())
-
-    def check(prev_step, metrics):
-        """Metrics of the previous step, read one step late so the device never waits."""
-        loss = float(metrics["loss"])
-        if not math.isfinite(loss):
-            return False
-        if (prev_step + 1) % t.log_every == 0 or prev_step + 1 == total_steps:
-            rate = tokens_per_step * (prev_step + 1 - start) / max(time.time() - t0, 1e-9)
-            writer.write(prev_step + 1, {"train/loss": loss, "train/grad_norm": metrics["grad_norm"],
-                                         "train/lr": metrics["lr"], "train/tokens_per_s": rate})
-            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}")
-        return True
-
-    for step in range(start, total_steps):
-        batch = data_lib.train_batch(
-            data, step=step, batch_size=t.batch_size, context_length=m.context_length, seed=t.seed,
-            process_index=jax.process_index(), process_count=jax.process_count())
-        if step == start:  # the first step compiles (or loads from the cache): a fixed cost
-            with timer.phase("compile_s"):
-                state, metrics = trainer.train_step(state, put_batch(trainer, batch))
-                jax.block_until_ready(metrics)
-        else:
-            state, metrics = trainer.train_step(state, put_batch(trainer, batch))
-        if prev is not None and not check(*prev):
-            status = "diverged"
-            break
-        prev = (step, metrics)
-        bar.update(1)
-        done_steps = step + 1
-        if done_steps in eval_at and done_steps < total_steps:
-            jax.block_until_ready(state)  # the pending step is training time, not eval time
-            with timer.phase("eval_s"):
-                losses = evaluate_sets(trainer, state["params"], eval_sets)
-            writer.write(done_steps, _eval_metrics(losses, done_steps, tokens_per_step,
-                                                   flops_per_token, trace))
-        if manager.should_save(done_steps):
-            jax.block_until_ready(state)
-        with timer.phase("checkpoint_s"):
-            checkpoint.save(manager, done_steps, state)
-    jax.block_until_ready(state)
-    timer.add("train_s", time.perf_counter() - loop_t0 - (sum(timer.seconds.values()) - before_loop))
-    if status == "done" and prev is not None and not check(*prev):
-        status = "diverged"
+    run = _Run(cfg, data, trainer, manager, writer, bar, timer, eval_sets, total_steps, start,
+               tokens_per_step, eval_row)
+    started_wall = time.time()
+    state, status, prev = _loop(run, state, started_wall)
     bar.close()
 
     if status == "done":
-        with timer.phase("checkpoint_s"):
-            checkpoint.save(manager, total_steps, state, force=total_steps not in manager.all_steps())
-        with timer.phase("data_s"):
-            final_sets = eval_sets if final_n == t.eval_batches else \
-                _eval_batches(data, t, m, final_units, trainer)
-        with timer.phase("final_eval_s"):
-            losses = evaluate_sets(trainer, state["params"], final_sets)
-            # The curve's last point, on the curve's own windows.
-            curve = None if final_sets is eval_sets else \
-                evaluate(trainer, state["params"], next(iter(eval_sets.values())))
-        writer.write(total_steps, _eval_metrics(losses, total_steps, tokens_per_step,
-                                                flops_per_token, trace, curve))
+        losses = _final_evaluation(run, state, final_n, final_units)
     else:
         losses = {name: (float("nan"), float("nan")) for name in eval_sets}
         log.error("loss is NaN/Inf at step %d: run diverged (lower train.learning_rate)", prev[0] + 1)
@@ -272,6 +213,118 @@ def _train(cfg: RunConfig, workdir: str, progress: bool, on_start, cleanup) -> d
     if is_writer:
         files.write_json(os.path.join(workdir, "result.json"), result)
     return result
+
+
+def _open_run(cfg: RunConfig, workdir: str, data, mesh, total_steps, timer, cleanup, on_start):
+    """Claim the workdir, build the trainer and restore (or initialise) the state.
+    Returns (trainer, checkpoint manager, state, start step)."""
+    is_writer = jax.process_index() == 0
+    resuming = os.path.exists(os.path.join(workdir, "config.json"))  # an earlier attempt
+    os.makedirs(workdir, exist_ok=True)
+    if is_writer:
+        run_dir.claim_workdir(workdir, cfg)
+        _save_tokenizer(cfg, data, workdir)
+    with timer.phase("compile_s"):
+        trainer = build_trainer(cfg, mesh, total_steps)
+    with timer.phase("checkpoint_s"):
+        manager = checkpoint.make_manager(workdir, cfg.train)
+        cleanup.push(lambda *exc: _close_manager(manager, *exc))
+        state, start, info = _initial_state(trainer, cfg, manager, resuming=resuming,
+                                            writer=is_writer, say=_say)
+    if is_writer:
+        run_dir.cut_metrics(workdir, start)  # rows of an aborted attempt past the resumed step
+    if on_start is not None:
+        on_start(info)
+    return trainer, manager, state, start
+
+
+def _final_eval_units(data, t, m):
+    """The end-of-run evaluation (result.json's losses) may be larger than the curve's; checked
+    now, built at the end so its batches are not held in memory through training.
+    Returns (batches asked for, capacity per set, batches used per set)."""
+    final_n = evals.final_batches(t)
+    capacity = {name: data_lib.eval_capacity(data, t.batch_size, m.context_length, name)
+                for name in data.eval_sets}
+    final_units = {name: min(final_n, c) for name, c in capacity.items()}
+    for name, c in capacity.items():
+        if c < final_n:
+            _say(f"the {name} eval set holds {c} batches of {t.batch_size} disjoint windows of "
+                 f"{m.context_length + 1} tokens; the final evaluation uses {c}, not "
+                 f"{final_n} (train.final_eval_batches), and result.json says so")
+    return final_n, capacity, final_units
+
+
+def _loop(run: _Run, state, t0: float):
+    """The training steps from run.start, with the curve's evaluations and the checkpoints.
+    Returns (state, "done" or "diverged", (last step checked, its metrics))."""
+    t, m, timer, total_steps = run.cfg.train, run.cfg.model, run.timer, run.total_steps
+    # Log-spaced evaluations besides the regular ones.
+    eval_at = evals.eval_steps(total_steps, t.eval_points, t.eval_every)
+    status, prev = "done", None
+    loop_t0, before_loop = time.perf_counter(), sum(timer.seconds.values())
+
+    def check(prev_step, metrics):
+        """Metrics of the previous step, read one step late so the device never waits."""
+        loss = float(metrics["loss"])
+        if not math.isfinite(loss):
+            return False
+        if (prev_step + 1) % t.log_every == 0 or prev_step + 1 == total_steps:
+            rate = run.tokens_per_step * (prev_step + 1 - run.start) / max(time.time() - t0, 1e-9)
+            run.writer.write(prev_step + 1, {
+                "train/loss": loss, "train/grad_norm": metrics["grad_norm"],
+                "train/lr": metrics["lr"], "train/tokens_per_s": rate})
+            run.bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}")
+        return True
+
+    for step in range(run.start, total_steps):
+        batch = data_lib.train_batch(
+            run.data, step=step, batch_size=t.batch_size, context_length=m.context_length,
+            seed=t.seed, process_index=jax.process_index(), process_count=jax.process_count())
+        if step == run.start:  # the first step compiles (or loads from the cache): a fixed cost
+            with timer.phase("compile_s"):
+                state, metrics = run.trainer.train_step(state, put_batch(run.trainer, batch))
+                jax.block_until_ready(metrics)
+        else:
+            state, metrics = run.trainer.train_step(state, put_batch(run.trainer, batch))
+        if prev is not None and not check(*prev):
+            status = "diverged"
+            break
+        prev = (step, metrics)
+        run.bar.update(1)
+        done_steps = step + 1
+        if done_steps in eval_at and done_steps < total_steps:
+            jax.block_until_ready(state)  # the pending step is training time, not eval time
+            with timer.phase("eval_s"):
+                losses = evaluate_sets(run.trainer, state["params"], run.eval_sets)
+            run.writer.write(done_steps, run.eval_row(losses, done_steps))
+        if run.manager.should_save(done_steps):
+            jax.block_until_ready(state)
+        with timer.phase("checkpoint_s"):
+            checkpoint.save(run.manager, done_steps, state)
+    jax.block_until_ready(state)
+    timer.add("train_s", time.perf_counter() - loop_t0 - (sum(timer.seconds.values()) - before_loop))
+    if status == "done" and prev is not None and not check(*prev):
+        status = "diverged"
+    return state, status, prev
+
+
+def _final_evaluation(run: _Run, state, final_n, final_units) -> dict:
+    """The last checkpoint and the end-of-run evaluation (result.json's losses), written as
+    the curve's last row. Returns {name: (loss, stderr)}."""
+    t, m, timer, total_steps = run.cfg.train, run.cfg.model, run.timer, run.total_steps
+    with timer.phase("checkpoint_s"):
+        checkpoint.save(run.manager, total_steps, state,
+                        force=total_steps not in run.manager.all_steps())
+    with timer.phase("data_s"):
+        final_sets = run.eval_sets if final_n == t.eval_batches else \
+            _eval_batches(run.data, t, m, final_units, run.trainer)
+    with timer.phase("final_eval_s"):
+        losses = evaluate_sets(run.trainer, state["params"], final_sets)
+        # The curve's last point, on the curve's own windows.
+        curve = None if final_sets is run.eval_sets else \
+            evaluate(run.trainer, state["params"], next(iter(run.eval_sets.values())))
+    run.writer.write(total_steps, run.eval_row(losses, total_steps, curve=curve))
+    return losses
 
 
 def _compile_evals(trainer, params, t, m) -> None:

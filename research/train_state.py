@@ -97,6 +97,22 @@ def step_key(cfg: RunConfig, mesh) -> StepKey:
                    t.grad_clip, t.b1, t.b2, t.weight_decay)
 
 
+def _loss_and_grads(grad_fn, params, batch, n_micro: int):
+    """Mean loss and gradients over the batch; with n_micro > 1, accumulated over that many
+    microbatches in a scan (one microbatch's activations in memory at a time)."""
+    if n_micro == 1:
+        return grad_fn(params, batch)
+
+    def accumulate(carry, micro):
+        loss_sum, grad_sum = carry
+        loss, grads = grad_fn(params, micro)
+        return (loss_sum + loss, jax.tree.map(jnp.add, grad_sum, grads)), None
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    (loss, grads), _ = jax.lax.scan(
+        accumulate, (jnp.zeros((), jnp.float32), zeros), _split_microbatches(batch, n_micro))
+    return loss / n_micro, jax.tree.map(lambda g: g / n_micro, grads)
+
+
 @functools.lru_cache(maxsize=16)
 def _build_steps(key: StepKey) -> _Steps:
     """The jitted init, train and eval functions of one shape (built from `key` alone)."""
@@ -135,18 +151,7 @@ def _build_steps(key: StepKey) -> _Steps:
 
     def train_step(state, batch, sched):
         params = state["params"]
-        if n_micro == 1:
-            loss, grads = grad_fn(params, batch)
-        else:
-            def accumulate(carry, micro):
-                loss_sum, grad_sum = carry
-                loss, grads = grad_fn(params, micro)
-                return (loss_sum + loss, jax.tree.map(jnp.add, grad_sum, grads)), None
-            zeros = jax.tree.map(jnp.zeros_like, params)
-            (loss, grads), _ = jax.lax.scan(
-                accumulate, (jnp.zeros((), jnp.float32), zeros),
-                _split_microbatches(batch, n_micro))
-            loss, grads = loss / n_micro, jax.tree.map(lambda g: g / n_micro, grads)
+        loss, grads = _loss_and_grads(grad_fn, params, batch, n_micro)
         schedule = functools.partial(optim.lr_at, key.schedule, s=sched)
         updates, opt_state = make_tx(schedule).update(grads, state["opt_state"], params)
         new_state = {"step": state["step"] + 1, "params": optax.apply_updates(params, updates),

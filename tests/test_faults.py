@@ -433,11 +433,11 @@ def test_storage_and_corrupt_checkpoint_failures_are_final_not_retried(tmp_path)
     class Run:
         name = "r"
 
-    for rc, kind in ((child.EXIT_STORAGE, "storage"), (child.EXIT_CONFIG, "user"),
+    for rc, kind in ((child.EXIT_STORAGE, "storage"), (errors.EXIT_USER, "user"),
                      (child.EXIT_CORRUPT_CHECKPOINT, "corrupt_checkpoint")):
         outcome, fields = w._outcome(Run(), rc, tmp_path / "r.reason")
         assert outcome == "failed" and fields["permanent"] and fields["kind"] == kind
     outcome, fields = w._outcome(Run(), child.EXIT_CRASH, tmp_path / "r.reason")
     assert outcome == "failed" and not fields["permanent"]  # a crash gets its retries
-    assert len({child.EXIT_DONE, child.EXIT_CRASH, child.EXIT_CONFIG, child.EXIT_STORAGE,
+    assert len({child.EXIT_DONE, child.EXIT_CRASH, errors.EXIT_USER, child.EXIT_STORAGE,
                 child.EXIT_CORRUPT_CHECKPOINT, child.EXIT_DIVERGED}) == 6

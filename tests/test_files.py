@@ -107,3 +107,11 @@ def test_sweep_files_are_world_readable(tmp_path):
     assert any(p.parent.name == "specs" for p in written)
     unreadable = [str(p.relative_to(wd)) for p in written if mode(p) & 0o044 != 0o044]
     assert unreadable == []
+
+
+def test_read_jsonl_skips_a_line_cut_short_by_a_kill(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2, "loss": 3.5}\n{"step": 3, "lo')
+    assert files.read_jsonl(path) == [{"step": 1}, {"step": 2, "loss": 3.5}]
+    with pytest.raises(FileNotFoundError):
+        files.read_jsonl(tmp_path / "missing.jsonl")

@@ -320,7 +320,8 @@ def test_weight_decay_per_step_is_width_independent():
                   "blocks": {"mlp": {"up": {"kernel": (width, 4 * width), "bias": (4 * width,)}}}}
         params = jax.tree.map(lambda s: jnp.asarray(rng.normal(size=s), jnp.float32), params,
                               is_leaf=lambda x: isinstance(x, tuple))
-        tx = train_state.optimizer(cfg, t, optim.learning_rate_schedule(t, 4))
+        tx = train_state.optimizer(
+            cfg, t, lambda step: optim.lr_at(t.schedule, step, optim.schedule_inputs(t, 4)))
         updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
         for (path, u), x in zip(jax.tree_util.tree_leaves_with_path(updates),
                                 jax.tree.leaves(params)):
@@ -332,7 +333,8 @@ def test_weight_decay_per_step_is_width_independent():
         ones = jax.tree.map(jnp.ones_like, params)
         t0 = TrainConfig(learning_rate=lr, weight_decay=0.0, schedule="constant", warmup_steps=1,
                          grad_clip=1e9)
-        no_decay = train_state.optimizer(cfg, t0, optim.learning_rate_schedule(t0, 4))
+        no_decay = train_state.optimizer(
+            cfg, t0, lambda step: optim.lr_at(t0.schedule, step, optim.schedule_inputs(t0, 4)))
         step, _ = no_decay.update(ones, no_decay.init(params), params)
         m = width / 32 if p == "mup" else 1.0
         assert float(step["blocks"]["mlp"]["up"]["kernel"][0, 0]) == pytest.approx(-lr / m, rel=1e-5)

@@ -57,7 +57,7 @@ def test_unknown_variant_suggests_the_closest_name():
 def test_variant_resolution_is_shared_by_configs_and_planner():
     for name in gpt.LADDER:
         m = gpt.get_config(name).model
-        assert tuple(plan.variant_dims(name)) == (name, m.n_layers, m.d_model, m.n_heads)
+        assert tuple(gpt.variant_dims(name)) == (name, m.n_layers, m.d_model, m.n_heads)
     # A shape on the ladder is that variant, whatever it is called; off the ladder, L<n>d<d>.
     assert tuple(gpt.variant_dims((3, 96))) == ("300k", 3, 96, 2)
     assert tuple(gpt.variant_dims((3, 96, 4))) == ("L3d96", 3, 96, 4)
@@ -156,7 +156,10 @@ def test_one_rounding_rule_for_warmup_and_the_wsd_decay():
                     min_lr_ratio=0.1)
     total = 37  # 0.05 * 37 = 1.85 -> 2 warmup steps; 37 * 0.8 = 29.6 -> decay starts at 30
     assert run_math.warmup_steps(t, total) == 2 and run_math.decay_start(0.2, total) == 30
-    lr = optim.learning_rate_schedule(t, total)
+    s = optim.schedule_inputs(t, total)
+
+    def lr(step):
+        return optim.lr_at(t.schedule, step, s)
     assert float(lr(0)) == pytest.approx(0.5) and float(lr(1)) == pytest.approx(1.0)
     assert float(lr(29)) == pytest.approx(1.0) and float(lr(30)) == pytest.approx(1.0)
     assert float(lr(31)) < 1.0 and float(lr(37)) == pytest.approx(0.1)

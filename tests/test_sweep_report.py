@@ -5,7 +5,7 @@ import json
 from experiments.sweeplib import ledger, report
 from common.files import write_atomic
 from experiments.sweeplib.layout import SweepDir
-from experiments.sweeplib.worker import overhead_fields
+from experiments.sweeplib.startup import overhead_fields
 
 
 class _Run:

@@ -43,8 +43,8 @@ def check_available(sweep) -> None:
 
 def local_workers(sweep_dir: SweepDir, runs, sweep, *, echo: bool,
                   start_children: bool = False) -> list[Worker]:
-    """The k local workers (one device share each). With `start_children`, each serving worker
-    starts its training child now, so that the child's start-up (imports, JAX) runs while the
+    """The k local workers (one device share each). With `start_children`, each worker starts its
+    training child now, so that the child's start-up (imports, JAX) runs while the
     sweep is still checking configs; close_children() ends them if the sweep stops there."""
     claims = make_claims(sweep_dir, sweep)
     k = int(sweep.executor.workers)
@@ -57,8 +57,7 @@ def local_workers(sweep_dir: SweepDir, runs, sweep, *, echo: bool,
     ]
     if start_children:
         for w in workers:
-            if w.serves():
-                w.start_child()
+            w.start_child()
     return workers
 
 

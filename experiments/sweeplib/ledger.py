@@ -17,6 +17,7 @@ import json
 import os
 import time
 
+from common import files
 from experiments.sweeplib.claims import HOST, Claims
 from experiments.sweeplib.layout import SweepDir
 
@@ -34,16 +35,9 @@ def append_event(sweep_dir: SweepDir, run: str, event: str, **fields) -> None:
 
 def events(sweep_dir: SweepDir, run: str) -> list[dict]:
     try:
-        lines = (sweep_dir.events / f"{run}.jsonl").read_text().splitlines()
+        return files.read_jsonl(sweep_dir.events / f"{run}.jsonl")
     except FileNotFoundError:
         return []
-    out = []
-    for line in lines:
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass  # a line cut short by a kill
-    return out
 
 
 def failures_since_reset(evts: list[dict]) -> list[dict]:

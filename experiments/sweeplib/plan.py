@@ -71,26 +71,10 @@ class Run:
         return cls(**{**d, "config": run_dir.read_config(d["config"])})
 
 
-def variant_dims(variant) -> gpt.Dims:
-    """A LADDER name or (n_layers, d_model[, n_heads]) -> (name, n_layers, d_model, n_heads)."""
-    try:
-        return gpt.variant_dims(variant)
-    except ConfigError as e:
-        raise SweepError(str(e)) from None
-
-
-def typed(config) -> RunConfig:
-    """The sweep's base ConfigDict as the trainer's RunConfig; a config it refuses is a sweep
-    error."""
-    try:
-        return cli.run_config(config)
-    except ConfigError as e:
-        raise SweepError(str(e)) from None
-
-
 def checked(build, *args, **changes):
-    """`build(*args, **changes)` (dataclasses.replace, variant_config): a ConfigError (a budget
-    under one step, heads not dividing the width) is a sweep error."""
+    """`build(*args, **changes)` (dataclasses.replace, variant_config, variant_dims, run_config):
+    a ConfigError (a budget under one step, heads not dividing the width, an unknown variant)
+    is a sweep error."""
     try:
         return build(*args, **changes)
     except ConfigError as e:
@@ -163,10 +147,10 @@ def expand(sweep) -> list[Run]:
     schedules = tuple(sweep.get("schedules", ())) or (None,)
     runs: list[Run] = []
     for variant in sweep.variants:
-        variant_dims(variant)  # fail on an unknown variant before any budget message
+        checked(gpt.variant_dims, variant)  # fail on an unknown variant before any budget message
     per_variant = variant_learning_rates(sweep)  # {} unless set; then one LR per variant
     budgets_of = variant_tokens(sweep)  # {} unless set; then these variants' own budgets
-    sweep_base = typed(sweep.base)
+    sweep_base = checked(cli.run_config, sweep.base)  # the base as the trainer would see it
     if not sweep_base.log.wandb_group:  # W&B shows a sweep's runs together
         sweep_base = dataclasses.replace(
             sweep_base, log=dataclasses.replace(sweep_base.log, wandb_group=str(sweep.name)))
@@ -184,11 +168,10 @@ def expand(sweep) -> list[Run]:
                     shared.train.decay_fraction
                 shared = replace_train(shared, schedule=schedule, decay_fraction=decay)
             for variant in sweep.variants:
-                base = run_base(shared, variant, seed,
-                                per_variant.get(variant_dims(variant).name, lr))
+                name = gpt.variant_dims(variant).name  # checked above
+                base = run_base(shared, variant, seed, per_variant.get(name, lr))
                 if sweep.kind == "grid":
-                    runs += _grid(sweep, base, seed, lr_tag,
-                                  budgets_of.get(variant_dims(variant).name))
+                    runs += _grid(sweep, base, seed, lr_tag, budgets_of.get(name))
                 elif sweep.kind == "isoflop":
                     runs += _isoflop(sweep, base, seed, lr_tag)
                 else:

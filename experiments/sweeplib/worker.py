@@ -1,7 +1,9 @@
 """The worker loop: pick a runnable run, claim it, train it in a child process, record the outcome.
 
 The child is long-lived: it trains up to runner.runs_per_child runs in a row (imports, data and
-compiled steps stay warm), and is replaced when it dies or a run in it fails (child.py).
+compiled steps stay warm), and is replaced when it dies or a run in it fails (child.py). Under a
+launcher (srun: one run as several processes) each child is given one run, then the end of its
+input.
 
 Any number of workers (threads here, processes or Slurm jobs elsewhere) may run this loop on one
 sweep directory; the claim files make each run execute once. A worker ends when every run in its
@@ -22,7 +24,7 @@ import sys
 import threading
 import time
 
-from experiments.sweeplib import child, ledger, results
+from experiments.sweeplib import child, ledger, results, startup
 from experiments.sweeplib.claims import Claims
 from common.files import write_atomic
 from experiments.sweeplib.layout import SweepDir
@@ -55,7 +57,7 @@ class Worker:
         self.proc: subprocess.Popen | None = None
         self.env = env or {}  # this worker's device share (devices.py)
         self.launcher = list(launcher)  # e.g. srun: one run as several processes (executors.py)
-        self._token = ""
+        self._marker = None  # the current child's end-of-run marker (child.END_MARKER)
         self._runs_in_child = 0
 
     def loop(self) -> None:
@@ -91,12 +93,10 @@ class Worker:
             self.progress.started(run, self.label, attempt)
         reason_file = self.dir.logs / f"{run.name}.reason"
         reason_file.unlink(missing_ok=True)
-        startup_file = self.dir.logs / f"{run.name}.startup"  # written by the child (child.py)
-        startup_file.unlink(missing_ok=True)
+        startup.path(self.dir, run.name).unlink(missing_ok=True)  # the child writes it anew
         t0 = time.time()
         rc = self._train(run)
         wall = time.time() - t0
-        startup = _read_seconds(startup_file)
         with self.dir.lock():
             if self.stop.is_set() and rc != 0:
                 # Interrupted on purpose (Ctrl-C): not the run's fault; it resumes next time.
@@ -104,7 +104,8 @@ class Worker:
                 return
             outcome, fields = self._outcome(run, rc, reason_file)
             if outcome == "finished":
-                fields.update(overhead_fields(self.dir.result(run.name), wall, startup))
+                fields.update(startup.overhead_fields(self.dir.result(run.name), wall,
+                                                      startup.read(self.dir, run.name)))
             ledger.append_event(self.dir, run.name, outcome, worker=self.label, attempt=attempt,
                                 wall_s=round(wall, 2), **fields)
             self.claims.release(run.name)
@@ -120,71 +121,66 @@ class Worker:
         write_atomic(self.dir.specs / f"{run.name}.json", json.dumps(spec, default=str))
         with open(self.dir.logs / f"{run.name}.log", "ab") as log:
             log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {self.label}\n".encode())
-            if self.runs_per_child == 1 or self.launcher:  # a fresh process (or srun step) per run
-                # Under a launcher the child's parent is srun's step daemon: Slurm, not the
-                # parent-death signal, ends it with the worker (parent pid 0 = do not watch).
-                parent = "0" if self.launcher else str(os.getpid())
-                self.proc = self._popen([str(self.dir.root), run.name, parent], stdin=None,
-                                        launcher=self.launcher)
-                self._pump(log, marker=None)
-                rc = self.proc.wait()
-                self.proc.stdout.close()
-                self.proc = None
-                return rc
             if self.proc is None or self.proc.poll() is not None:
                 self.start_child()
+            # Under a launcher the child trains this run alone: its name, then the end of its
+            # input. srun's exit status (the highest of its processes') is then the run's.
+            alone = bool(self.launcher)
             try:
                 self.proc.stdin.write(f"{run.name}\n".encode())
-                self.proc.stdin.flush()
+                if alone:
+                    self.proc.stdin.close()
+                else:
+                    self.proc.stdin.flush()
             except BrokenPipeError:
                 pass  # it died meanwhile: _pump sees the end of its output
-            marker = re.compile(rb"\n@@sweep-run-end " + self._token.encode() + rb" rc=(-?\d+)@@\n")
-            rc = self._pump(log, marker)
+            rc = self._pump(log, to_end=alone)
             self._runs_in_child += 1
-            if rc is None:  # the process ended during the run: its exit status is the run's
+            if rc is None or alone:  # the process ended with the run: its exit status is the run's
                 rc = self.proc.wait()
                 self.close_child()
             elif rc != child.EXIT_DONE or self._runs_in_child >= self.runs_per_child > 0:
                 self.close_child()
             return rc
 
-    def serves(self) -> bool:
-        """Whether this worker trains its runs in a long-lived serving child."""
-        return self.runs_per_child != 1 and not self.launcher
-
     def start_child(self) -> None:
-        """Start a serving child, which imports the trainer and initialises JAX at once, before
-        any run is named: the sweep calls this early so that start-up overlaps its own checks."""
+        """Start a child, which imports the trainer and initialises JAX at once, before any run
+        is named: the sweep calls this early so that start-up overlaps its own checks."""
         self.close_child()
-        self._token = secrets.token_hex(8)
-        self.proc = self._popen(["--serve", str(self.dir.root), str(os.getpid()), self._token,
-                                 str(self.sweep.runner.train_fn)], stdin=subprocess.PIPE)
+        token = secrets.token_hex(8)
+        self._marker = re.compile(rb"\n@@sweep-run-end " + token.encode() + rb" rc=(-?\d+)@@\n")
+        # Under a launcher the child's parent is srun's step daemon: Slurm, not the
+        # parent-death signal, ends it with the worker (parent pid 0 = do not watch).
+        parent = "0" if self.launcher else str(os.getpid())
+        self.proc = self._popen([str(self.dir.root), parent, token,
+                                 str(self.sweep.runner.train_fn)])
         self._runs_in_child = 0
 
-    def _popen(self, args: list[str], stdin, launcher=()) -> subprocess.Popen:
-        # The child measures its start-up from this moment (child.SPAWNED_ENV).
-        env = {**child_env(self.dir, self.sweep), **self.env, child.SPAWNED_ENV: repr(time.time())}
-        return subprocess.Popen([*launcher, sys.executable, "-m", "experiments.sweeplib.child", *args],
-                                stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=env)
+    def _popen(self, args: list[str]) -> subprocess.Popen:
+        env = {**child_env(self.dir, self.sweep), **self.env, **startup.spawn_env()}
+        return subprocess.Popen([*self.launcher, sys.executable, "-m", "experiments.sweeplib.child",
+                                 *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, env=env)
 
-    def _pump(self, log, marker) -> int | None:
-        """Copy the child's output to `log` (and the terminal) until `marker` (returns its exit
-        code) or the end of the output (returns None)."""
-        pending = b""
+    def _pump(self, log, to_end: bool = False) -> int | None:
+        """Copy the child's output to `log` (and the terminal), without its end markers, until
+        a marker (returns its exit code) or the end of the output (returns the last marker's
+        code, None if there was none). With `to_end`, on past the markers to the end: several
+        processes of one run each print one."""
+        pending, rc = b"", None
         keep = 128  # bytes held back in case a marker is split across reads
         while chunk := os.read(self.proc.stdout.fileno(), 65536):
             pending += chunk
-            found = marker.search(pending) if marker else None
-            if found:
+            while found := self._marker.search(pending):
                 self._emit(log, pending[:found.start()] + b"\n")
-                return int(found.group(1))
-            if marker is None or len(pending) > keep:
-                cut = len(pending) if marker is None else len(pending) - keep
-                self._emit(log, pending[:cut])
-                pending = pending[cut:]
+                rc, pending = int(found.group(1)), pending[found.end():]
+                if not to_end:
+                    return rc
+            if len(pending) > keep:
+                self._emit(log, pending[:-keep])
+                pending = pending[-keep:]
         self._emit(log, pending)
-        return None
+        return rc
 
     def _emit(self, log, data: bytes) -> None:
         if not data:
@@ -196,7 +192,7 @@ class Worker:
             sys.stderr.flush()
 
     def close_child(self) -> None:
-        """End a serving child. It is idle between runs (it has printed its end marker, after
+        """End the child. It is idle between runs (it has printed its end marker, after
         the trainer's last write and its wait for async checkpoints), so it is killed rather
         than left to tear JAX down, which costs about half a second per child."""
         proc, self.proc = self.proc, None
@@ -244,27 +240,3 @@ class Worker:
         except FileNotFoundError:
             return ""
         return next((line.strip() for line in reversed(lines) if line.strip()), "")[:300]
-
-
-def overhead_fields(result: dict | None, wall_s: float, startup_s: float | None = None) -> dict:
-    """The run's timing from result.json, plus the worker's wall time the trainer did not see.
-
-    `startup_s` is what the child reported (child.py): its process start-up (spawn, imports,
-    JAX backend) for the first run it trains, 0 for later runs in the same process. The rest of
-    the unseen time (handing the run over, the trainer's last writes) is added to `setup_s`, so
-    the phases still sum to the worker's wall time. Without a report, all of it is start-up."""
-    timing = dict((result or {}).get("timing") or {})
-    if not timing:
-        return {}
-    unseen = max(0.0, wall_s - float(timing.get("total_s", 0.0)))
-    startup = unseen if startup_s is None else min(max(0.0, startup_s), unseen)
-    timing["startup_s"] = round(startup, 3)
-    timing["setup_s"] = round(float(timing.get("setup_s", 0.0)) + unseen - startup, 3)
-    return {"timing": timing}
-
-
-def _read_seconds(path) -> float | None:
-    try:
-        return float(path.read_text())
-    except (OSError, ValueError):
-        return None

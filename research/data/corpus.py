@@ -185,17 +185,7 @@ def _builder_class():
         return _BUILDER_CLASS
     import tensorflow_datasets as tfds
 
-    @dataclasses.dataclass(eq=False)
-    class LocalTextConfig(tfds.core.BuilderConfig):
-        root: str = ""
-        files: tuple = ()
-        records: bool = False
-        sha256: str = ""
-        corpus: str = ""
-        validation_fraction: float = 0.1
-        eval_only: bool = False  # every document goes to "validation" (an extra eval set)
-        text_field: str = "text"
-        bad_records: str = "fail"
+    LocalTextConfig = _config_class(tfds)
 
     class LocalText(tfds.core.GeneratorBasedBuilder):
         """Local documents (.txt files or JSONL/Parquet records) in train/validation splits."""
@@ -219,29 +209,7 @@ def _builder_class():
             )
 
         def _split_generators(self, dl_manager):
-            cfg = self.builder_config
-            source = sources.Source(cfg.corpus, Path(cfg.root), tuple(Path(f) for f in cfg.files),
-                                    cfg.records)
-            # Record splits each stream the whole source; only the first pass counts.
-            self.bad_records = sources.BadRecords(cfg.bad_records)
-            first, again = self.bad_records, sources.BadRecords(cfg.bad_records)
-            if cfg.eval_only:
-                return {"validation": self._generate_examples(source, first, lambda text: True)}
-            fraction = cfg.validation_fraction
-            if source.records:
-                return {
-                    "train": self._generate_examples(
-                        source, first, lambda t: not held_out_by_content(t, fraction)),
-                    "validation": self._generate_examples(
-                        source, again, lambda t: held_out_by_content(t, fraction)),
-                }
-            held = validation_names([source.name_of(f) for f in source.files], fraction)
-            parts = {split: dataclasses.replace(source, files=tuple(
-                f for f in source.files if (source.name_of(f) in held) == (split == "validation")))
-                for split in ("train", "validation")}
-            # The two parts hold different files: both count into one report.
-            return {split: self._generate_examples(part, first, lambda text: True)
-                    for split, part in parts.items()}
+            return _splits(self)
 
         def _generate_examples(self, source, bad, keep):
             # TFDS sorts examples by key (disable_shuffling uses keys as ints). Keys rise with
@@ -254,6 +222,49 @@ def _builder_class():
 
     _BUILDER_CLASS = (LocalText, LocalTextConfig)
     return _BUILDER_CLASS
+
+
+def _config_class(tfds):
+    @dataclasses.dataclass(eq=False)
+    class LocalTextConfig(tfds.core.BuilderConfig):
+        root: str = ""
+        files: tuple = ()
+        records: bool = False
+        sha256: str = ""
+        corpus: str = ""
+        validation_fraction: float = 0.1
+        eval_only: bool = False  # every document goes to "validation" (an extra eval set)
+        text_field: str = "text"
+        bad_records: str = "fail"
+
+    return LocalTextConfig
+
+
+def _splits(builder) -> dict:
+    """{split: example generator}: records are held out by content, files by name."""
+    cfg = builder.builder_config
+    source = sources.Source(cfg.corpus, Path(cfg.root), tuple(Path(f) for f in cfg.files),
+                            cfg.records)
+    # Record splits each stream the whole source; only the first pass counts.
+    builder.bad_records = sources.BadRecords(cfg.bad_records)
+    first, again = builder.bad_records, sources.BadRecords(cfg.bad_records)
+    if cfg.eval_only:
+        return {"validation": builder._generate_examples(source, first, lambda text: True)}
+    fraction = cfg.validation_fraction
+    if source.records:
+        return {
+            "train": builder._generate_examples(
+                source, first, lambda t: not held_out_by_content(t, fraction)),
+            "validation": builder._generate_examples(
+                source, again, lambda t: held_out_by_content(t, fraction)),
+        }
+    held = validation_names([source.name_of(f) for f in source.files], fraction)
+    parts = {split: dataclasses.replace(source, files=tuple(
+        f for f in source.files if (source.name_of(f) in held) == (split == "validation")))
+        for split in ("train", "validation")}
+    # The two parts hold different files: both count into one report.
+    return {split: builder._generate_examples(part, first, lambda text: True)
+            for split, part in parts.items()}
 
 
 _BUILDER_CLASS = None
@@ -281,31 +292,10 @@ REPORT_FILENAME = "build_report.json"
 
 
 def _prepare_local(corpus: str, data_cfg, *, eval_only: bool = False) -> Corpus:
-    import tensorflow_datasets as tfds
-
     source = local_source(corpus, eval_only=eval_only)
     data_dir = resolve_data_dir(data_cfg)
     sha = corpus_sha256(source, data_dir / "file_hashes")
-    fraction = float(data_cfg.validation_fraction)
-    _check_fraction(fraction)  # before building anything
-    bad_mode = str(data_cfg.bad_records)
-    sources.BadRecords(bad_mode)  # validates the mode
-    builder_cls, config_cls = _builder_class()
-    text_field = str(data_cfg.text_feature)
-    config = config_cls(
-        name=_config_name(source, sha, fraction, eval_only=eval_only, text_field=text_field,
-                          bad_records=bad_mode),
-        description=f"corpus {corpus} (sha256 {sha})",
-        root=str(source.root),
-        files=tuple(str(f) for f in source.files),
-        records=source.records,
-        sha256=sha,
-        corpus=corpus,
-        validation_fraction=fraction,
-        eval_only=eval_only,
-        text_field=text_field,
-        bad_records=bad_mode,
-    )
+    builder_cls, config = _builder_config(corpus, source, sha, data_cfg, eval_only)
     lock_dir = data_dir / BUILDER_NAME
     lock_dir.mkdir(parents=True, exist_ok=True)
     # One process builds while the others wait, then find it prepared. TFDS itself writes into
@@ -314,31 +304,7 @@ def _prepare_local(corpus: str, data_cfg, *, eval_only: bool = False) -> Corpus:
         fcntl.flock(lock, fcntl.LOCK_EX)
         builder = builder_cls(config=config, data_dir=str(data_dir), file_format="array_record")
         if not builder.is_prepared():
-            # A build killed midway leaves an `incomplete.*` directory; we hold the lock, so
-            # nobody else is writing there.
-            for stale in Path(builder.data_dir).parent.glob("incomplete.*"):
-                shutil.rmtree(stale, ignore_errors=True)
-            log.info("preparing corpus %s (sha256 %s) under %s", corpus, sha[:16], data_dir)
-            try:
-                builder.download_and_prepare(
-                    file_format="array_record",
-                    download_config=tfds.download.DownloadConfig(try_download_gcs=False),
-                )
-            except Exception as e:  # TFDS may wrap our error; surface the one-line cause
-                cause = _user_cause(e)
-                if cause is not None:
-                    raise cause from None
-                if "No examples were yielded" in str(e):
-                    raise CorpusError(
-                        f"corpus {corpus!r} gives a split with no documents (all records bad, "
-                        "or too few to hold out); add documents or change "
-                        "data.validation_fraction") from None
-                raise
-            report = builder.bad_records.report()
-            _write_report(Path(builder.data_dir) / REPORT_FILENAME, report)
-            if report["skipped"]:
-                log.warning("corpus %s: skipped %d bad records %s (first: %s)", corpus,
-                            report["skipped"], report["by_kind"], report["examples"][0])
+            _build(builder, corpus, sha, data_dir)
     report_path = Path(builder.data_dir) / REPORT_FILENAME
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
     empty = [s for s in builder.info.splits.keys() if not builder.info.splits[s].num_examples]
@@ -358,6 +324,62 @@ def _prepare_local(corpus: str, data_cfg, *, eval_only: bool = False) -> Corpus:
         key=config.name,
         report=report,
     )
+
+
+def _builder_config(corpus: str, source, sha: str, data_cfg, eval_only: bool):
+    """The builder class and its config for this corpus (checked before anything is built).
+    The config's name is the dataset's key: source, content hash and split options."""
+    fraction = float(data_cfg.validation_fraction)
+    _check_fraction(fraction)  # before building anything
+    bad_mode = str(data_cfg.bad_records)
+    sources.BadRecords(bad_mode)  # validates the mode
+    builder_cls, config_cls = _builder_class()
+    text_field = str(data_cfg.text_feature)
+    return builder_cls, config_cls(
+        name=_config_name(source, sha, fraction, eval_only=eval_only, text_field=text_field,
+                          bad_records=bad_mode),
+        description=f"corpus {corpus} (sha256 {sha})",
+        root=str(source.root),
+        files=tuple(str(f) for f in source.files),
+        records=source.records,
+        sha256=sha,
+        corpus=corpus,
+        validation_fraction=fraction,
+        eval_only=eval_only,
+        text_field=text_field,
+        bad_records=bad_mode,
+    )
+
+
+def _build(builder, corpus: str, sha: str, data_dir) -> None:
+    """Write the dataset (under the build lock) and its report of skipped bad records."""
+    import tensorflow_datasets as tfds
+
+    # A build killed midway leaves an `incomplete.*` directory; we hold the lock, so
+    # nobody else is writing there.
+    for stale in Path(builder.data_dir).parent.glob("incomplete.*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    log.info("preparing corpus %s (sha256 %s) under %s", corpus, sha[:16], data_dir)
+    try:
+        builder.download_and_prepare(
+            file_format="array_record",
+            download_config=tfds.download.DownloadConfig(try_download_gcs=False),
+        )
+    except Exception as e:  # TFDS may wrap our error; surface the one-line cause
+        cause = _user_cause(e)
+        if cause is not None:
+            raise cause from None
+        if "No examples were yielded" in str(e):
+            raise CorpusError(
+                f"corpus {corpus!r} gives a split with no documents (all records bad, "
+                "or too few to hold out); add documents or change "
+                "data.validation_fraction") from None
+        raise
+    report = builder.bad_records.report()
+    _write_report(Path(builder.data_dir) / REPORT_FILENAME, report)
+    if report["skipped"]:
+        log.warning("corpus %s: skipped %d bad records %s (first: %s)", corpus,
+                    report["skipped"], report["by_kind"], report["examples"][0])
 
 
 @contextlib.contextmanager
