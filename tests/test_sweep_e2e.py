@@ -83,6 +83,7 @@ def reference(env, tmp_path_factory):
     return workdir, proc
 
 
+@pytest.mark.slow
 def test_smoke_sweep_runs_end_to_end(reference):
     workdir, proc = reference
     assert proc.returncode == 0, proc.stderr[-3000:]
