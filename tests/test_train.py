@@ -45,6 +45,7 @@ def max_param_diff(a, b):
     return max(float(np.abs(x - y).max()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+@pytest.mark.slow
 def test_sharded_steps_equal_single_device():
     """Data parallel, FSDP, tensor parallel and all three combined reproduce one device.
     Tolerance: losses to 1e-5 relative; parameters to 1e-4 absolute (a tenth of one
@@ -143,6 +144,7 @@ def _final_params(config, workdir, mesh_cfg=None):
     return state["params"]
 
 
+@pytest.mark.slow
 def test_stacked_eval_equals_per_batch_loss_on_every_layout():
     """The evaluation's one forward pass over k stacked batches gives each batch's own mean
     loss (the model applied to that batch alone, one device), sharded or not."""
