@@ -54,7 +54,10 @@ def test_extrapolation_without_the_largest_models():
     N, D = sample_nd(60, 4)
     runs = table(params=N, tokens=D, loss=chinchilla_loss(N, D), run=[f"r{i}" for i in range(60)])
     cut = float(np.quantile(N, 0.75))
-    ex = extrapolation_check(runs, make_law("chinchilla"), cut, by="params")
+    # Noise-free runs fit exactly, which would run every start of the grid: a tenth of it
+    # finds the same optimum (the full grid is the test above).
+    law = make_law("chinchilla")
+    ex = extrapolation_check(runs, law, cut, by="params", starts=law.grid[::10])
     assert ex["threshold_params"] == cut and ex["n_fit"] == 45 and ex["n_heldout"] == 15
     held = {r["run"] for r in ex["heldout"]}
     assert held == {f"r{i}" for i in range(60) if N[i] > cut}
