@@ -31,6 +31,7 @@ def sample_nd(n, seed):
     return N, D
 
 
+@pytest.mark.slow
 def test_noise_free_chinchilla_recovered_to_1e_4_and_extrapolates():
     N, D = sample_nd(100, 0)
     C = 6 * N * D
@@ -102,6 +103,7 @@ def test_power_law_recovered():
     assert jnp.asarray(1.0).dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_kaplan_laws_recovered():
     N, D = sample_nd(60, 5)
     Nc, Dc, aN, aD = 8.8e13, 5.4e13, 0.076, 0.095

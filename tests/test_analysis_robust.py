@@ -88,6 +88,7 @@ def test_constant_loss_warns_and_reports_without_traceback(tmp_path):
     assert lo < 1.0 and hi == pytest.approx(3.0, rel=1e-3) and not fit["identified"]["E"]
 
 
+@pytest.mark.slow
 def test_parameter_at_a_bound_warns(tmp_path):
     # L = A / N^alpha exactly (E = 0): E runs to its bound (exp of a very negative number).
     rows = [dict(r, loss=5000.0 / r["params"] ** 0.3 + 800.0 / r["tokens"] ** 0.25)
