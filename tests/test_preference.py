@@ -116,6 +116,7 @@ def _dpo_loss_and_grads(mesh_cfg, devices, params, batch, beta=0.3):
     return float(loss), jax.device_get(grads), grads
 
 
+@pytest.mark.slow
 def test_sharded_dpo_equals_unsharded():
     assert jax.device_count() == 8
     params = _params(1)

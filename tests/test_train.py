@@ -75,6 +75,7 @@ def test_state_is_created_sharded():
     assert mu.sharding.spec == kernel.sharding.spec
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_equals_full_batch():
     batches = random_batches(3)
     full_loss, full = run_steps(RunConfig.from_configdict(small_config(data=8)), batches)
@@ -85,6 +86,7 @@ def test_gradient_accumulation_equals_full_batch():
     assert max_param_diff(acc, full) < 1e-4  # see the sharding test for this tolerance
 
 
+@pytest.mark.slow
 def test_overfits_one_batch():
     c = small_config()
     c.train.learning_rate = 3e-3
