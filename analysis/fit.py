@@ -649,12 +649,12 @@ def _residuals(law, theta, logX, logL):
 
 def extrapolation_check(table, law, threshold, huber_delta=1e-3, params_column="params",
                         by="flops", C=None, abandon=True, bootstrap=HOLDOUT_BOOT, seed=0,
-                        screen=True):
+                        screen=True, starts=None):
     """Fit on runs with C <= threshold (by="flops") or N <= threshold (by="params", i.e.
     without the largest models), predict the others, report relative errors, and (with
     `bootstrap` resamples) each held-out run's 95% prediction interval: the refits'
     predictions times a resampled residual of the fit, so both the law's uncertainty and
-    the scatter of single runs are in it."""
+    the scatter of single runs are in it. starts: as in fit_law (default: the law's grid)."""
     flops = C if C is not None else compute_column(table, cost_model(table, params_column))
     split_on = flops if by == "flops" else table.numeric(params_column)
     below = split_on <= threshold
@@ -664,8 +664,8 @@ def extrapolation_check(table, law, threshold, huber_delta=1e-3, params_column="
     fit_table = table.subset(below)
     held = table.subset(~below)
     logX, logL = design(fit_table, law, params_column)
-    res, best, _, n_grid = fit_grid(law, logX, logL, huber_delta, abandon=abandon,
-                                    screen=screen)
+    res, best, _, n_grid = fit_grid(law, logX, logL, huber_delta, starts=starts,
+                                    abandon=abandon, screen=screen)
     hX, hL = design_unchecked(held, law, params_column)
     pred = law.predict(res.x[best], hX)
     actual = np.exp(hL)

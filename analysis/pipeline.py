@@ -44,9 +44,10 @@ def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber
             holdout_above_flops=None, holdout_above_params=None, seed=0,
             params_column="params", reference_flops=None, compute="auto", select="best",
             select_by=None, base_law=None, duplicates="drop", loss_column="loss", abandon=True,
-            svg=False, tokens_column="tokens", progress=None, plots="wait"):
+            svg=False, tokens_column="tokens", progress=None, plots="wait", starts=None):
     """Writes out_dir/fit.json, plots (PNG, and SVG with `svg`), report.md, report.html.
-    `progress(message)`, when given, hears each stage as it starts. Returns (fit, summary).
+    `progress(message)`, when given, hears each stage as it starts; `starts` as in fit_law.
+    Returns (fit, summary).
 
     plots="background" (a law given by name only): fit.json is written and the summary
     returned at once, and a second process draws the plots and writes the report (then
@@ -61,7 +62,8 @@ def run_fit(results, out_dir, law="chinchilla", x=None, *, bootstrap=1000, huber
                   holdout_above_flops=holdout_above_flops,
                   holdout_above_params=holdout_above_params, params_column=params_column,
                   reference_flops=reference_flops, compute=compute, select=select,
-                  select_by=select_by, base_law=base_law, abandon=abandon, progress=progress)
+                  select_by=select_by, base_law=base_law, abandon=abandon, progress=progress,
+                  starts=starts)
     if progress:
         progress("plots and report")
     if table.has("step") and table.has("run"):

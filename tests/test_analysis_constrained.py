@@ -38,6 +38,7 @@ def repeated_design():
     return np.array(rows).T
 
 
+@pytest.mark.slow
 def test_mixing_tenth_of_an_epoch_to_100_epochs_recovers_r_star(tmp_path):
     N, D, U = repeated_design()
     t = table(params=N, tokens=D, unique_tokens=U, loss=constrained_loss(N, D, U))

@@ -31,6 +31,7 @@ def sample_nd(n, seed):
     return N, D
 
 
+@pytest.mark.slow
 def test_noise_free_chinchilla_recovered_to_1e_4_and_extrapolates():
     N, D = sample_nd(100, 0)
     C = 6 * N * D
@@ -54,7 +55,10 @@ def test_extrapolation_without_the_largest_models():
     N, D = sample_nd(60, 4)
     runs = table(params=N, tokens=D, loss=chinchilla_loss(N, D), run=[f"r{i}" for i in range(60)])
     cut = float(np.quantile(N, 0.75))
-    ex = extrapolation_check(runs, make_law("chinchilla"), cut, by="params")
+    # Noise-free runs fit exactly, which would run every start of the grid: a tenth of it
+    # finds the same optimum (the full grid is the test above).
+    law = make_law("chinchilla")
+    ex = extrapolation_check(runs, law, cut, by="params", starts=law.grid[::10])
     assert ex["threshold_params"] == cut and ex["n_fit"] == 45 and ex["n_heldout"] == 15
     held = {r["run"] for r in ex["heldout"]}
     assert held == {f"r{i}" for i in range(60) if N[i] > cut}
@@ -99,6 +103,7 @@ def test_power_law_recovered():
     assert jnp.asarray(1.0).dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_kaplan_laws_recovered():
     N, D = sample_nd(60, 5)
     Nc, Dc, aN, aD = 8.8e13, 5.4e13, 0.076, 0.095

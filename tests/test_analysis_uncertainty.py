@@ -4,6 +4,7 @@ import json
 import re
 
 import numpy as np
+import pytest
 
 from analysis import uncertainty
 from analysis.fit import bootstrap_fits, bootstrap_groups, bootstrap_weights, summarise
@@ -64,6 +65,7 @@ def test_wsd_branches_resample_with_their_parent():
     assert np.all(w[:, 0] == w[:, 1]) and np.all(w[:, 1] == w[:, 2])
 
 
+@pytest.mark.slow
 def test_bootstrap_intervals_cover_the_truth_in_90_percent_of_100_replicates():
     """100 data sets from a known law with 1% noise on one design; each is fitted from a
     coarse start grid and bootstrapped (100 resamples) with the functions fit_law uses,

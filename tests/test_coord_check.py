@@ -14,6 +14,9 @@ from research.config import RunConfig
 
 BASE, WIDE = 32, 128
 STEPS = 2
+# Each measurement trains two widths (and each injected error retrains one): a small training
+# experiment, compiled afresh for every rule, so the whole file is in the slow tier.
+pytestmark = pytest.mark.slow
 
 
 def _config(tie=True):
@@ -113,7 +116,6 @@ def test_plot_is_written(tied, tmp_path):
     assert (tmp_path / "cc.png").stat().st_size > 20_000
 
 
-@pytest.mark.slow
 def test_cli_refuses_a_width_the_heads_cannot_split(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.coord_check", "--config", "configs/gpt.py:tiny",

@@ -159,6 +159,7 @@ def test_every_parameter_has_a_role():
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.slow
 def test_mup_trains_on_every_mesh_layout(layout):
     """Every layout the sharding tests cover reproduces one device under µP too (tolerances
     as in tests/test_train.py), and the loss on a repeated batch goes down."""
@@ -178,6 +179,7 @@ SMALL_LADDER = ("100k", "300k", "800k")
 
 
 @pytest.mark.parametrize("variant", gpt.LADDER)
+@pytest.mark.slow
 def test_mup_compiles_every_ladder_variant_on_the_mixed_mesh(variant):
     """Every ladder variant's µP train step lowers under data x fsdp x tensor (shapes and
     shardings only, so even the 1.4B model costs seconds); the small ones train for real."""
@@ -322,7 +324,9 @@ def test_weight_decay_per_step_is_width_independent():
                               is_leaf=lambda x: isinstance(x, tuple))
         tx = train_state.optimizer(
             cfg, t, lambda step: optim.lr_at(t.schedule, step, optim.schedule_inputs(t, 4)))
-        updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+        # Jitted: eager optax compiles a small program per operation and leaf shape.
+        updates, _ = jax.jit(tx.update)(jax.tree.map(jnp.zeros_like, params),
+                                        jax.jit(tx.init)(params), params)
         for (path, u), x in zip(jax.tree_util.tree_leaves_with_path(updates),
                                 jax.tree.leaves(params)):
             name = jax.tree_util.keystr(path)
@@ -335,6 +339,6 @@ def test_weight_decay_per_step_is_width_independent():
                          grad_clip=1e9)
         no_decay = train_state.optimizer(
             cfg, t0, lambda step: optim.lr_at(t0.schedule, step, optim.schedule_inputs(t0, 4)))
-        step, _ = no_decay.update(ones, no_decay.init(params), params)
+        step, _ = jax.jit(no_decay.update)(ones, jax.jit(no_decay.init)(params), params)
         m = width / 32 if p == "mup" else 1.0
         assert float(step["blocks"]["mlp"]["up"]["kernel"][0, 0]) == pytest.approx(-lr / m, rel=1e-5)

@@ -21,6 +21,7 @@ def test_unknown_kind_is_not_guessed():
     assert peaks.table_peak("cpu") is None and peaks.table_peak("NVIDIA T4") is None
 
 
+@pytest.mark.slow
 def test_bench_on_8_devices_divides_by_8_device_peaks():
     assert jax.device_count() == 8
     c = gpt.get_config("100k")

@@ -26,7 +26,8 @@ def _loss_and_grads(cfg, params, batch):
 
 @pytest.fixture(scope="module")
 def params():
-    return nn.meta.unbox(GPT(CFG).init(jax.random.key(0), _batch()[:, :-1])["params"])
+    # Jitted: an eager Flax init compiles one small program per operation.
+    return nn.meta.unbox(jax.jit(GPT(CFG).init)(jax.random.key(0), _batch()[:, :-1])["params"])
 
 
 @pytest.fixture(scope="module")
@@ -81,5 +82,5 @@ def test_bf16_compute_keeps_float32_logits(params):
 def test_params_stay_float32_under_bf16_compute(params):
     import dataclasses
     cfg = dataclasses.replace(CFG, compute_dtype="bfloat16")
-    p = GPT(cfg).init(jax.random.key(0), _batch()[:, :-1])["params"]
+    p = jax.jit(GPT(cfg).init)(jax.random.key(0), _batch()[:, :-1])["params"]
     assert {x.dtype for x in jax.tree.leaves(p)} == {jnp.dtype(jnp.float32)}

@@ -12,7 +12,8 @@ under the same names, as the reference smoke sweep. Losses of the same run must 
 LOSS_TOL: a resumed run restores its exact state and its batches are a pure function of
 (seed, step), so the only allowed difference is float noise.
 The children run on the host's one CPU device (the 8 fake devices of conftest are dropped) and
-share one JAX compilation cache, so the repeated sweeps do not recompile.
+share the suite's JAX compilation cache (tests/conftest.py), so the repeated sweeps do not
+recompile, and a second session of the suite compiles nothing.
 """
 
 import csv
@@ -36,11 +37,10 @@ KILL_SUBSET = "--config.variants=('300k',)"
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env():
     e = dict(os.environ, PYTHONPATH=str(ROOT))
     flags = [f for f in e.get("XLA_FLAGS", "").split() if "force_host_platform_device_count" not in f]
     e["XLA_FLAGS"] = " ".join(flags)
-    e["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.mktemp("jax_cache"))
     return e
 
 
@@ -83,6 +83,7 @@ def reference(env, tmp_path_factory):
     return workdir, proc
 
 
+@pytest.mark.slow
 def test_smoke_sweep_runs_end_to_end(reference):
     workdir, proc = reference
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -45,6 +45,7 @@ def max_param_diff(a, b):
     return max(float(np.abs(x - y).max()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+@pytest.mark.slow
 def test_sharded_steps_equal_single_device():
     """Data parallel, FSDP, tensor parallel and all three combined reproduce one device.
     Tolerance: losses to 1e-5 relative; parameters to 1e-4 absolute (a tenth of one
@@ -74,6 +75,7 @@ def test_state_is_created_sharded():
     assert mu.sharding.spec == kernel.sharding.spec
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_equals_full_batch():
     batches = random_batches(3)
     full_loss, full = run_steps(RunConfig.from_configdict(small_config(data=8)), batches)
@@ -84,6 +86,7 @@ def test_gradient_accumulation_equals_full_batch():
     assert max_param_diff(acc, full) < 1e-4  # see the sharding test for this tolerance
 
 
+@pytest.mark.slow
 def test_overfits_one_batch():
     c = small_config()
     c.train.learning_rate = 3e-3
@@ -143,6 +146,7 @@ def _final_params(config, workdir, mesh_cfg=None):
     return state["params"]
 
 
+@pytest.mark.slow
 def test_eval_loss_equals_one_device_loss_on_every_layout():
     """The evaluation of each batch, sharded or not, gives that batch's mean loss as the model
     applied on one device computes it."""
