@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m pytest -q --durations=25 tests "$@"
+# Two workers (pytest-xdist), each taking whole files so a module's fixtures are built once.
+exec .venv/bin/python -m pytest -q -n 2 --dist loadfile --durations=25 tests "$@"

@@ -64,7 +64,7 @@ def test_main_and_tests_share_one_venv_in_either_order(tmp_path, order):
     assert sorted(ran) == ["experiments.sweep", "pytest"]
     assert any(c.startswith("-m experiments.sweep run --config configs/sweeps/default.py "
                             "--workdir sweeps/x") for c in calls(repo))
-    assert any(c == "-m pytest -q --durations=25 tests" for c in calls(repo))
+    assert any(c == "-m pytest -q -n 2 --dist loadfile --durations=25 tests" for c in calls(repo))
 
 
 @pytest.mark.slow
