@@ -143,7 +143,11 @@ class Attention(nn.Module):
         self.sow("intermediates", "logits", logits_BHTS)  # a no-op unless asked for (coord check)
         # The causal mask as an additive bias (0 or -1e30): the same probabilities as a select
         # (exp underflows to exactly 0), and one fused add instead of a select and its gradient.
-        causal_bias_TS = jnp.where(key_pos_S[None, :] <= positions_T[:, None], 0.0, -1e30)
+        if cache is None:  # a constant of the program, which XLA fuses into the attention
+            with jax.ensure_compile_time_eval():
+                causal_bias_TS = jnp.where(jnp.tril(jnp.ones((T, T), bool)), 0.0, -1e30)
+        else:
+            causal_bias_TS = jnp.where(key_pos_S[None, :] <= positions_T[:, None], 0.0, -1e30)
         logits_BHTS = logits_BHTS.astype(jnp.float32) + causal_bias_TS
         probs_BHTS = jax.nn.softmax(logits_BHTS, axis=-1).astype(dtype)
         mixed_BTHK = jnp.einsum("bhts,bhsk->bhtk", probs_BHTS, v_BHSK).transpose(0, 2, 1, 3)
