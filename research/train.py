@@ -38,14 +38,25 @@ def validate(cfg: RunConfig, n_devices: int | None = None):
     return mesh
 
 
+def window_losses(trainer, params, batches) -> np.ndarray:
+    """The loss of every window of the fixed evaluation batches (already on the devices, see
+    `_eval_batches`), [batches, batch_size]. Every batch is dispatched before any result is
+    read, so the device never waits for the host."""
+    return np.asarray(jax.device_get(
+        [trainer.eval_compiled.get(b.shape, trainer.eval_loss)(params, b) for b in batches]),
+        np.float64)
+
+
+def batch_statistics(window_losses_NB) -> tuple[float, float]:
+    """Mean loss and its standard error over the batch means."""
+    means = window_losses_NB.mean(axis=1)
+    stderr = float(means.std(ddof=1) / math.sqrt(len(means))) if len(means) > 1 else float("nan")
+    return float(means.mean()), stderr
+
+
 def evaluate(trainer, params, batches) -> tuple[float, float]:
-    """Mean validation loss over the fixed evaluation batches (already on the devices, see
-    `_eval_batches`) and its standard error over batches. Every batch is dispatched before any
-    result is read, so the device never waits for the host."""
-    losses = np.asarray(jax.device_get(
-        [trainer.eval_compiled.get(b.shape, trainer.eval_loss)(params, b) for b in batches]), float)
-    stderr = float(losses.std(ddof=1) / math.sqrt(len(losses))) if len(losses) > 1 else float("nan")
-    return float(losses.mean()), stderr
+    """Mean validation loss over the fixed evaluation batches and its standard error."""
+    return batch_statistics(window_losses(trainer, params, batches))
 
 
 def _initial_state(trainer, cfg: RunConfig, manager, *, resuming: bool, writer: bool, say):
@@ -319,12 +330,24 @@ def _final_evaluation(run: _Run, state, final_n, final_units) -> dict:
         final_sets = run.eval_sets if final_n == t.eval_batches else \
             _eval_batches(run.data, t, m, final_units, run.trainer)
     with timer.phase("final_eval_s"):
-        losses = evaluate_sets(run.trainer, state["params"], final_sets)
-        # The curve's last point, on the curve's own windows.
-        curve = None if final_sets is run.eval_sets else \
-            evaluate(run.trainer, state["params"], next(iter(run.eval_sets.values())))
+        losses, curve = _final_losses(run.trainer, state["params"], run.eval_sets, final_sets)
     run.writer.write(total_steps, run.eval_row(losses, total_steps, curve=curve))
     return losses
+
+
+def _final_losses(trainer, params, eval_sets, final_sets) -> tuple[dict, tuple | None]:
+    """{name: (loss, stderr)} on the final evaluation's windows, and the first set's loss on
+    the curve's own windows (None when they are the same). The curve's windows are usually
+    among the final ones (data_lib.window_subset), so they cost no forward pass of their own."""
+    if final_sets is eval_sets:
+        return evaluate_sets(trainer, params, final_sets), None
+    rows = {name: window_losses(trainer, params, batches) for name, batches in final_sets.items()}
+    name, curve_batches = next(iter(eval_sets.items()))
+    batch_size = rows[name].shape[1]
+    subset = data_lib.window_subset(len(curve_batches) * batch_size, rows[name].size)
+    curve = evaluate(trainer, params, curve_batches) if subset is None else \
+        batch_statistics(rows[name].reshape(-1)[subset].reshape(-1, batch_size))
+    return {name: batch_statistics(r) for name, r in rows.items()}, curve
 
 
 def _compile_evals(trainer, params, t, m) -> None:

@@ -24,7 +24,7 @@ import optax
 
 from research import mup, optim, sharding
 from research.config import ModelConfig, RunConfig
-from research.model import GPT, cross_entropy
+from research.model import GPT, cross_entropy, token_losses
 
 
 @dataclasses.dataclass
@@ -146,8 +146,11 @@ def _build_steps(key: StepKey) -> _Steps:
     grad_fn = jax.value_and_grad(loss_fn)
 
     # One batch per call, the training batch's shape: on CPU a forward pass over many batches
-    # at once was slower per token (its activations leave the caches), not faster.
-    eval_loss = loss_fn
+    # at once was slower per token (its activations leave the caches), not faster. The loss of
+    # each window [B]: the final evaluation reads the curve's windows among its own.
+    def eval_loss(params, batch):
+        logits, _ = model.apply({"params": params}, batch[:, :-1])
+        return jnp.mean(token_losses(logits, batch[:, 1:]), axis=1)
 
     def train_step(state, batch, sched):
         params = state["params"]

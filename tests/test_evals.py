@@ -86,18 +86,19 @@ def test_final_eval_uses_its_own_size_for_every_set_and_is_capped(tmp_path, monk
     c.train.eval_points, c.train.eval_every = 3, 0
     c.train.eval_batches, c.train.final_eval_batches = 2, 5
     sizes = []
-    real_evaluate = train_lib.evaluate
+    real_window_losses = train_lib.window_losses
 
     def counting(trainer, params, batches):
         sizes.append(len(batches))
-        return real_evaluate(trainer, params, batches)
+        return real_window_losses(trainer, params, batches)
 
-    monkeypatch.setattr(train_lib, "evaluate", counting)
+    monkeypatch.setattr(train_lib, "window_losses", counting)
     workdir = tmp_path / "run"
     result = train_lib.train(RunConfig.from_configdict(c), str(workdir), progress=False)
 
     n_evals = len(evals.eval_steps(12, 3, 0))
-    # (validation, small) per evaluation; at the end, the curve's own 2 batches as well
+    # (validation, small) per evaluation; at the end, the curve's own 2 batches as well (its
+    # 32 windows are not among the final 80)
     assert sizes == [2, 2] * (n_evals - 1) + [5, 3, 2]
     assert result["loss_stderr_units"] == 5 and result["eval_windows"] == 5 * 16
     assert result["eval_tokens"] == 5 * 16 * 32 and "5 batches" in result["loss_stderr_unit"]
@@ -128,3 +129,39 @@ def test_final_eval_batches_defaults_to_eval_batches():
     assert t.final_eval_batches == 0 and evals.final_batches(t) == t.eval_batches
     with pytest.raises(ConfigError, match="final_eval_batches"):
         RunConfig.from_configdict({"train": {"final_eval_batches": -1}})
+
+
+class _WindowScorer:
+    """A stand-in trainer whose 'loss' of a window is a fixed function of its tokens, so any
+    window's value can be computed independently."""
+
+    eval_compiled: dict = {}
+    calls = 0
+
+    def eval_loss(self, params, batch):
+        _WindowScorer.calls += 1
+        return np.sin(np.asarray(batch, np.float64) @ np.linspace(0.1, 1.0, batch.shape[1]))
+
+
+@pytest.mark.parametrize("curve_batches, final_batches, reused", [(2, 32, True), (2, 5, False),
+                                                                  (3, 9, True)])
+def test_final_losses_read_the_curve_windows_among_the_final_ones(
+        curve_batches, final_batches, reused):
+    """The curve's last point is its own windows' loss whether or not they are among the final
+    evaluation's windows; when they are, no batch is evaluated twice."""
+    tokens = np.random.default_rng(0).integers(0, 256, 40_000).astype(np.int32)
+    data = data_lib.TokenData(None, tokens, tokens, {}, eval_sets={"validation": tokens})
+
+    def sets(n):
+        return {"validation": data_lib.eval_batches(data, n_batches=n, batch_size=8,
+                                                    context_length=31, eval_set="validation")}
+
+    curve_sets, final_sets = sets(curve_batches), sets(final_batches)
+    scorer = _WindowScorer()
+    want_curve = train_lib.evaluate(scorer, None, curve_sets["validation"])
+    want_final = train_lib.evaluate(scorer, None, final_sets["validation"])
+    _WindowScorer.calls = 0
+    losses, curve = train_lib._final_losses(scorer, None, curve_sets, final_sets)
+    assert losses["validation"] == pytest.approx(want_final, rel=1e-12)
+    assert curve == pytest.approx(want_curve, rel=1e-12)
+    assert _WindowScorer.calls == final_batches + (0 if reused else curve_batches)

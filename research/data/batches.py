@@ -337,6 +337,17 @@ def eval_batches(
     ]
 
 
+def window_subset(n_small: int, n_large: int) -> np.ndarray | None:
+    """Where the windows of an evaluation of `n_small` windows sit among those of one of
+    `n_large` windows of the same set (flat indices, in order), or None if not all of them
+    are there. `eval_batches` spreads n windows evenly (window i starts at i * N // n of the
+    N possible), so when n_small divides n_large, window i of the small one is window
+    i * (n_large / n_small) of the large one."""
+    if n_small < 1 or n_large % n_small:
+        return None
+    return np.arange(n_small) * (n_large // n_small)
+
+
 def eval_capacity(data: TokenData, batch_size: int, context_length: int,
                   eval_set: str | None = None) -> int:
     """Whole batches of distinct windows the evaluation set (default: the held-out split) holds;
