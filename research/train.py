@@ -326,6 +326,9 @@ def _final_evaluation(run: _Run, state, final_n, final_units) -> dict:
     with timer.phase("checkpoint_s"):
         checkpoint.save(run.manager, total_steps, state,
                         force=total_steps not in run.manager.all_steps())
+        # Written before the evaluation starts: the save's background writes would otherwise
+        # share the cores with it.
+        run.manager.wait_until_finished()
     with timer.phase("data_s"):
         final_sets = run.eval_sets if final_n == t.eval_batches else \
             _eval_batches(run.data, t, m, final_units, run.trainer)
