@@ -1,6 +1,9 @@
-"""`sweep status` totals the fixed costs and training time of the finished runs."""
+"""`sweep status` totals the fixed costs and training time of the finished runs; the progress
+line's ETA predicts the runs left from them."""
 
 import json
+
+import pytest
 
 from experiments.sweeplib import ledger, report
 from common.files import write_atomic
@@ -37,3 +40,28 @@ def test_status_totals_fixed_costs_and_training_time(tmp_path):
                            "training 20.0s")
     assert "fixed 5.0s per run, 33% of their time" in line
     assert report.timing_totals(sd, runs, {k: _State("pending") for k in states}) is None
+
+
+def test_eta_recovers_a_per_token_plus_per_flop_cost_and_the_fixed_cost():
+    """Training seconds a*tokens + b*FLOPs plus a fixed cost per run, measured on the small
+    runs, predict the large ones exactly (seconds per FLOP alone would not)."""
+    from experiments.sweeplib.report import remaining_seconds
+
+    a, b, fixed = 2e-5, 3e-12, 1.5
+    runs = [(tokens, tokens * flops_per_token) for flops_per_token in (1e4, 1e5, 1e6)
+            for tokens in (1e5, 2e5, 4e5)]
+    finished = [(t, f, a * t + b * f, fixed) for t, f in runs[:4]]
+    left = runs[4:]
+    want = sum(a * t + b * f + fixed for t, f in left)
+    assert remaining_seconds(finished, left) == pytest.approx(want, rel=1e-9)
+    per_flop_only = sum(s for _, _, s, _ in finished) / sum(f for _, f, _, _ in finished)
+    assert per_flop_only * sum(f for _, f in left) > 3 * want  # the old rule's overshoot
+
+
+def test_eta_never_counts_a_negative_cost():
+    """Noisy times whose least-squares fit has a negative term fall back to one term."""
+    from experiments.sweeplib.report import remaining_seconds
+
+    finished = [(1e5, 1e9, 1.0, 0.0), (2e5, 1e10, 1.1, 0.0), (4e5, 1e10, 4.0, 0.0)]
+    assert remaining_seconds(finished, [(1e6, 1e9)]) > 0
+    assert remaining_seconds(finished, [(1e5, 1e12)]) > 0

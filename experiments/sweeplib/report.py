@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import threading
 import time
+
+import numpy as np
 
 from experiments.sweeplib import ledger
 from experiments.sweeplib.layout import SweepDir
@@ -116,11 +119,32 @@ def status_table(sweep_dir: SweepDir, runs, states: dict) -> str:
     return text + (f"\n{totals}" if totals else "")
 
 
+def remaining_seconds(finished: list[tuple[float, float, float, float]],
+                      left: list[tuple[float, float]]) -> float:
+    """Seconds the runs `left` (tokens, FLOPs to train) will take, from the `finished` ones
+    (tokens, FLOPs, training seconds, fixed seconds). Training time is modelled as
+    a * tokens + b * FLOPs with a, b >= 0: a per-token cost dominates the smallest models, a
+    per-FLOP one the larger (seconds per FLOP alone, from a small first run, overshot a
+    7-minute job as 3 hours). Each run adds the median fixed cost (start-up, compilation,
+    evaluation, checkpoints) of the finished ones."""
+    x = np.array([[tok, fl] for tok, fl, _, _ in finished], float)
+    y = np.array([train for _, _, train, _ in finished], float)
+    scale = np.maximum(x.max(axis=0), 1e-30)
+    fits = [np.linalg.lstsq(x / scale, y, rcond=None)[0]]
+    fits += [np.array([y.sum() / max((x / scale)[:, i].sum(), 1e-30) if j == i else 0.0
+                       for j in range(2)]) for i in range(2)]  # one term each, for a, b >= 0
+    coef = min((c for c in fits if (c >= 0).all()),
+               key=lambda c: float(((x / scale) @ c - y) @ ((x / scale) @ c - y)))
+    fixed = statistics.median(f for _, _, _, f in finished)
+    return float(sum((np.array(run) / scale) @ coef + fixed for run in left))
+
+
 class Progress:
     """One sweep-level line on each start and finish: done/total, failures, current run, ETA.
 
-    ETA = seconds per training FLOP of the runs finished so far x FLOPs still to train / workers
-    (before the first run finishes, the plan's benchmark estimate when there is one).
+    ETA = `remaining_seconds` of the runs still to train, fitted on those finished so far,
+    divided among the workers (before the first run finishes, the plan's benchmark estimate
+    when there is one).
     """
 
     def __init__(self, sweep_dir: SweepDir, runs, claims, retries: int, workers: int,
@@ -129,24 +153,25 @@ class Progress:
         self.workers, self.estimates = max(1, workers), estimates or {}
         self.stream = stream or sys.stderr
         self.t0 = time.time()
-        self.spent_s = 0.0
-        self.spent_flops = 0.0
+        self.finished_runs: list[tuple[float, float, float, float]] = []
         self._lock = threading.Lock()
 
     @staticmethod
-    def _trained_flops(run) -> float:
-        return run.flops * run.steps_to_train / run.steps
+    def _to_train(run) -> tuple[float, float]:
+        """(tokens, FLOPs) this sweep trains for the run (a branch only its own steps)."""
+        share = run.steps_to_train / run.steps
+        return run.tokens * share, run.flops * share
 
     def started(self, run, label: str, attempt: int) -> None:
         self._line(f"{label} starts {run.name}" + (f" (attempt {attempt})" if attempt > 1 else ""))
 
     def finished(self, run, outcome: str, reason: str, wall_s: float, fields: dict | None = None) -> None:
-        with self._lock:
-            if outcome == "finished":
-                self.spent_s += wall_s
-                self.spent_flops += self._trained_flops(run)
-        what = f"{run.name} done in {duration(wall_s)}" if outcome == "finished" else f"{run.name} FAILED: {reason}"
         timing = (fields or {}).get("timing")
+        if outcome == "finished":
+            train_s = min(float((timing or {}).get("train_s", wall_s)), wall_s)
+            with self._lock:
+                self.finished_runs.append((*self._to_train(run), train_s, wall_s - train_s))
+        what = f"{run.name} done in {duration(wall_s)}" if outcome == "finished" else f"{run.name} FAILED: {reason}"
         if outcome == "finished" and timing:
             what += f" ({timing_text(timing)})"
         self._line(what)
@@ -155,8 +180,10 @@ class Progress:
         left = [r for r in self.runs if states[r.name].state not in ledger.FINAL]
         if not left:
             return 0.0
-        if self.spent_flops > 0:
-            return self.spent_s / self.spent_flops * sum(map(self._trained_flops, left)) / self.workers
+        if self.finished_runs:
+            with self._lock:
+                finished = list(self.finished_runs)
+            return remaining_seconds(finished, [self._to_train(r) for r in left]) / self.workers
         if self.estimates and all(r.name in self.estimates for r in left):
             return sum(self.estimates[r.name] for r in left) / self.workers
         return None
