@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import sys
 import threading
@@ -168,7 +169,8 @@ class Progress:
     def finished(self, run, outcome: str, reason: str, wall_s: float, fields: dict | None = None) -> None:
         timing = (fields or {}).get("timing")
         if outcome == "finished":
-            train_s = min(float((timing or {}).get("train_s", wall_s)), wall_s)
+            train_s = float((timing or {}).get("train_s", wall_s))
+            train_s = min(train_s, wall_s) if math.isfinite(train_s) and train_s >= 0 else wall_s
             with self._lock:
                 self.finished_runs.append((*self._to_train(run), train_s, wall_s - train_s))
         what = f"{run.name} done in {duration(wall_s)}" if outcome == "finished" else f"{run.name} FAILED: {reason}"
