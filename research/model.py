@@ -111,17 +111,14 @@ class Attention(nn.Module):
         if cfg.position == "rope":
             q_BTHK, k_BTHK = rope(q_BTHK, pos), rope(k_BTHK, pos)
 
-        positions_T = pos["T"]
         if cache is None:
             k_BSHK, v_BSHK, new_cache = k_BTHK, v_BTHK, None
-            key_pos_S = positions_T
         else:
             k_BSHK = jax.lax.dynamic_update_slice(cache["k"], k_BTHK.astype(cache["k"].dtype),
                                                   (0, cache_index, 0, 0))
             v_BSHK = jax.lax.dynamic_update_slice(cache["v"], v_BTHK.astype(cache["v"].dtype),
                                                   (0, cache_index, 0, 0))
             new_cache = {"k": k_BSHK, "v": v_BSHK}
-            key_pos_S = jnp.arange(k_BSHK.shape[1])
 
         scale = mup.attention_scale(cfg)  # 1/sqrt(d_head) under SP (research/mup.py)
         impl = attention_impl(cfg)
@@ -146,8 +143,9 @@ class Attention(nn.Module):
         if cache is None:  # a constant of the program, which XLA fuses into the attention
             with jax.ensure_compile_time_eval():
                 causal_bias_TS = jnp.where(jnp.tril(jnp.ones((T, T), bool)), 0.0, -1e30)
-        else:
-            causal_bias_TS = jnp.where(key_pos_S[None, :] <= positions_T[:, None], 0.0, -1e30)
+        else:  # cache slot s holds position s
+            key_pos_S = jnp.arange(k_BSHK.shape[1])
+            causal_bias_TS = jnp.where(key_pos_S[None, :] <= pos["T"][:, None], 0.0, -1e30)
         logits_BHTS = logits_BHTS.astype(jnp.float32) + causal_bias_TS
         probs_BHTS = jax.nn.softmax(logits_BHTS, axis=-1).astype(dtype)
         mixed_BTHK = jnp.einsum("bhts,bhsk->bhtk", probs_BHTS, v_BHSK).transpose(0, 2, 1, 3)

@@ -130,14 +130,16 @@ def remaining_seconds(finished: list[tuple[float, float, float, float]],
     evaluation, checkpoints) of the finished ones."""
     x = np.array([[tok, fl] for tok, fl, _, _ in finished], float)
     y = np.array([train for _, _, train, _ in finished], float)
-    scale = np.maximum(x.max(axis=0), 1e-30)
-    fits = [np.linalg.lstsq(x / scale, y, rcond=None)[0]]
-    fits += [np.array([y.sum() / max((x / scale)[:, i].sum(), 1e-30) if j == i else 0.0
-                       for j in range(2)]) for i in range(2)]  # one term each, for a, b >= 0
-    coef = min((c for c in fits if (c >= 0).all()),
-               key=lambda c: float(((x / scale) @ c - y) @ ((x / scale) @ c - y)))
+    scale = np.maximum(x.max(axis=0), 1e-30)  # columns of similar size for lstsq
+    xs = x / scale
+    fits = [np.linalg.lstsq(xs, y, rcond=None)[0]]
+    for i in range(2):  # one term alone (total seconds over total units): never negative
+        one = np.zeros(2)
+        one[i] = y.sum() / max(xs[:, i].sum(), 1e-30)
+        fits.append(one)
+    coef = min((c for c in fits if (c >= 0).all()), key=lambda c: float(np.sum((xs @ c - y) ** 2)))
     fixed = statistics.median(f for _, _, _, f in finished)
-    return float(sum((np.array(run) / scale) @ coef + fixed for run in left))
+    return float(sum((np.asarray(run) / scale) @ coef + fixed for run in left))
 
 
 class Progress:
