@@ -5,8 +5,9 @@ Conventions (Kaplan et al. 2020, with attention counted as Hoffmann et al. 2022 
   when it is tied), but include LayerNorms and biases;
 - training FLOPs per token = 3 x forward (backward is twice the forward), where the forward is
   2 x non-embedding matmul weights + attention scores and mixing over the full context
-  (2 x 2 x context x d_model per layer, as the dense masked einsum computes it) + the
-  vocabulary projection (2 x d_model x vocab).
+  (2 x 2 x context x d_model per layer, masked scores included, as is the convention) + the
+  vocabulary projection (2 x d_model x vocab). The model skips most masked scores (query
+  blocks, research/model.py), so at context >= 128 it computes a little less than this.
 """
 
 from __future__ import annotations

@@ -84,6 +84,24 @@ def rope(x_BTHK, pos):
     return out.astype(x_BTHK.dtype)
 
 
+# Without a cache, the einsum attention runs in query blocks of about this many positions (at
+# most MAX_QUERY_BLOCKS), each against only the keys up to its end: the scores above the
+# diagonal, all masked, are mostly never computed (3/4 of the full work at 2 blocks, 5/8 at 4).
+# Interleaved on 2 CPU cores, with identical losses: training steps 0.94x at d256 ctx256
+# (4 blocks) and d16-d64 ctx128 (2 blocks); 32-position blocks were slower at d64 ctx128.
+QUERY_BLOCK = 64
+MAX_QUERY_BLOCKS = 8
+
+
+def query_blocks(T: int) -> list[tuple[int, int]]:
+    """[(start, end)] of the query blocks for a causal pass over T positions."""
+    n = min(MAX_QUERY_BLOCKS, T // QUERY_BLOCK)
+    if n < 2 or T % n:
+        return [(0, T)]
+    size = T // n
+    return [(i * size, (i + 1) * size) for i in range(n)]
+
+
 class Attention(nn.Module):
     cfg: ModelConfig
 
@@ -135,20 +153,31 @@ class Attention(nn.Module):
         # sizes showed no change beyond their run-to-run noise.
         q_BHTK, k_BHSK, v_BHSK = (x.astype(dtype).transpose(0, 2, 1, 3)
                                   for x in (q_BTHK * scale, k_BSHK, v_BSHK))
-        logits_BHTS = jnp.einsum("bhtk,bhsk->bhts", q_BHTK, k_BHSK)
-        logits_BHTS = _constrain(logits_BHTS, ("batch", "act_heads", "length", None))
-        self.sow("intermediates", "logits", logits_BHTS)  # a no-op unless asked for (coord check)
         # The causal mask as an additive bias (0 or -1e30): the same probabilities as a select
         # (exp underflows to exactly 0), and one fused add instead of a select and its gradient.
         if cache is None:  # a constant of the program, which XLA fuses into the attention
             with jax.ensure_compile_time_eval():
                 causal_bias_TS = jnp.where(jnp.tril(jnp.ones((T, T), bool)), 0.0, -1e30)
+            # The coord check reads the whole score matrix, so it gets one block.
+            blocks = [(0, T)] if self.is_mutable_collection("intermediates") else query_blocks(T)
         else:  # cache slot s holds position s
             key_pos_S = jnp.arange(k_BSHK.shape[1])
             causal_bias_TS = jnp.where(key_pos_S[None, :] <= pos["T"][:, None], 0.0, -1e30)
-        logits_BHTS = logits_BHTS.astype(jnp.float32) + causal_bias_TS
-        probs_BHTS = jax.nn.softmax(logits_BHTS, axis=-1).astype(dtype)
-        mixed_BTHK = jnp.einsum("bhts,bhsk->bhtk", probs_BHTS, v_BHSK).transpose(0, 2, 1, 3)
+            blocks = [(0, T)]
+
+        def attend(start, end):
+            """Queries start..end against the keys they can see: the whole cache, or (training,
+            evaluation) the positions before `end`."""
+            S = k_BHSK.shape[2] if cache is not None else end
+            logits_BHTS = jnp.einsum("bhtk,bhsk->bhts", q_BHTK[:, :, start:end], k_BHSK[:, :, :S])
+            logits_BHTS = _constrain(logits_BHTS, ("batch", "act_heads", "length", None))
+            self.sow("intermediates", "logits", logits_BHTS)  # a no-op unless asked (coord check)
+            logits_BHTS = logits_BHTS.astype(jnp.float32) + causal_bias_TS[start:end, :S]
+            probs_BHTS = jax.nn.softmax(logits_BHTS, axis=-1).astype(dtype)
+            return jnp.einsum("bhts,bhsk->bhtk", probs_BHTS, v_BHSK[:, :, :S])
+
+        mixed_BHTK = jnp.concatenate([attend(a, b) for a, b in blocks], axis=2)
+        mixed_BTHK = mixed_BHTK.transpose(0, 2, 1, 3)
         return self._out(mixed_BTHK.reshape(B, T, cfg.d_model), dtype, pdtype, out_std), new_cache
 
     def _out(self, mixed_BTD, dtype, pdtype, out_std):
