@@ -34,7 +34,10 @@ def _matmul_jvp(primals, tangents):
     x_ND = x.reshape(-1, x.shape[-1])
     if x.shape[-1] > w.shape[1]:
         # (w_dot^T @ x^T)^T; transposed: dw^T = barrier(dy^T) @ x, a standard GEMM, then dw.
-        c_FN = lax.dot_general(w_dot.T, x_ND, (((1,), (1,)), ((), ())))
+        # w_dot^T sits behind a barrier too: in the backward that is dw^T's transpose, which
+        # XLA otherwise folds into the dot, making it contract x's leading dimension again.
+        w_dot_T = lax.optimization_barrier(w_dot.T)
+        c_FN = lax.dot_general(w_dot_T, x_ND, (((1,), (1,)), ((), ())))
         y_dot_w = lax.optimization_barrier(c_FN).T.reshape(y.shape)
     else:
         # x^T materialized: the transpose of x^T-dot-w_dot is dw = x^T @ dy, a standard GEMM.

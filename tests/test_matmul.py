@@ -1,5 +1,7 @@
 """The dense layers' matmul and the loss compute what plain autodiff computes."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,6 +41,29 @@ def test_dense_matmul_value_and_gradients_equal_plain_dot_general(d_in, d_out):
                                             a[:2], a[2:]))(x, w, x_dot, w_dot)
     expected = np.asarray(x_dot, np.float64) @ w64 + x64 @ np.asarray(w_dot, np.float64)
     np.testing.assert_allclose(tangent, expected, rtol=1e-5, atol=1e-4)
+
+
+def _contracted_lhs_axes(hlo: str) -> list[tuple[int, int]]:
+    """(contracted axis, rank) of every dot's left operand in an optimized HLO module."""
+    ranks = {m[0]: len(m[1].split(",")) for m in re.findall(r"%(\S+) = f32\[([\d,]+)\]", hlo)}
+    dots = re.findall(r" dot\(%([^,]+), [^)]*\), lhs_batch_dims=\{[\d,]*\}, "
+                      r"lhs_contracting_dims=\{(\d+)\}|"
+                      r" dot\(%([^,]+), [^)]*\), lhs_contracting_dims=\{(\d+)\}", hlo)
+    return [(int(c or c2), ranks[lhs or lhs2]) for lhs, c, lhs2, c2 in dots]
+
+
+@pytest.mark.parametrize("d_in,d_out", [(32, 48), (48, 32)])
+def test_dense_matmul_gradient_runs_as_standard_gemms(d_in, d_out):
+    # XLA's CPU backend sends a dot that contracts its left operand's leading axis to a slow
+    # generic kernel. Every dot of the compiled gradient contracts the left operand's last axis
+    # (in both arrangements: x transposed, or dy and then the product).
+    x = jnp.ones((4, 24, d_in), jnp.float32)
+    w = jnp.ones((d_in, d_out), jnp.float32)
+    grad = jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.sin(dense_dot_general(x, w, DIMS))),
+                            argnums=(0, 1)))
+    axes = _contracted_lhs_axes(grad.lower(x, w).compile().as_text())
+    assert len(axes) == 3  # y, dx and dw
+    assert all(axis == rank - 1 for axis, rank in axes), axes
 
 
 def test_cross_entropy_picks_the_target_logit_exactly():
