@@ -87,8 +87,8 @@ def rope(x_BTHK, pos):
 # Without a cache, the einsum attention runs in query blocks of about this many positions (at
 # most MAX_QUERY_BLOCKS), each against only the keys up to its end: the scores above the
 # diagonal, all masked, are mostly never computed (3/4 of the full work at 2 blocks, 5/8 at 4).
-# Interleaved on 2 CPU cores, with identical losses: training steps 0.94x at d256 ctx256
-# (4 blocks) and d16-d64 ctx128 (2 blocks); 32-position blocks were slower at d64 ctx128.
+# Losses equal up to float rounding. Interleaved on 2 CPU cores: training steps 0.94x at d256
+# ctx256 (4 blocks) and d16-d64 ctx128 (2 blocks); 32-position blocks were slower at d64 ctx128.
 QUERY_BLOCK = 64
 MAX_QUERY_BLOCKS = 8
 
