@@ -44,12 +44,17 @@ def matmul_params(m) -> int:
     return n_layers * (4 * d * d + 2 * d * d_mlp)
 
 
+def attention_flops_per_token(m) -> float:
+    """Forward attention scores and mixing over the full context, every layer."""
+    d, n_layers, _, _ = _dims(m)
+    return float(n_layers * 2 * 2 * int(m.context_length) * d)
+
+
 def forward_flops_per_token(m) -> float:
-    d, n_layers, vocab, _ = _dims(m)
+    d, _, vocab, _ = _dims(m)
     dense = 2 * matmul_params(m)
-    attention = n_layers * 2 * 2 * int(m.context_length) * d
     logits = 2 * d * vocab
-    return float(dense + attention + logits)
+    return float(dense + attention_flops_per_token(m) + logits)
 
 
 def train_flops_per_token(m) -> float:

@@ -237,7 +237,7 @@ def test_analytic_flops_match_xla_cost_analysis():
             cost = trainer.train_step.jitted.lower(state, batch, trainer.schedule).compile().cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
         skipped = 1 - sum(end * (end - start) for start, end in query_blocks(ctx)) / ctx**2
-        attention = 3 * n_layers * 2 * 2 * ctx * d_model  # per token, forward and backward
+        attention = 3 * flops.attention_flops_per_token(c.model)  # forward and backward
         analytic = (flops.train_flops_per_token(c.model) - skipped * attention) * 8 * ctx
         assert 1.0 <= cost["flops"] / analytic < 1.08, (n_layers, d_model, cost["flops"] / analytic)
 
