@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from research.config import ModelConfig
 from research import mup
-from research.matmul import dense_dot_general
+from research.matmul import add_over_batch, dense_dot_general
 
 
 
@@ -264,7 +264,7 @@ class GPT(nn.Module):
                 pos_TD = jax.lax.slice_in_dim(wpe_SD, cache_index, cache_index + T, axis=0)
             else:
                 pos_TD = jnp.take(wpe_SD, pos["T"], axis=0)
-            x_BTD = x_BTD + pos_TD.astype(dtype)[None]
+            x_BTD = add_over_batch(x_BTD, pos_TD.astype(dtype))  # see research/matmul.py
         x_BTD = _constrain(x_BTD, ("batch", "length", "act_embed"))
 
         x_BTD, new_cache = _blocks(cfg, x_BTD, cache, pos, cache_index)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from research.matmul import dense_dot_general
+from research.matmul import add_over_batch, dense_dot_general
 from research.model import cross_entropy
 
 DIMS = (((2,), (0,)), ((), ()))
@@ -77,3 +77,26 @@ def test_cross_entropy_picks_the_target_logit_exactly():
     softmax /= softmax.sum(-1, keepdims=True)
     expected = (softmax - np.eye(11)[targets]) / targets.size
     np.testing.assert_allclose(grad, expected, atol=1e-6)
+
+
+def test_add_over_batch_equals_broadcast_add_and_its_table_gradient_is_a_dot():
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(6, 8, 5)), jnp.float32)
+    table = jnp.asarray(rng.normal(size=(8, 5)), jnp.float32)
+    dy = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+    np.testing.assert_array_equal(add_over_batch(x, table), x + table[None])
+    grad = jax.jit(jax.grad(lambda x, t, dy: jnp.sum(add_over_batch(x, t) * dy), argnums=(0, 1)))
+    dx, dtable = grad(x, table, dy)
+    np.testing.assert_array_equal(dx, dy)
+    np.testing.assert_allclose(dtable, np.asarray(dy, np.float64).sum(0), rtol=1e-5, atol=1e-5)
+    # Forward mode: the tangent is x_dot + table_dot on every batch row.
+    x_dot = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+    t_dot = jnp.asarray(rng.normal(size=table.shape), jnp.float32)
+    _, tangent = jax.jvp(add_over_batch, (x, table), (x_dot, t_dot))
+    np.testing.assert_allclose(tangent, x_dot + t_dot[None], rtol=1e-6, atol=1e-6)
+    # The table's gradient is a dot with ones, not a reduce over the batch axis (100x slower on
+    # XLA's CPU backend at [16, 256, 256]).
+    hlo = grad.lower(x, table, dy).compile().as_text()
+    assert " dot(" in hlo, "the table gradient should be a dot"
+    batch_reduce = re.search(r"reduce\([^\n]*dimensions=\{0\}", hlo)
+    assert not batch_reduce, "a reduce over the batch axis is back"
