@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from experiments import cli
+from experiments import cli, compare_torch
 
 PROG = "python -m experiments.bench"
 
@@ -20,22 +20,16 @@ def build_parser() -> cli.ArgumentParser:
                    help="timed steps after compilation and one warm-up step")
     torch = p.add_argument_group("PyTorch comparison (experiments/compare_torch.py)")
     torch.add_argument("--compare-torch", action="store_true",
-                       help="time configs a, b, c against the PyTorch eager peer, interleaved, "
-                            "and print the ratios")
-    torch.add_argument("--torch-python", default=None, metavar="PYTHON",
-                       help="a Python with torch installed (default: $TORCH_PYTHON)")
-    torch.add_argument("--torch-script", default=None, metavar="FILE",
-                       help="the peer (default: shared/bench/torch_gpt.py beside the repository)")
-    torch.add_argument("--rounds", type=int, default=3, help="interleaved rounds per config")
+                       help="time configs a, b, c (or --configs) against the PyTorch eager "
+                            "peer, interleaved, and print the ratios")
+    compare_torch.add_arguments(torch)
     return p
 
 
 def main(argv) -> int:
     args, overrides = cli.parse(build_parser(), argv)
     if args.compare_torch:
-        from experiments import compare_torch
-        compare_torch.compare(rounds=args.rounds, steps=args.steps, torch_py=args.torch_python,
-                              script=args.torch_script)
+        compare_torch.run(args)
         return 0
     config = cli.load_run_config(args.config, overrides)
     cli.quiet_absl()

@@ -1,6 +1,6 @@
 """Our train step against the PyTorch eager peer (shared/bench/torch_gpt.py), interleaved.
 
-  python -m experiments.bench --compare-torch [--torch-python PY] [--rounds 3] [--steps 5]
+  python -m experiments.bench --compare-torch [--torch-python PY] [--rounds 3] [--configs a,c]
   bash scripts/compare_torch.sh
 
 For each config (a: d256 L4 ctx256 b16, b: d512 L8 ctx256 b8, c: d128 L2 ctx128 b32) it alternates
@@ -162,25 +162,21 @@ def summary(rows) -> str:
     return "\n".join(lines)
 
 
-def build_parser():
+def add_arguments(group) -> None:
+    """The peer's options, shared with `experiments.bench --compare-torch`."""
+    group.add_argument("--torch-python", default=None, metavar="PYTHON",
+                       help="a Python with torch installed (default: $TORCH_PYTHON)")
+    group.add_argument("--torch-script", default=None, metavar="FILE",
+                       help="the peer (default: shared/bench/torch_gpt.py beside the repository)")
+    group.add_argument("--rounds", type=int, default=3, help="interleaved rounds per config")
+    group.add_argument("--configs", default="a,b,c", metavar="LIST",
+                       help=f"comma-separated configs to time, of {', '.join(CONFIGS)}")
+
+
+def run(args) -> None:
+    """Checks --configs, then compares (args as parsed with add_arguments, plus --steps)."""
     from experiments import cli
 
-    p = cli.parser("python -m experiments.compare_torch", __doc__)
-    p.add_argument("--torch-python", default=None, metavar="PYTHON",
-                   help="a Python with torch installed (default: $TORCH_PYTHON)")
-    p.add_argument("--torch-script", default=None, metavar="FILE",
-                   help="the peer (default: shared/bench/torch_gpt.py beside the repository)")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per config")
-    p.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
-    p.add_argument("--configs", default="a,b,c", metavar="LIST",
-                   help=f"comma-separated configs to time, of {', '.join(CONFIGS)}")
-    return p
-
-
-def main(argv) -> int:
-    from experiments import cli
-
-    args, _ = cli.parse(build_parser(), argv, allow_overrides=False)
     names = cli.split_list(args.configs, "--configs")
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
@@ -188,6 +184,22 @@ def main(argv) -> int:
     cli.quiet_absl()
     compare(tuple(names), rounds=args.rounds, steps=args.steps, torch_py=args.torch_python,
             script=args.torch_script)
+
+
+def build_parser():
+    from experiments import cli
+
+    p = cli.parser("python -m experiments.compare_torch", __doc__)
+    add_arguments(p)
+    p.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
+    return p
+
+
+def main(argv) -> int:
+    from experiments import cli
+
+    args, _ = cli.parse(build_parser(), argv, allow_overrides=False)
+    run(args)
     return 0
 
 

@@ -87,6 +87,14 @@ def test_compare_torch_has_a_command_line(monkeypatch, capsys):
     assert "--torch-python" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("module,argv", [("experiments.compare_torch", []),
+                                         ("experiments.bench", ["--compare-torch"])])
+def test_both_torch_comparison_commands_refuse_an_unknown_config(module, argv, monkeypatch, capsys):
+    # Checked before any torch interpreter is looked for, so this needs no torch.
+    assert run_module(module, argv + ["--configs", "a,z"], monkeypatch) == 2
+    assert capsys.readouterr().err.strip() == "error: unknown config 'z'; choose from a, b, c"
+
+
 # --- analysis inputs ----------------------------------------------------------------------
 
 def test_parquet_and_tsv_tables_load_like_csv(tmp_path):
